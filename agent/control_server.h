@@ -1,0 +1,54 @@
+// ControlServer: the gRPC Control service on a unix socket, read by nodeagentctl.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "agent/module.h"
+#include "agent/state_store.h"
+#include "common/result.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace nodeagent::agent {
+
+struct ControlBackend {
+  StateStore* store = nullptr;
+  std::string nodeName;
+  bool dryRun = false;
+  std::chrono::system_clock::time_point started;
+  std::function<Json()> configJson;        // the effective config
+  std::function<std::string()> configSource;
+  std::function<Module*(const std::string&)> findModule;
+};
+
+struct SocketSpec {
+  std::string path;
+  unsigned mode = 0660;
+  std::string group;  // applied when the group exists
+};
+
+class ControlServer {
+ public:
+  explicit ControlServer(ControlBackend backend);
+  ~ControlServer();
+  // Binds the socket (replacing a stale one), sets its mode and group, starts serving.
+  [[nodiscard]] Result<void> start(const SocketSpec& socket);
+  void stop();
+
+ private:
+  class Service;
+  ControlBackend backend_;
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string socketPath_;
+};
+
+// One line for STATUS= and `nodeagentctl status`: "healthy: sysctl 42/42 in sync; ...".
+std::string summarize(const std::vector<ModuleSnapshot>& modules);
+
+}  // namespace nodeagent::agent

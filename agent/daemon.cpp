@@ -1,0 +1,261 @@
+#include "agent/daemon.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <iostream>
+#include <atomic>
+#include <map>
+#include <thread>
+#include <memory>
+#include <mutex>
+
+#include "agent/config.h"
+#include "agent/control_server.h"
+#include "agent/module_runner.h"
+#include "agent/modules.h"
+#include "agent/state_store.h"
+#include "agent/version.h"
+#include "common/files.h"
+#include "common/log.h"
+#include "systemd/notify.h"
+
+namespace nodeagent::agent {
+
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+// Loads the config the options name: an explicit path must exist; the default path is
+// used when present, else the built-in defaults. Flags override file values.
+Result<Config> loadEffectiveConfig(const DaemonOptions& o) {
+  Result<Config> config;
+  if (!o.configPath.empty()) {
+    config = loadConfigFile(o.configPath);
+  } else if (pathExists(kDefaultConfigPath)) {
+    config = loadConfigFile(kDefaultConfigPath);
+  } else {
+    config = parseConfig("", "<built-in>");
+  }
+  if (!config) return config;
+  if (!o.socketOverride.empty()) config->control.socket = o.socketOverride;
+  if (!o.stateDirOverride.empty()) config->agent.stateDir = o.stateDirOverride;
+  if (!o.logFormatOverride.empty()) config->agent.logFormat = o.logFormatOverride;
+  if (!o.logLevelOverride.empty()) config->agent.logLevel = o.logLevelOverride;
+  return config;
+}
+
+class Daemon {
+ public:
+  explicit Daemon(const DaemonOptions& o) : opts_(o), logger_(log::get("agent")) {}
+
+  int run(Config config) {
+    config_ = std::move(config);
+    started_ = std::chrono::system_clock::now();
+    nodeName_ = resolveNodeName(config_);
+    if (!opts_.dryRun) {
+      if (auto r = makeDirs(config_.agent.stateDir, 0750); !r) {
+        logger_->error("cannot create state directory: {}", r.error().message());
+        return 1;
+      }
+    }
+    auto modules = createModules(config_, opts_, [this](const std::string& name) { return makeContext(name); });
+    if (!modules) {
+      logger_->error("cannot set up modules: {}", modules.error().message());
+      return 1;
+    }
+    modules_ = std::move(*modules);
+    RunnerTiming timing{config_.agent.minInterval, config_.agent.maxInterval};
+    for (auto& m : modules_) runners_[m->name()] = std::make_unique<ModuleRunner>(*m, store_, timing, opts_.dryRun);
+
+    if (opts_.once) return runOnce();
+
+    logger_->info("nodeagentd {} starting on node {} with config {}{}", kVersion, nodeName_, config_.source,
+                  opts_.dryRun ? " (dry run: nothing will be changed)" : "");
+    ControlServer server(ControlBackend{
+        .store = &store_,
+        .nodeName = nodeName_,
+        .dryRun = opts_.dryRun,
+        .started = started_,
+        .configJson = [this] { std::lock_guard l(configMu_); return config_.toJson(); },
+        .configSource = [this] { std::lock_guard l(configMu_); return config_.source; },
+        .findModule = [this](const std::string& n) -> Module* {
+          for (auto& m : modules_)
+            if (m->name() == n) return m.get();
+          return nullptr;
+        }});
+    if (auto r = server.start({config_.control.socket, config_.control.socketMode, config_.control.socketGroup}); !r) {
+      logger_->error("control socket: {}", r.error().message());
+      return 1;
+    }
+    logger_->info("control socket listening on {}", config_.control.socket);
+    for (auto& [_, r] : runners_) r->start();
+    int rc = mainLoop();
+    systemd::notify("STOPPING=1");
+    logger_->info("stopping");
+    for (auto& [_, r] : runners_) r->stop();
+    for (auto& m : modules_) m->stop();
+    store_.close();
+    server.stop();
+    logger_->info("stopped");
+    return rc;
+  }
+
+ private:
+  ModuleContext makeContext(const std::string& name) {
+    return ModuleContext{
+        .store = &store_,
+        .dryRun = opts_.dryRun,
+        .stateDir = config_.agent.stateDir + "/" + name,
+        .trigger = [this, name] {
+          std::lock_guard l(runnersMu_);
+          if (auto it = runners_.find(name); it != runners_.end()) it->second->trigger();
+        }};
+  }
+
+  int runOnce() {
+    bool ok = true;
+    for (auto& m : modules_) {
+      auto r = runners_[m->name()]->runOnce(true);
+      ok = ok && r.has_value();
+    }
+    for (auto& m : modules_) m->stop();
+    auto mods = store_.snapshot();
+    std::cout << summarize(mods) << std::endl;
+    return ok ? 0 : 1;
+  }
+
+  bool allFirstPassesDone() const {
+    for (const auto& m : modules_) {
+      auto s = store_.get(m->name());
+      if (!s || !s->runner.firstPassDone) return false;
+    }
+    return true;
+  }
+
+  void reload() {
+    logger_->info("SIGHUP: reloading config");
+    systemd::notify("RELOADING=1");
+    auto next = loadEffectiveConfig(opts_);
+    if (!next) {
+      logger_->error("reload rejected, keeping the running config: {}", next.error().message());
+      systemd::notify("READY=1\nSTATUS=reload rejected: " + next.error().message().substr(0, 200));
+      return;
+    }
+    if (next->control.socket != config_.control.socket || next->agent.stateDir != config_.agent.stateDir)
+      logger_->warn("control.socket and agent.state_dir changes take effect at the next restart");
+    if (auto level = log::parseLevel(next->agent.logLevel)) log::setLevel(*level);
+    {
+      std::lock_guard l(configMu_);
+      auto keepSocket = config_.control;
+      auto keepState = config_.agent.stateDir;
+      config_ = std::move(*next);
+      config_.control = keepSocket;
+      config_.agent.stateDir = keepState;
+    }
+    RunnerTiming timing{config_.agent.minInterval, config_.agent.maxInterval};
+    for (auto& m : modules_) {
+      m->reload(config_);
+      runners_[m->name()]->setTiming(timing);
+      runners_[m->name()]->trigger();
+    }
+    logger_->info("config reloaded from {}", config_.source);
+    systemd::notify("READY=1");
+  }
+
+  // Tells systemd READY=1 once every module finished its first pass, and STATUS= whenever
+  // the one-line summary changes. Wakes only on state changes.
+  void notifierLoop() {
+    bool ready = false;
+    std::string lastStatus;
+    uint64_t seen = 0;
+    for (;;) {
+      seen = store_.waitForChange(seen, steady_clock::now() + std::chrono::hours(24));
+      if (stopping_) return;
+      auto status = summarize(store_.snapshot());
+      if (!ready && allFirstPassesDone()) {
+        ready = true;
+        lastStatus = status;
+        systemd::notify("READY=1\nSTATUS=" + status);
+        logger_->info("ready: {}", status);
+      } else if (ready && status != lastStatus) {
+        lastStatus = status;
+        systemd::notify("STATUS=" + status);
+      }
+    }
+  }
+
+  // Signals and watchdog pings; sleeps in between.
+  int mainLoop() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    auto wd = systemd::watchdogInterval();
+    auto tick = wd ? std::chrono::duration_cast<milliseconds>(*wd) / 2 : milliseconds(3'600'000);
+    std::thread notifier([this] { notifierLoop(); });
+    int rc = 0;
+    for (;;) {
+      struct timespec ts{tick.count() / 1000, (tick.count() % 1000) * 1'000'000};
+      int sig = sigtimedwait(&set, nullptr, &ts);
+      if (sig == SIGTERM || sig == SIGINT) {
+        logger_->info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        break;
+      }
+      if (sig == SIGHUP) reload();
+      if (wd) systemd::notify("WATCHDOG=1");
+    }
+    stopping_ = true;
+    store_.close();
+    notifier.join();
+    return rc;
+  }
+
+  const DaemonOptions& opts_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::mutex configMu_;
+  Config config_;
+  std::string nodeName_;
+  std::chrono::system_clock::time_point started_;
+  StateStore store_;
+  std::vector<std::unique_ptr<Module>> modules_;
+  std::mutex runnersMu_;
+  std::map<std::string, std::unique_ptr<ModuleRunner>> runners_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace
+
+int runDaemon(const DaemonOptions& options) {
+  auto config = loadEffectiveConfig(options);
+  if (!config) {
+    std::fprintf(stderr, "nodeagentd: invalid config:\n%s\n", config.error().message().c_str());
+    return 2;
+  }
+  if (options.checkConfig) {
+    std::printf("# config OK: %s\n%s", config->source.c_str(), config->toJson().toYaml().c_str());
+    return 0;
+  }
+  auto format = log::parseFormat(config->agent.logFormat);
+  auto level = log::parseLevel(config->agent.logLevel);
+  if (!format || !level) {
+    std::fprintf(stderr, "nodeagentd: %s\n", (!format ? format.error() : level.error()).message().c_str());
+    return 2;
+  }
+  log::setup(*format, *level);
+  // Signals are taken synchronously by the main loop; block them before any thread starts.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  Daemon d(options);
+  return d.run(std::move(*config));
+}
+
+}  // namespace nodeagent::agent

@@ -1,0 +1,24 @@
+// Small file helpers: whole-file read and atomic replace (temp file + fsync + rename).
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+
+#include "common/result.h"
+
+namespace nodeagent {
+
+[[nodiscard]] Result<std::string> readFile(const std::string& path);
+
+// Writes `content` to `path` so that readers see either the old or the new file, never a
+// partial one: a temp file in the same directory, fsync, rename, fsync of the directory.
+[[nodiscard]] Result<void> writeFileAtomic(const std::string& path, std::string_view content,
+                                           mode_t mode = 0644);
+
+// mkdir -p with the given mode for the directories it creates.
+[[nodiscard]] Result<void> makeDirs(const std::string& path, mode_t mode = 0755);
+
+bool pathExists(const std::string& path);
+
+}  // namespace nodeagent
