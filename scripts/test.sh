@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test tier: unit, netns (real kernel in network namespaces), vm (real IPVS in a
+# QEMU VM), cri (real containerd and registry on 127.0.0.1), kube (API test server).
+# Needs root (namespaces, VMs) and the packages of scripts/install-deps.sh.
+# A tier that cannot run fails; nothing passes by skipping. Extra args go to ctest
+# (e.g. -L unit, -R sysctl).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${BUILD_DIR:-$root/build}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test.sh: the netns, vm and cri tiers need root; run as root" >&2
+  exit 1
+fi
+"$root/scripts/build.sh"
+cd "$build"
+ctest --output-on-failure --timeout 1800 "$@"
