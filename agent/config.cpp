@@ -66,6 +66,9 @@ Json Config::toJson() const {
                        .set("socket", control.socket)
                        .set("socket_group", control.socketGroup)
                        .set("socket_mode", octal(control.socketMode)));
+  j.set("kube", kube::toJson(kube));
+  j.set("metrics", kube::metricsToJson(outputs));
+  j.set("status_file", kube::statusFileToJson(outputs));
   return j;
 }
 
@@ -78,6 +81,9 @@ Result<Config> parseConfig(const std::string& text, const std::string& source) {
   ConfigMap top(*doc, "", errors);
   parseAgent(top.map("agent"), config.agent);
   parseControl(top.map("control"), config.control);
+  kube::parseConfig(top.map("kube"), config.kube);
+  kube::parseMetricsConfig(top.map("metrics"), config.outputs);
+  kube::parseStatusFileConfig(top.map("status_file"), config.outputs);
   top.finish();
   if (auto r = errors.toResult(); !r) return fail(r.error());
   return config;

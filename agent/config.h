@@ -5,6 +5,7 @@
 #include <chrono>
 #include <string>
 
+#include "agent/kube/config.h"
 #include "common/json.h"
 #include "common/result.h"
 
@@ -29,6 +30,8 @@ struct Config {
   std::string source = "<built-in>";  // the file it came from
   AgentSection agent;
   ControlSection control;
+  kube::Config kube;              // kube: API server access, node status, events
+  kube::OutputsConfig outputs;    // metrics: and status_file:
 
   // The effective config, every default filled in (for --check-config and `config show`).
   Json toJson() const;
