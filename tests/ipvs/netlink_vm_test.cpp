@@ -78,9 +78,13 @@ TEST_F(NetlinkVm, ProgramsWhatIpvsadmReadsBack) {
   ASSERT_EQ(listed->size(), 5u);
   for (const auto& s : *listed) {
     for (const auto& want : {web, dns, v6, fwm, sctp}) {
-      if (want.key == s.service.key) EXPECT_EQ(s.service, want) << want.key.toString();
+      if (want.key == s.service.key) {
+        EXPECT_EQ(s.service, want) << want.key.toString();
+      }
     }
-    if (s.service.key == web.key) ASSERT_EQ(s.dests.size(), 2u);
+    if (s.service.key == web.key) {
+      ASSERT_EQ(s.dests.size(), 2u);
+    }
   }
 
   // Adding again is "already there"; deleting twice is "already gone"; both succeed.
