@@ -102,7 +102,7 @@ std::string describe(KeyError e, const KernelTree& tree, const Error& err, bool 
     case KeyError::kReadOnly:
       return "read-only: the kernel refuses writes to it";
     case KeyError::kRejected:
-      return "rejected by the kernel: " + err.message();
+      return "rejected by the kernel: " + err.code().message();
     default:
       (void)tree;
       return err.message();

@@ -60,7 +60,8 @@ class FakeTree : public ::testing::Test {
   }
   Json details() const { return store_.get("sysctl")->state.details; }
   Json keyState(const std::string& key) const {
-    for (const auto& k : details().get("keys").asArray())
+    Json keys = details().get("keys");
+    for (const auto& k : keys.asArray())
       if (k.get("key").asString() == key) return k;
     return Json();
   }
