@@ -126,6 +126,12 @@ std::vector<PlanItem> Tuner::plan(const std::vector<KeySpec>& keys) const {
       item.current = *cur;
       if (satisfies(spec, *cur)) {
         item.action = Action::kNone;
+      } else if (::access(tree_.pathOf(spec.key).c_str(), W_OK) != 0) {
+        // procfs answers access(2) from the entry's own mode, even for root: a key that is
+        // read-only (or read-only in this network namespace) shows up in the plan already.
+        item.action = Action::kError;
+        item.error = tree_.classify(spec.key, errno);
+        item.message = describe(item.error, tree_, Error::fromErrno("access"), true);
       } else {
         item.action = Action::kSet;
         item.target = targetValue(spec, *cur);
