@@ -67,6 +67,7 @@ Json Config::toJson() const {
                        .set("socket_group", control.socketGroup)
                        .set("socket_mode", octal(control.socketMode)));
   j.set("ipvs", ipvs::toJson(ipvs));
+  j.set("sysctl", sysctl::toJson(sysctl));
   return j;
 }
 
@@ -80,6 +81,7 @@ Result<Config> parseConfig(const std::string& text, const std::string& source) {
   parseAgent(top.map("agent"), config.agent);
   parseControl(top.map("control"), config.control);
   ipvs::parseConfig(top.map("ipvs"), config.ipvs);
+  sysctl::parseConfig(top.map("sysctl"), config.sysctl);
   top.finish();
   if (auto r = errors.toResult(); !r) return fail(r.error());
   return config;

@@ -63,12 +63,12 @@ ReconcilerOptions optionsFrom(const Config& c) {
   return o;
 }
 
-std::string kernelRelease() {
+}  // namespace
+
+std::string runningKernelRelease() {
   utsname u{};
   return ::uname(&u) == 0 ? u.release : "";
 }
-
-}  // namespace
 
 std::vector<SysctlWant> wantedSysctls(const std::string& release) {
   std::vector<SysctlWant> out = {
@@ -138,30 +138,6 @@ Result<void> IpvsModule::ensureOpen() {
   return {};
 }
 
-void IpvsModule::applySysctls() {
-  auto log = log::get("ipvs");
-  // TODO(#3): contribute these through the sysctl module once it is on main.
-  for (const auto& w : wantedSysctls(kernelRelease())) {
-    std::string path = procRoot_ + "/sys/" + w.key;
-    for (auto& c : path)
-      if (&c > &path[procRoot_.size() + 5] && c == '.') c = '/';
-    auto cur = readFile(path);
-    if (!cur) continue;  // IPVS not loaded yet: the netlink open reports that
-    std::string v = *cur;
-    while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
-    if (v == w.value) continue;
-    if (auto r = writeFileAtomic(path, w.value + "\n"); !r) {
-      // /proc/sys files cannot be renamed over: write in place.
-      FILE* f = std::fopen(path.c_str(), "w");
-      if (f) {
-        std::fputs(w.value.c_str(), f);
-        std::fclose(f);
-      }
-    }
-    log->info("set {} = {} (was {}): {}", w.key, w.value, v, w.reason);
-  }
-}
-
 Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
   if (auto r = ensureOpen(); !r) return fail(r.error());
   auto log = log::get("ipvs");
@@ -177,7 +153,6 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
     }
   }
   if (pass.fullRead && !pass.dryRun) {
-    if (config_.sysctls) applySysctls();
     Timeouts want{static_cast<uint32_t>(config_.tcpTimeout.count() / 1000),
                   static_cast<uint32_t>(config_.tcpFinTimeout.count() / 1000),
                   static_cast<uint32_t>(config_.udpTimeout.count() / 1000)};

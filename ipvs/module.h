@@ -26,7 +26,9 @@ struct SysctlWant {
 };
 // net.ipv4.vs.* as kube-proxy sets them; conn_reuse_mode only on kernels 4.1 to 5.8
 // (from 5.9 the kernel's default no longer stalls reused connections: left as is).
+// The sysctl module applies them (agent/modules.cpp contributes them to its config).
 std::vector<SysctlWant> wantedSysctls(const std::string& kernelRelease);
+std::string runningKernelRelease();  // uname -r
 
 class IpvsModule final : public agent::Module {
  public:
@@ -48,7 +50,6 @@ class IpvsModule final : public agent::Module {
   [[nodiscard]] Result<void> ensureOpen();
   void publish(const SyncReport* report, const std::optional<Error>& error);
   Json listJson();
-  void applySysctls();
 
   agent::ModuleContext ctx_;
   std::string procRoot_;

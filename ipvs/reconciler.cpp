@@ -180,6 +180,8 @@ Result<void> Reconciler::finishDrains(SyncReport& report, bool dryRun) {
     if (!results) return fail(results.error());
     for (size_t i = 0; i < ops.size(); ++i) {
       if ((*results)[i].ok()) {
+        log::get("ipvs")->info("drain of {} {} over: {}", ops[i].service.key.toString(), ops[i].dest.key.toString(),
+                               ops[i].toString());
         record(ops[i]);
         report.planned.push_back(ops[i]);
         ++report.applied;

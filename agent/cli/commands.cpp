@@ -8,6 +8,11 @@ const std::vector<CommandSpec>& moduleCommands() {
       {.module = "ipvs", .command = "list", .help = "IPVS services and endpoints (as ipvsadm -Ln) with the agent's view"},
       {.module = "ipvs", .command = "plan", .help = "the IPVS changes a sync would make (reads the kernel, changes nothing)"},
       {.module = "ipvs", .command = "sync", .help = "read the kernel table and converge now", .mutating = true},
+      {.module = "sysctl", .command = "plan", .help = "current and desired value of every managed sysctl"},
+      {.module = "sysctl", .command = "status", .help = "per-key state, drift counts and where each key comes from"},
+      {.module = "sysctl", .command = "apply", .help = "apply the desired sysctls now (resumes after a revert)", .mutating = true},
+      {.module = "sysctl", .command = "revert", .help = "restore the saved original values and remove the sysctl.d file", .mutating = true},
+      {.module = "sysctl", .group = "conntrack", .command = "stats", .help = "conntrack fill level and per-CPU statistics"},
   };
   return kCommands;
 }

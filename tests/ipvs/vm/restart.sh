@@ -37,6 +37,7 @@ after="$(sed -n '/---- restart ----/,$p' /tmp/na/agent.log)"
 check "restart made no service deletes or adds" bash -c "! grep -qE 'ipvsadm -(D|A) ' <<< \"\$1\"" _ "$after"
 check "weight-0 leftover deleted by the restarted agent" wait_for 10 bash -c "! ipvsadm -Ln -t 10.97.0.1:80 | grep -q 10.244.0.2"
 grep -E 'ipvsadm -' <<< "$after" | head -5
+check "the only change after restart is finishing the drain" bash -c "[ \"\$(grep -oE 'ipvsadm -[a-zA-Z] .*' <<< \"\$1\" | sort -u)\" = 'ipvsadm -d -t 10.97.0.1:80 -r 10.244.0.2:80' ]" _ "$after"
 check "foreign service untouched" bash -c "ipvsadm -Ln | grep -q '10.1.1.1:80'"
 kill "$agent_pid"; wait "$agent_pid"
 [ "$fails" -eq 0 ] || show_log
