@@ -28,6 +28,8 @@ agent:
     min_interval: 100ms
 control:
   socket: /tmp/na/agent.sock
+sysctl:
+  profile: none        # only the keys the IPVS module contributes
 ipvs:
   enabled: true
   services_file: /tmp/na/services.yaml
@@ -39,6 +41,8 @@ start_agent() {
   nodeagentd --config /tmp/na/config.yaml --log-level debug >> /tmp/na/agent.log 2>&1 &
   agent_pid=$!
 }
+# ipvs_in_sync: the IPVS module's last pass found nothing to change.
+ipvs_in_sync() { nodeagentctl status -o json | grep -qE 'services, [0-9]+ endpoints, [0-9]+ draining, in sync'; }
 show_log() { echo "---- agent log (tail) ----"; tail -40 /tmp/na/agent.log; }
 # netns NAME IP HOSTIP: a namespace joined to the guest by a veth pair.
 netns() {
