@@ -5,6 +5,17 @@ namespace nodeagent::cli {
 const std::vector<CommandSpec>& moduleCommands() {
   static const std::vector<CommandSpec> kCommands = {
       {.module = "node", .command = "facts", .help = "what the agent knows about this node"},
+      {.module = "imagepull", .group = "images", .command = "list", .help = "images the agent prefetches, per tier and state"},
+      {.module = "imagepull", .group = "images", .command = "status", .help = "prefetch status: runtime, disk guard, counts, every image"},
+      {.module = "imagepull",
+       .group = "images",
+       .command = "pull",
+       .help = "pull an image now, ahead of queued lower tiers (live progress on a terminal; exit 1 if it fails)",
+       .args = {"IMAGE"},
+       .options = {{.name = "tier", .help = "base, business (default) or environment"}},
+       .mutating = true},
+      {.module = "imagepull", .group = "images", .command = "forget", .help = "stop tracking a requested image (the runtime keeps it)",
+       .args = {"IMAGE"}, .mutating = true},
   };
   return kCommands;
 }
