@@ -59,7 +59,7 @@ class ImageService {
   [[nodiscard]] virtual Result<void> remove(const std::string& image) = 0;
   [[nodiscard]] virtual Result<std::vector<ImageInfo>> list() = 0;
   [[nodiscard]] virtual Result<std::vector<FsUsage>> fsInfo() = 0;
-  // Cancels pulls in flight (at shutdown); they fail with Cancelled.
+  // Cancels pulls in flight and refuses new ones (at shutdown); they fail with Cancelled.
   virtual void cancelAll() {}
 };
 

@@ -277,6 +277,7 @@ std::optional<DiskUsage> Prefetcher::diskLocked(std::unique_lock<std::mutex>& lo
 void Prefetcher::runOne(std::unique_lock<std::mutex>& lock, ImageRecord& r) {
   auto logger = log::get("imagepull");
   auto start = steady_clock::now();
+  const PullState before = r.state;
   r.state = PullState::kPulling;
   r.startedAt = start;
   r.waitReason.clear();
@@ -336,7 +337,7 @@ void Prefetcher::runOne(std::unique_lock<std::mutex>& lock, ImageRecord& r) {
       char why[256];
       std::snprintf(why, sizeof why, "image file system %s is %.1f%% used, above the %.0f%% high-water mark",
                     d->mountpoint.c_str(), d->usedPercent, opts.diskHighWaterPercent);
-      if (r.state != PullState::kWaitingForDisk || r.waitReason != why)
+      if (before != PullState::kWaitingForDisk)
         logger->warn("holding {} ({}): {}", image, tierName(tier), why);
       r.state = PullState::kWaitingForDisk;
       r.waitReason = why;

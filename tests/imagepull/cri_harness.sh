@@ -187,7 +187,7 @@ cmd_blob_gets() {
   local dir=$1
   # shellcheck disable=SC1091
   source "$dir/env"
-  grep -c '"GET /v2/[^ ]*/blobs/sha256:[0-9a-f]* HTTP' "$REGISTRY_LOG" || true
+  grep -cE '"GET /v2/[^ ]*/blobs/sha256:[0-9a-f]+[? ]' "$REGISTRY_LOG" || true
 }
 
 sub=${1:-}; shift || true

@@ -7,6 +7,7 @@ BASE share that base layer byte for byte (deterministic random data seeded by th
 a registry access log shows whether shared blobs are fetched once. Prints one line per image:
 NAME:TAG followed by the digests of its blobs (config, layers).
 """
+import gzip
 import hashlib
 import io
 import json
@@ -50,8 +51,10 @@ def main():
         base, sizes = recipe.split("/", 1)
         base_kib, own_kib = (int(x) for x in sizes.split("+"))
         layers = [layer_tar("base:" + base, base_kib), layer_tar("own:" + ref, own_kib)]
-        descs = [dict(blob(layout, l), mediaType="application/vnd.oci.image.layer.v1.tar") for l in layers]
-        diff_ids = [d["digest"] for d in descs]  # uncompressed layers: diff id == digest
+        # gzip-compressed (deterministically) so skopeo pushes the blobs as they are.
+        descs = [dict(blob(layout, gzip.compress(l, mtime=0)), mediaType="application/vnd.oci.image.layer.v1.tar+gzip")
+                 for l in layers]
+        diff_ids = ["sha256:" + hashlib.sha256(l).hexdigest() for l in layers]
         config = {
             "architecture": "amd64", "os": "linux",
             "config": {"Cmd": ["/bin/true"], "Labels": {"nodeagent.test": ref}},
@@ -67,7 +70,7 @@ def main():
         index["manifests"] = [m for m in index["manifests"]
                               if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != ref]
         index["manifests"].append(mdesc)
-        print(ref, cdesc["digest"], *diff_ids)
+        print(ref, cdesc["digest"], *(d["digest"] for d in descs))
     with open(index_path, "w") as f:
         json.dump(index, f)
 
