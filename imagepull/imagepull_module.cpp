@@ -219,7 +219,7 @@ void ImagePullModule::publish(const Config& c) {
   agent::ModuleState s;
   s.name = name();
   s.details = statusJson();
-  size_t base = 0, basePresent = 0, baseFailed = 0, present = 0, failed = 0;
+  size_t base = 0, basePresent = 0, baseFailed = 0, basePinned = 0, present = 0, failed = 0;
   for (const auto& r : records) {
     present += r.state == PullState::kPresent;
     failed += r.state == PullState::kFailed;
@@ -227,6 +227,7 @@ void ImagePullModule::publish(const Config& c) {
       ++base;
       basePresent += r.state == PullState::kPresent;
       baseFailed += r.state == PullState::kFailed;
+      basePinned += r.state == PullState::kPresent && r.pinned;
     }
   }
   std::string runtimeError;
@@ -259,7 +260,8 @@ void ImagePullModule::publish(const Config& c) {
       else cond.reason = "Pulling";
       if (cond.message.empty())
         cond.message = std::to_string(basePresent) + "/" + std::to_string(base) + " base images present" +
-                       (baseFailed ? ", " + std::to_string(baseFailed) + " failed" : "");
+                       (baseFailed ? ", " + std::to_string(baseFailed) + " failed" : "") +
+                       (basePresent ? ", " + std::to_string(basePinned) + " pinned by the runtime against image GC" : "");
     }
     s.conditions.push_back(cond);
   }

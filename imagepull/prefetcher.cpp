@@ -380,8 +380,7 @@ void Prefetcher::runOne(std::unique_lock<std::mutex>& lock, ImageRecord& r) {
                    info->id, tier == Tier::kBase ? (info->pinned ? ", pinned by the runtime" : ", not pinned by the runtime") : "");
     r.digestChanged = changed;
     r.state = PullState::kPresent;
-    r.refresh = false;
-    r.attempts = 0;
+    r.refresh = false;  // attempts stay: how many this round took
     r.lastError.clear();
     r.lastCode.clear();
     r.lastPulled = std::chrono::system_clock::now();

@@ -77,6 +77,7 @@ cmd_start() {
     if [ -n "$auth" ]; then
       command -v htpasswd >/dev/null || die "htpasswd is not installed (apache2-utils)"
       htpasswd -Bbn "${auth%%:*}" "${auth#*:}" >"$dir/htpasswd"
+      (umask 077; printf '%s' "$auth" >"$dir/push-creds")
       echo "auth: {htpasswd: {realm: nodeagent-test, path: $dir/htpasswd}}"
     fi
   } >"$dir/registry.yml"
