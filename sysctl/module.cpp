@@ -24,6 +24,9 @@ constexpr const char* kDropInHeader =
     "# Managed by nodeagent (sysctl module): the values it applied and verified, so a reboot\n"
     "# agrees before the daemon starts. Edits are overwritten; change the nodeagent config.\n";
 
+// Whole numbers as JSON integers (90, not 9e+01).
+Json number(double v) { return v == std::floor(v) ? Json(int64_t(v)) : Json(v); }
+
 std::string pct(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f", v);
@@ -128,15 +131,15 @@ Result<SysctlModule::PassResult> SysctlModule::passLocked(bool mayApply) {
       if (p.current && lastSeen_.count(p.spec.key)) lastSeen_[p.spec.key] = *p.current;
   }
 
-  // Per-key state for `status`.
+  // Per-key state for `status`, in the plan's order.
   keyState_.clear();
+  keyOrder_.clear();
+  for (const auto& p : r.plan) keyOrder_.push_back(p.spec.key);
   for (size_t i = 0; i < r.plan.size(); ++i) {
     const auto& p = r.plan[i];
     std::string state, value = p.current.value_or(""), message;
-    KeyError err = p.error;
     if (!r.applied.empty()) {
       const auto& a = r.applied[i];
-      err = a.error;
       value = a.after.value_or(value);
       message = a.message;
       state = a.error != KeyError::kNone ? std::string(keyErrorName(a.error)) : a.changed ? "changed" : "in-sync";
@@ -145,7 +148,6 @@ Result<SysctlModule::PassResult> SysctlModule::passLocked(bool mayApply) {
       state = p.action == Action::kError ? std::string(keyErrorName(p.error)) : p.action == Action::kSet ? "pending" : "in-sync";
     }
     if (driftedNow_.count(p.spec.key)) state = "drifted";
-    (void)err;
     keyState_[p.spec.key] = Json::object()
                                 .set("key", p.spec.key)
                                 .set("state", state)
@@ -180,8 +182,8 @@ Json SysctlModule::conntrackStatsLocked() {
       .set("available", true)
       .set("count", st->fill.count)
       .set("max", st->fill.max)
-      .set("percent", std::round(st->fill.percent() * 10) / 10)
-      .set("threshold_percent", config_.fillWarningPercent)
+      .set("percent", number(std::round(st->fill.percent() * 10) / 10))
+      .set("threshold_percent", number(config_.fillWarningPercent))
       .set("totals", Json::object()
                          .set("found", t.found)
                          .set("invalid", t.invalid)
@@ -305,7 +307,8 @@ Result<void> SysctlModule::reconcile(const agent::ReconcileContext& ctx) {
 
 Json SysctlModule::statusItemsLocked() const {
   Json items = Json::array();
-  for (const auto& [_, st] : keyState_) items.push(st);
+  for (const auto& key : keyOrder_)
+    if (auto it = keyState_.find(key); it != keyState_.end()) items.push(it->second);
   return items;
 }
 
@@ -389,7 +392,7 @@ Result<Json> SysctlModule::call(const agent::CallRequest& req, agent::CallOutput
     reverted_ = true;
     lastSeen_.clear();
     driftedNow_.clear();
-    ctx_.trigger ? ctx_.trigger() : void();
+    if (ctx_.trigger) ctx_.trigger();
     return Json::object()
         .set("items", items)
         .set("columns", Json(Json::Array{"key", "before", "after", "changed", "error", "message"}))

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
 
 #include "common/fd.h"
@@ -37,9 +38,20 @@ std::string KernelTree::pathOf(std::string_view key) const {
 }
 
 Result<std::string> KernelTree::read(std::string_view key) const {
-  auto text = readFile(pathOf(key));
-  if (!text) return fail(text.error());
-  return normalize(*text);
+  // One read(2) holds any sysctl value; loop only when the buffer fills up.
+  std::string path = pathOf(key);
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return failErrno("open " + path);
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return failErrno("read " + path);
+    text.append(buf, size_t(n));
+    if (size_t(n) < sizeof buf) break;
+  }
+  return normalize(text);
 }
 
 Result<void> KernelTree::write(std::string_view key, std::string_view value) const {
@@ -92,11 +104,11 @@ bool detectInitialNetns() {
 
 namespace {
 
-std::string describe(KeyError e, const KernelTree& tree, const Error& err, bool writing) {
+std::string describe(KeyError e, const Error& err, bool writing) {
   switch (e) {
     case KeyError::kNotInNetns:
       return writing ? "not writable in this network namespace (a host-level key; set it on the host)"
-                     : "not present in this network namespace (a host-level key; set it on the host)";
+                     : "not present in this network namespace (a host-level key, or its kernel module is not loaded)";
     case KeyError::kAbsent:
       return "absent: kernel module not loaded or key unknown to this kernel";
     case KeyError::kReadOnly:
@@ -104,7 +116,6 @@ std::string describe(KeyError e, const KernelTree& tree, const Error& err, bool 
     case KeyError::kRejected:
       return "rejected by the kernel: " + err.code().message();
     default:
-      (void)tree;
       return err.message();
   }
 }
@@ -121,7 +132,7 @@ std::vector<PlanItem> Tuner::plan(const std::vector<KeySpec>& keys) const {
     if (!cur) {
       item.action = Action::kError;
       item.error = tree_.classify(spec.key, cur.error().errnoValue());
-      item.message = describe(item.error, tree_, cur.error(), false);
+      item.message = describe(item.error, cur.error(), false);
     } else {
       item.current = *cur;
       if (satisfies(spec, *cur)) {
@@ -131,7 +142,7 @@ std::vector<PlanItem> Tuner::plan(const std::vector<KeySpec>& keys) const {
         // read-only (or read-only in this network namespace) shows up in the plan already.
         item.action = Action::kError;
         item.error = tree_.classify(spec.key, errno);
-        item.message = describe(item.error, tree_, Error::fromErrno("access"), true);
+        item.message = describe(item.error, Error::fromErrno("access"), true);
       } else {
         item.action = Action::kSet;
         item.target = targetValue(spec, *cur);
@@ -143,7 +154,18 @@ std::vector<PlanItem> Tuner::plan(const std::vector<KeySpec>& keys) const {
 }
 
 std::vector<ApplyItem> Tuner::apply(const std::vector<PlanItem>& plan, Originals& originals) const {
+  // Save the originals of every key about to change first, in one write, so revert can
+  // always restore them. If that fails nothing is changed.
+  std::vector<std::pair<std::string, std::string>> before;
+  std::vector<std::string> newlySaved;
+  for (const auto& p : plan)
+    if (p.action == Action::kSet) {
+      before.emplace_back(p.spec.key, *p.current);
+      if (!originals.has(p.spec.key)) newlySaved.push_back(p.spec.key);
+    }
+  auto saved = originals.remember(before);
   std::vector<ApplyItem> out;
+  std::vector<std::string> unchanged;  // saved now but never changed: not ours to restore
   for (const auto& p : plan) {
     ApplyItem a;
     a.key = p.spec.key;
@@ -151,45 +173,37 @@ std::vector<ApplyItem> Tuner::apply(const std::vector<PlanItem>& plan, Originals
     if (p.action == Action::kError) {
       a.error = p.error;
       a.message = p.message;
-      out.push_back(std::move(a));
-      continue;
-    }
-    if (p.action == Action::kNone) {
+    } else if (p.action == Action::kNone) {
       a.after = p.current;
       a.inSync = true;
-      out.push_back(std::move(a));
-      continue;
-    }
-    // Save the original before the first change, so revert can always restore it.
-    bool savedNow = !originals.has(p.spec.key);
-    if (auto r = originals.remember(p.spec.key, *p.current); !r) {
+    } else if (!saved) {
       a.error = KeyError::kIo;
-      a.message = "not changed: cannot save the original value: " + r.error().message();
-      out.push_back(std::move(a));
-      continue;
-    }
-    if (auto w = tree_.write(p.spec.key, p.target); !w) {
-      a.error = tree_.classify(p.spec.key, w.error().errnoValue());
-      a.message = describe(a.error, tree_, w.error(), true);
-      // Nothing changed: keep no original for a key nodeagent never managed to set.
-      if (savedNow) (void)originals.forget({p.spec.key});
-    }
-    auto back = tree_.read(p.spec.key);
-    if (back) a.after = *back;
-    if (a.error == KeyError::kNone) {
-      if (!back) {
-        a.error = KeyError::kIo;
-        a.message = "written but cannot be read back: " + back.error().message();
-      } else if (!satisfies(p.spec, *back)) {
-        a.error = KeyError::kRejected;
-        a.message = "written \"" + p.target + "\" but the kernel kept \"" + *back + "\"";
-      } else {
-        a.changed = true;
-        a.inSync = true;
+      a.message = "not changed: cannot save the original value: " + saved.error().message();
+    } else {
+      if (auto w = tree_.write(p.spec.key, p.target); !w) {
+        a.error = tree_.classify(p.spec.key, w.error().errnoValue());
+        a.message = describe(a.error, w.error(), true);
+        if (std::find(newlySaved.begin(), newlySaved.end(), p.spec.key) != newlySaved.end())
+          unchanged.push_back(p.spec.key);
+      }
+      auto back = tree_.read(p.spec.key);
+      if (back) a.after = *back;
+      if (a.error == KeyError::kNone) {
+        if (!back) {
+          a.error = KeyError::kIo;
+          a.message = "written but cannot be read back: " + back.error().message();
+        } else if (!satisfies(p.spec, *back)) {
+          a.error = KeyError::kRejected;
+          a.message = "written \"" + p.target + "\" but the kernel kept \"" + *back + "\"";
+        } else {
+          a.changed = true;
+          a.inSync = true;
+        }
       }
     }
     out.push_back(std::move(a));
   }
+  if (!unchanged.empty()) (void)originals.forget(unchanged);
   return out;
 }
 
@@ -209,7 +223,7 @@ std::vector<ApplyItem> Tuner::revert(Originals& originals) const {
     }
     if (auto w = tree_.write(key, value); !w) {
       a.error = tree_.classify(key, w.error().errnoValue());
-      a.message = describe(a.error, tree_, w.error(), true);
+      a.message = describe(a.error, w.error(), true);
     } else if (auto back = tree_.read(key); !back || *back != normalize(value)) {
       a.error = KeyError::kRejected;
       a.message = "original \"" + value + "\" written but read back \"" + (back ? *back : back.error().message()) + "\"";
@@ -246,11 +260,13 @@ Result<void> Originals::save() const {
   return writeFileAtomic(path_, Json::object().set("originals", o).dump(2) + "\n", 0640);
 }
 
-Result<void> Originals::remember(const std::string& key, const std::string& value) {
-  if (has(key)) return {};
-  values_[key] = value;
+Result<void> Originals::remember(const std::vector<std::pair<std::string, std::string>>& values) {
+  std::vector<std::string> added;
+  for (const auto& [k, v] : values)
+    if (values_.emplace(k, v).second) added.push_back(k);
+  if (added.empty()) return {};
   if (auto r = save(); !r) {
-    values_.erase(key);
+    for (const auto& k : added) values_.erase(k);
     return r;
   }
   return {};

@@ -75,8 +75,9 @@ class Originals {
   explicit Originals(std::string path) : path_(std::move(path)) {}
   [[nodiscard]] Result<void> load();
   bool has(const std::string& key) const { return values_.count(key) > 0; }
-  // Records the value unless one is already saved, and writes the file atomically.
-  [[nodiscard]] Result<void> remember(const std::string& key, const std::string& value);
+  // Records the values of keys that have none saved yet, then writes the file atomically
+  // (one write for a whole apply, not one per key).
+  [[nodiscard]] Result<void> remember(const std::vector<std::pair<std::string, std::string>>& values);
   [[nodiscard]] Result<void> forget(const std::vector<std::string>& keys);
   const std::map<std::string, std::string>& values() const { return values_; }
   const std::string& path() const { return path_; }
