@@ -66,6 +66,7 @@ Json Config::toJson() const {
                        .set("socket", control.socket)
                        .set("socket_group", control.socketGroup)
                        .set("socket_mode", octal(control.socketMode)));
+  j.set("sysctl", sysctl::toJson(sysctl));
   return j;
 }
 
@@ -78,6 +79,7 @@ Result<Config> parseConfig(const std::string& text, const std::string& source) {
   ConfigMap top(*doc, "", errors);
   parseAgent(top.map("agent"), config.agent);
   parseControl(top.map("control"), config.control);
+  sysctl::parseConfig(top.map("sysctl"), config.sysctl);
   top.finish();
   if (auto r = errors.toResult(); !r) return fail(r.error());
   return config;

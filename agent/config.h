@@ -7,6 +7,7 @@
 
 #include "common/json.h"
 #include "common/result.h"
+#include "sysctl/config.h"
 
 namespace nodeagent::agent {
 
@@ -29,6 +30,7 @@ struct Config {
   std::string source = "<built-in>";  // the file it came from
   AgentSection agent;
   ControlSection control;
+  sysctl::Config sysctl;
 
   // The effective config, every default filled in (for --check-config and `config show`).
   Json toJson() const;

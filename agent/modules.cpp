@@ -1,15 +1,31 @@
 #include "agent/modules.h"
 
 #include "agent/node_module.h"
+#include "sysctl/module.h"
 
 namespace nodeagent::agent {
+
+// The sysctl module's config: the `sysctl:` section plus the keys other modules need.
+// Modules that need sysctls append them here (source = module name, one-line reason);
+// see sysctl/module.h. Runs at start and on every reload.
+sysctl::Config sysctlConfigFor(const Config& config) {
+  sysctl::Config c = config.sysctl;
+  return c;
+}
 
 Result<std::vector<std::unique_ptr<Module>>> createModules(
     const Config& config, const DaemonOptions& options,
     const std::function<ModuleContext(const std::string&)>& makeContext) {
-  (void)config;
   std::vector<std::unique_ptr<Module>> modules;
   modules.push_back(std::make_unique<NodeModule>(makeContext("node"), options.procRoot, options.sysRoot));
+  if (config.sysctl.enabled) {
+    sysctl::ModuleOptions so{.procRoot = options.procRoot,
+                             .sysRoot = options.sysRoot,
+                             .dropInPath = options.sysctlDropIn,
+                             .initialNetns = sysctl::detectInitialNetns()};
+    modules.push_back(std::make_unique<sysctl::SysctlModule>(makeContext("sysctl"), so, sysctlConfigFor(config),
+                                                             &sysctlConfigFor));
+  }
   return modules;
 }
 

@@ -27,7 +27,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/fd.h"
+#include "common/netlink_socket.h"
 #include "common/result.h"
 
 namespace nodeagent::netfilter {
@@ -112,15 +112,8 @@ class Conntrack {
   [[nodiscard]] Result<size_t> deleteIf(const std::function<bool(const ConntrackEntry&)>& pred);
 
  private:
-  explicit Conntrack(Fd fd, uint32_t portId) : fd_(std::move(fd)), portId_(portId) {}
-  // Sends one request and feeds every reply message to `onMsg` until DONE or the ACK.
-  Result<void> roundTrip(const std::vector<uint8_t>& request,
-                         const std::function<Result<void>(const nlmsghdr*)>& onMsg);
-  uint32_t nextSeq() { return ++seq_; }
-
-  Fd fd_;
-  uint32_t portId_ = 0;
-  uint32_t seq_ = 0;
+  explicit Conntrack(NetlinkSocket sock) : sock_(std::move(sock)) {}
+  NetlinkSocket sock_;  // stamps sequence numbers, batches ACKs, decodes extended ACKs
 };
 
 // Whether `tuple`'s destination (orig) or source (reply) matches `m`; `useSource` picks.
