@@ -54,7 +54,7 @@ for cmd in "sysctl status" "sysctl plan" "conntrack stats" "ipvs list" "images l
 done
 
 section "nodeagentctl status -o json (first lines)"
-ctl status -o json | head -20
+{ ctl status -o json || true; } | sed -n 1,20p
 
 section "stopping (SIGTERM)"
 kill -TERM "$pid"; wait "$sandbox" || true; pid=
