@@ -116,5 +116,29 @@ grep -q "^CPU" $tmp/ct.txt || fail "conntrack stats table: $(cat $tmp/ct.txt)"
 "$ctl" --socket $tmp/sock -o json sysctl status > $tmp/st2.json
 grep -q "\"reverted\": *true" $tmp/st2.json || fail "status does not say reverted"
 kill $pid; wait $pid || true
+
+# 6. Periodic drift detection in the running daemon (drift_interval 1s): a value written
+#    behind its back is restored within a few seconds and counted.
+printf "sysctl:\n  drift_interval: 1s\n" > $tmp/drift.yaml
+"$daemon" -c $tmp/drift.yaml --proc-root /proc --sys-root $tmp/sys --sysctl-file $tmp/sysctl.d/90-nodeagent.conf \
+  --state-dir $tmp/state2 --socket $tmp/sock2 --log-format text > $tmp/daemon2.log 2>&1 &
+pid=$!
+trap "kill $pid 2>/dev/null || true" EXIT
+for i in $(seq 1 100); do
+  [ "$(cat /proc/sys/net/core/somaxconn)" = 32768 ] && break
+  sleep 0.1
+done
+[ "$(cat /proc/sys/net/core/somaxconn)" = 32768 ] || fail "drift daemon did not apply"
+echo 128 > /proc/sys/net/core/somaxconn
+for i in $(seq 1 50); do
+  [ "$(cat /proc/sys/net/core/somaxconn)" = 32768 ] && break
+  sleep 0.1
+done
+[ "$(cat /proc/sys/net/core/somaxconn)" = 32768 ] || fail "drift not restored: $(tail -5 $tmp/daemon2.log)"
+grep -q "drift: net.core.somaxconn changed outside nodeagent from \"32768\" to \"128\"; restoring" $tmp/daemon2.log || \
+  fail "drift not logged: $(grep drift $tmp/daemon2.log)"
+"$ctl" --socket $tmp/sock2 -o json sysctl status > $tmp/st3.json
+grep -q "\"drift_events\": *1" $tmp/st3.json || fail "drift not counted: $(grep drift_ $tmp/st3.json)"
+kill $pid; wait $pid || true
 echo "PASS: sysctl daemon end to end"
 '
