@@ -68,6 +68,7 @@ Json Config::toJson() const {
                        .set("socket_mode", octal(control.socketMode)));
   j.set("ipvs", ipvs::toJson(ipvs));
   j.set("sysctl", sysctl::toJson(sysctl));
+  j.set("imagepull", imagepull::toJson(imagepull));
   return j;
 }
 
@@ -82,6 +83,7 @@ Result<Config> parseConfig(const std::string& text, const std::string& source) {
   parseControl(top.map("control"), config.control);
   ipvs::parseConfig(top.map("ipvs"), config.ipvs);
   sysctl::parseConfig(top.map("sysctl"), config.sysctl);
+  imagepull::parseConfig(top.map("imagepull"), config.imagepull);
   top.finish();
   if (auto r = errors.toResult(); !r) return fail(r.error());
   return config;

@@ -9,6 +9,7 @@
 #include "common/result.h"
 #include "ipvs/config.h"
 #include "sysctl/config.h"
+#include "imagepull/config.h"
 
 namespace nodeagent::agent {
 
@@ -33,6 +34,7 @@ struct Config {
   ControlSection control;
   ipvs::Config ipvs;
   sysctl::Config sysctl;
+  imagepull::Config imagepull;
 
   // The effective config, every default filled in (for --check-config and `config show`).
   Json toJson() const;

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <set>
 #include <thread>
 
 #include "agent/node_module.h"
@@ -23,6 +24,9 @@ namespace {
 constexpr const char* kDropInHeader =
     "# Managed by nodeagent (sysctl module): the values it applied and verified, so a reboot\n"
     "# agrees before the daemon starts. Edits are overwritten; change the nodeagent config.\n";
+
+// Whole numbers as JSON integers (90, not 9e+01).
+Json number(double v) { return v == std::floor(v) ? Json(int64_t(v)) : Json(v); }
 
 std::string pct(double v) {
   char buf[32];
@@ -75,12 +79,14 @@ Result<SysctlModule::PassResult> SysctlModule::passLocked(bool mayApply) {
 
   // Drift: a value that differs from what the last pass left is someone else's change.
   driftedNow_.clear();
+  std::set<std::string> driftedThisPass;
   std::vector<PlanItem> toApply = r.plan;
   for (auto& item : toApply) {
     if (!item.current) continue;
     auto it = lastSeen_.find(item.spec.key);
     bool drifted = it != lastSeen_.end() && it->second != *item.current;
     if (drifted) {
+      driftedThisPass.insert(item.spec.key);
       ++driftTotal_;
       ++driftPerKey_[item.spec.key];
       log->warn("drift: {} changed outside nodeagent from \"{}\" to \"{}\"{}", item.spec.key, it->second, *item.current,
@@ -104,7 +110,7 @@ Result<SysctlModule::PassResult> SysctlModule::passLocked(bool mayApply) {
       const auto& a = r.applied[i];
       const auto& p = r.plan[i];
       if (a.changed) {
-        bool restore = lastSeen_.count(a.key) > 0;
+        bool restore = driftedThisPass.count(a.key) > 0;
         if (restore) ++driftRestored_;
         log->info("{} {}: \"{}\" -> \"{}\" ({}: {})", restore ? "restored" : "set", a.key, a.before.value_or(""),
                   a.after.value_or(""), p.spec.source, p.spec.reason);
@@ -116,7 +122,11 @@ Result<SysctlModule::PassResult> SysctlModule::passLocked(bool mayApply) {
     if (config_.persist) {
       std::vector<std::pair<KeySpec, std::string>> inSync;
       for (size_t i = 0; i < r.applied.size(); ++i)
-        if (r.applied[i].inSync && r.applied[i].after) inSync.emplace_back(r.plan[i].spec, *r.applied[i].after);
+        // A value left as found in report mode is someone else's: persist the desired one.
+        if (auto d = driftedNow_.find(r.applied[i].key); d != driftedNow_.end())
+          inSync.emplace_back(r.plan[i].spec, targetValue(r.plan[i].spec, d->second));
+        else if (r.applied[i].inSync && r.applied[i].after)
+          inSync.emplace_back(r.plan[i].spec, *r.applied[i].after);
       std::string text = renderDropIn(inSync, kDropInHeader);
       if (auto w = persistDropIn(opts_.dropInPath, text); !w)
         log->error("cannot persist {}: {}", opts_.dropInPath, w.error().message());
@@ -128,15 +138,15 @@ Result<SysctlModule::PassResult> SysctlModule::passLocked(bool mayApply) {
       if (p.current && lastSeen_.count(p.spec.key)) lastSeen_[p.spec.key] = *p.current;
   }
 
-  // Per-key state for `status`.
+  // Per-key state for `status`, in the plan's order.
   keyState_.clear();
+  keyOrder_.clear();
+  for (const auto& p : r.plan) keyOrder_.push_back(p.spec.key);
   for (size_t i = 0; i < r.plan.size(); ++i) {
     const auto& p = r.plan[i];
     std::string state, value = p.current.value_or(""), message;
-    KeyError err = p.error;
     if (!r.applied.empty()) {
       const auto& a = r.applied[i];
-      err = a.error;
       value = a.after.value_or(value);
       message = a.message;
       state = a.error != KeyError::kNone ? std::string(keyErrorName(a.error)) : a.changed ? "changed" : "in-sync";
@@ -145,7 +155,6 @@ Result<SysctlModule::PassResult> SysctlModule::passLocked(bool mayApply) {
       state = p.action == Action::kError ? std::string(keyErrorName(p.error)) : p.action == Action::kSet ? "pending" : "in-sync";
     }
     if (driftedNow_.count(p.spec.key)) state = "drifted";
-    (void)err;
     keyState_[p.spec.key] = Json::object()
                                 .set("key", p.spec.key)
                                 .set("state", state)
@@ -180,8 +189,8 @@ Json SysctlModule::conntrackStatsLocked() {
       .set("available", true)
       .set("count", st->fill.count)
       .set("max", st->fill.max)
-      .set("percent", std::round(st->fill.percent() * 10) / 10)
-      .set("threshold_percent", config_.fillWarningPercent)
+      .set("percent", number(std::round(st->fill.percent() * 10) / 10))
+      .set("threshold_percent", number(config_.fillWarningPercent))
       .set("totals", Json::object()
                          .set("found", t.found)
                          .set("invalid", t.invalid)
@@ -305,7 +314,8 @@ Result<void> SysctlModule::reconcile(const agent::ReconcileContext& ctx) {
 
 Json SysctlModule::statusItemsLocked() const {
   Json items = Json::array();
-  for (const auto& [_, st] : keyState_) items.push(st);
+  for (const auto& key : keyOrder_)
+    if (auto it = keyState_.find(key); it != keyState_.end()) items.push(it->second);
   return items;
 }
 
@@ -341,6 +351,7 @@ Result<Json> SysctlModule::call(const agent::CallRequest& req, agent::CallOutput
         .set("drop_in", opts_.dropInPath);
   }
   if (req.command == "apply") {
+    if (!config_.enabled) return failInvalid("the sysctl module is disabled in the config");
     if (ctx_.dryRun) return failInvalid("the daemon runs with --dry-run: it changes nothing");
     if (reverted_) {
       if (::unlink(revertedMarker_.c_str()) != 0 && errno != ENOENT) return failErrno("remove " + revertedMarker_);
@@ -389,7 +400,7 @@ Result<Json> SysctlModule::call(const agent::CallRequest& req, agent::CallOutput
     reverted_ = true;
     lastSeen_.clear();
     driftedNow_.clear();
-    ctx_.trigger ? ctx_.trigger() : void();
+    if (ctx_.trigger) ctx_.trigger();
     return Json::object()
         .set("items", items)
         .set("columns", Json(Json::Array{"key", "before", "after", "changed", "error", "message"}))

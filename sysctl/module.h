@@ -82,6 +82,7 @@ class SysctlModule final : public agent::Module {
   std::map<std::string, std::string> driftedNow_;    // report mode: key -> value found
   uint64_t driftTotal_ = 0, driftRestored_ = 0;
   std::map<std::string, Json> keyState_;             // last known per-key state, for status
+  std::vector<std::string> keyOrder_;                // the plan's key order
   Json conntrack_;
   std::string lastDropIn_;
 };

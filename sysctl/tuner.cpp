@@ -104,11 +104,11 @@ bool detectInitialNetns() {
 
 namespace {
 
-std::string describe(KeyError e, const KernelTree& tree, const Error& err, bool writing) {
+std::string describe(KeyError e, const Error& err, bool writing) {
   switch (e) {
     case KeyError::kNotInNetns:
       return writing ? "not writable in this network namespace (a host-level key; set it on the host)"
-                     : "not present in this network namespace (a host-level key; set it on the host)";
+                     : "not present in this network namespace (a host-level key, or its kernel module is not loaded)";
     case KeyError::kAbsent:
       return "absent: kernel module not loaded or key unknown to this kernel";
     case KeyError::kReadOnly:
@@ -116,7 +116,6 @@ std::string describe(KeyError e, const KernelTree& tree, const Error& err, bool 
     case KeyError::kRejected:
       return "rejected by the kernel: " + err.code().message();
     default:
-      (void)tree;
       return err.message();
   }
 }
@@ -133,7 +132,7 @@ std::vector<PlanItem> Tuner::plan(const std::vector<KeySpec>& keys) const {
     if (!cur) {
       item.action = Action::kError;
       item.error = tree_.classify(spec.key, cur.error().errnoValue());
-      item.message = describe(item.error, tree_, cur.error(), false);
+      item.message = describe(item.error, cur.error(), false);
     } else {
       item.current = *cur;
       if (satisfies(spec, *cur)) {
@@ -143,7 +142,7 @@ std::vector<PlanItem> Tuner::plan(const std::vector<KeySpec>& keys) const {
         // read-only (or read-only in this network namespace) shows up in the plan already.
         item.action = Action::kError;
         item.error = tree_.classify(spec.key, errno);
-        item.message = describe(item.error, tree_, Error::fromErrno("access"), true);
+        item.message = describe(item.error, Error::fromErrno("access"), true);
       } else {
         item.action = Action::kSet;
         item.target = targetValue(spec, *cur);
@@ -183,7 +182,7 @@ std::vector<ApplyItem> Tuner::apply(const std::vector<PlanItem>& plan, Originals
     } else {
       if (auto w = tree_.write(p.spec.key, p.target); !w) {
         a.error = tree_.classify(p.spec.key, w.error().errnoValue());
-        a.message = describe(a.error, tree_, w.error(), true);
+        a.message = describe(a.error, w.error(), true);
         if (std::find(newlySaved.begin(), newlySaved.end(), p.spec.key) != newlySaved.end())
           unchanged.push_back(p.spec.key);
       }
@@ -224,7 +223,7 @@ std::vector<ApplyItem> Tuner::revert(Originals& originals) const {
     }
     if (auto w = tree_.write(key, value); !w) {
       a.error = tree_.classify(key, w.error().errnoValue());
-      a.message = describe(a.error, tree_, w.error(), true);
+      a.message = describe(a.error, w.error(), true);
     } else if (auto back = tree_.read(key); !back || *back != normalize(value)) {
       a.error = KeyError::kRejected;
       a.message = "original \"" + value + "\" written but read back \"" + (back ? *back : back.error().message()) + "\"";

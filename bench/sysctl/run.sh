@@ -27,6 +27,7 @@ for d in vm fs kernel; do
   mount -t tmpfs tmpfs /proc/sys/$d
   cp -r $work/seed/$d/. /proc/sys/$d/
 done
+mkdir -p $work/sys && mount -t tmpfs tmpfs $work/sys  # like sysfs: no disk under the fake tree
 mkdir -p $work/sys/module/nf_conntrack/parameters $work/sys/devices/system/cpu
 echo 16384 > $work/sys/module/nf_conntrack/parameters/hashsize
 cp /sys/devices/system/cpu/online $work/sys/devices/system/cpu/online
