@@ -69,6 +69,9 @@ Json Config::toJson() const {
   j.set("kube", kube::toJson(kube));
   j.set("metrics", kube::metricsToJson(outputs));
   j.set("status_file", kube::statusFileToJson(outputs));
+  j.set("ipvs", ipvs::toJson(ipvs));
+  j.set("sysctl", sysctl::toJson(sysctl));
+  j.set("imagepull", imagepull::toJson(imagepull));
   return j;
 }
 
@@ -84,6 +87,9 @@ Result<Config> parseConfig(const std::string& text, const std::string& source) {
   kube::parseConfig(top.map("kube"), config.kube);
   kube::parseMetricsConfig(top.map("metrics"), config.outputs);
   kube::parseStatusFileConfig(top.map("status_file"), config.outputs);
+  ipvs::parseConfig(top.map("ipvs"), config.ipvs);
+  sysctl::parseConfig(top.map("sysctl"), config.sysctl);
+  imagepull::parseConfig(top.map("imagepull"), config.imagepull);
   top.finish();
   if (auto r = errors.toResult(); !r) return fail(r.error());
   return config;

@@ -8,6 +8,9 @@
 #include "agent/kube/config.h"
 #include "common/json.h"
 #include "common/result.h"
+#include "ipvs/config.h"
+#include "sysctl/config.h"
+#include "imagepull/config.h"
 
 namespace nodeagent::agent {
 
@@ -32,6 +35,9 @@ struct Config {
   ControlSection control;
   kube::Config kube;              // kube: API server access, node status, events
   kube::OutputsConfig outputs;    // metrics: and status_file:
+  ipvs::Config ipvs;
+  sysctl::Config sysctl;
+  imagepull::Config imagepull;
 
   // The effective config, every default filled in (for --check-config and `config show`).
   Json toJson() const;

@@ -95,8 +95,11 @@ class Daemon {
     for (auto& [_, r] : runners_) r->start();
     // Node status, /metrics and the status file. Reporting never stops the daemon: a
     // standalone node has no API server, and a busy metrics port only loses /metrics.
+    auto outputs = config_.outputs;
+    if (!outputs.statusFileSet)
+      outputs.statusFile = config_.control.socket.substr(0, config_.control.socket.rfind('/')) + "/status.json";
     Reporting reporting(store_, ReportingOptions{.nodeName = nodeName_, .kube = config_.kube,
-                                                 .outputs = config_.outputs, .dryRun = opts_.dryRun});
+                                                 .outputs = outputs, .dryRun = opts_.dryRun});
     if (auto r = reporting.start(); !r) logger_->error("{}", r.error().message());
     int rc = mainLoop();
     systemd::notify("STOPPING=1");

@@ -1,15 +1,43 @@
 #include "agent/modules.h"
 
 #include "agent/node_module.h"
+#include "ipvs/module.h"
+#include "sysctl/module.h"
+#include "imagepull/imagepull_module.h"
 
 namespace nodeagent::agent {
+
+// The sysctl module's config: the `sysctl:` section plus the keys other modules need.
+// Modules that need sysctls append them here (source = module name, one-line reason);
+// see sysctl/module.h. Runs at start and on every reload.
+sysctl::Config sysctlConfigFor(const Config& config) {
+  sysctl::Config c = config.sysctl;
+  // IPVS proxy: net.ipv4.vs.* exist only once ip_vs is loaded, so only when enabled.
+  if (config.ipvs.enabled && config.ipvs.sysctls) {
+    for (const auto& w : ipvs::wantedSysctls(ipvs::runningKernelRelease()))
+      c.contributed.push_back({.key = w.key, .value = w.value, .mode = sysctl::Mode::kExact, .reason = w.reason,
+                               .source = "ipvs"});
+  }
+  return c;
+}
 
 Result<std::vector<std::unique_ptr<Module>>> createModules(
     const Config& config, const DaemonOptions& options,
     const std::function<ModuleContext(const std::string&)>& makeContext) {
-  (void)config;
   std::vector<std::unique_ptr<Module>> modules;
   modules.push_back(std::make_unique<NodeModule>(makeContext("node"), options.procRoot, options.sysRoot));
+  // Always present so `status` shows it; it changes nothing unless ipvs.enabled is set.
+  modules.push_back(std::make_unique<ipvs::IpvsModule>(makeContext("ipvs"), config.ipvs, options.procRoot));
+  if (config.sysctl.enabled) {
+    sysctl::ModuleOptions so{.procRoot = options.procRoot,
+                             .sysRoot = options.sysRoot,
+                             .dropInPath = options.sysctlDropIn,
+                             .initialNetns = sysctl::detectInitialNetns()};
+    modules.push_back(std::make_unique<sysctl::SysctlModule>(makeContext("sysctl"), so, sysctlConfigFor(config),
+                                                             &sysctlConfigFor));
+  }
+  modules.push_back(std::make_unique<imagepull::ImagePullModule>(makeContext("imagepull"), config.imagepull,
+                                                                resolveNodeName(config)));
   return modules;
 }
 

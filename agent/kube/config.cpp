@@ -81,6 +81,7 @@ void parseMetricsConfig(ConfigMap m, OutputsConfig& c) {
 }
 
 void parseStatusFileConfig(ConfigMap m, OutputsConfig& c) {
+  c.statusFileSet = m.has("path");
   c.statusFile = m.string("path", c.statusFile);
   if (!c.statusFile.empty() && c.statusFile.front() != '/') m.error("path", "must be an absolute path or \"\"");
   m.finish();

@@ -46,7 +46,11 @@ struct Config {
 // `metrics:` and `status_file:`: local outputs that work with or without Kubernetes.
 struct OutputsConfig {
   std::string metricsAddress = "127.0.0.1:9464";  // "" disables /metrics
-  std::string statusFile = "/run/nodeagent/status.json";  // "" disables the file
+  // "" disables the file. When not set in the config, the daemon puts it next to the
+  // control socket (so /run/nodeagent/status.json by default, and a test daemon with its
+  // own socket directory keeps its status file there too).
+  std::string statusFile = "/run/nodeagent/status.json";
+  bool statusFileSet = false;
 };
 
 void parseConfig(ConfigMap m, Config& c);

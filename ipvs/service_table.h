@@ -1,0 +1,44 @@
+// ServiceTable: the IPVS table as the reconciler sees it. NetlinkServiceTable talks to the
+// kernel; FakeServiceTable (tests) keeps a map. Operations go out as one batch.
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "ipvs/types.h"
+
+namespace nodeagent::ipvs {
+
+struct Op {
+  enum class Type { kAddService, kEditService, kDelService, kAddDest, kEditDest, kDelDest };
+  Type type = Type::kAddService;
+  Service service;   // for dest ops only service.key is used
+  Destination dest;  // dest ops; kDelDest uses dest.key only
+  // The equivalent ipvsadm command line, for logs and `ipvs plan`.
+  std::string toString() const;
+  bool operator==(const Op&) const = default;
+};
+
+// The kernel's verdict on one op. "Already there" on add and "already gone" on delete are
+// reported as success: the table is as asked.
+struct OpResult {
+  int error = 0;
+  std::string message;
+  bool ok() const { return error == 0; }
+};
+
+class ServiceTable {
+ public:
+  virtual ~ServiceTable() = default;
+  // Every service in the kernel, with destinations when `withDests`.
+  [[nodiscard]] virtual Result<std::vector<ServiceState>> list(bool withDests) = 0;
+  [[nodiscard]] virtual Result<std::vector<DestinationState>> listDests(const ServiceKey& key) = 0;
+  // Applies `ops` in order as one batch; one result per op.
+  [[nodiscard]] virtual Result<std::vector<OpResult>> apply(std::span<const Op> ops) = 0;
+  [[nodiscard]] virtual Result<Timeouts> timeouts() = 0;
+  [[nodiscard]] virtual Result<void> setTimeouts(const Timeouts& t) = 0;
+};
+
+}  // namespace nodeagent::ipvs

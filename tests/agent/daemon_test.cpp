@@ -1,0 +1,247 @@
+// Runs the real nodeagentd with a temp config and socket, and a NOTIFY_SOCKET owned by the
+// test, then talks to it with the real nodeagentctl.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/fd.h"
+#include "common/files.h"
+#include "common/json.h"
+
+namespace nodeagent {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct RunResult {
+  int exitCode = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs a command to completion, capturing stdout and stderr through files.
+RunResult run(const std::vector<std::string>& argv, const std::string& dir) {
+  std::string outPath = dir + "/cmd.out", errPath = dir + "/cmd.err";
+  pid_t pid = fork();
+  if (pid == 0) {
+    int o = ::open(outPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int e = ::open(errPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(o, 1);
+    dup2(e, 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  RunResult r;
+  r.exitCode = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = readFile(outPath).value_or("");
+  r.err = readFile(errPath).value_or("");
+  return r;
+}
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/nodeagent-daemon-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    config_ = dir_ + "/config.yaml";
+    socket_ = dir_ + "/run/nodeagent.sock";
+    notifyPath_ = dir_ + "/notify.sock";
+    notify_ = Fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, notifyPath_.c_str(), sizeof addr.sun_path - 1);
+    ASSERT_EQ(::bind(notify_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << strerror(errno);
+  }
+
+  void TearDown() override {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::string configText(const std::string& logLevel) {
+    return "agent:\n"
+           "  node_name: test-node\n"
+           "  state_dir: " + dir_ + "/state\n"
+           "  log_level: " + logLevel + "\n"
+           "  log_format: json\n"
+           "  reconcile: {min_interval: 50ms, max_interval: 10s}\n"
+           "control:\n"
+           "  socket: " + socket_ + "\n"
+           // This daemon runs in the host's namespaces: it must not tune the host's sysctls.
+           "sysctl:\n"
+           "  enabled: false\n";
+  }
+
+  void startDaemon() {
+    std::string logPath = dir_ + "/daemon.log";
+    pid_ = fork();
+    if (pid_ == 0) {
+      int l = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      dup2(l, 1);
+      dup2(l, 2);
+      setenv("NOTIFY_SOCKET", notifyPath_.c_str(), 1);
+      setenv("WATCHDOG_USEC", "400000", 1);
+      execl(NODEAGENTD, NODEAGENTD, "--config", config_.c_str(), nullptr);
+      _exit(127);
+    }
+  }
+
+  // Reads notifications until one contains `want` or the time runs out.
+  bool awaitNotify(const std::string& want, std::chrono::milliseconds limit = 10s) {
+    auto end = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{notify_.get(), POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+      char buf[4096];
+      ssize_t n = ::recv(notify_.get(), buf, sizeof buf, 0);
+      if (n <= 0) return false;
+      std::string msg(buf, static_cast<size_t>(n));
+      notifications_.push_back(msg);
+      if (msg.find(want) != std::string::npos) return true;
+    }
+  }
+
+  RunResult ctl(std::vector<std::string> args) {
+    args.insert(args.begin(), {NODEAGENTCTL, "--socket", socket_, "--timeout", "5s"});
+    return run(args, dir_);
+  }
+
+  int waitExit(std::chrono::milliseconds limit = 10s) {
+    auto end = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < end) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return -1;
+  }
+
+  std::string logLevelShown() {
+    auto r = ctl({"config", "show", "-o", "json"});
+    EXPECT_EQ(r.exitCode, 0) << r.err;
+    auto j = Json::parse(r.out);
+    EXPECT_TRUE(j) << r.out;
+    return j ? j->get("config").get("agent").get("log_level").asString() : "";
+  }
+
+  std::string dir_, config_, socket_, notifyPath_;
+  Fd notify_;
+  pid_t pid_ = -1;
+  std::vector<std::string> notifications_;
+};
+
+TEST_F(DaemonTest, ReadyWatchdogStatusReloadAndStop) {
+  ASSERT_TRUE(writeFileAtomic(config_, configText("info")));
+  startDaemon();
+  ASSERT_TRUE(awaitNotify("READY=1")) << "no READY=1; log:\n" << readFile(dir_ + "/daemon.log").value_or("");
+  EXPECT_NE(notifications_.back().find("STATUS=healthy"), std::string::npos) << notifications_.back();
+  ASSERT_TRUE(awaitNotify("WATCHDOG=1", 2s));
+
+  // Status as JSON, with the exit code a script relies on.
+  auto st = ctl({"status", "-o", "json"});
+  ASSERT_EQ(st.exitCode, 0) << st.err;
+  auto j = Json::parse(st.out);
+  ASSERT_TRUE(j) << "not JSON:\n" << st.out;
+  EXPECT_EQ(j->get("health").asString(), "healthy");
+  EXPECT_EQ(j->get("node").asString(), "test-node");
+  EXPECT_EQ(j->get("config").asString(), config_);
+  bool sawNode = false;
+  for (const auto& m : j->get("modules").asArray())
+    if (m.get("name").asString() == "node") sawNode = m.get("reconciles").asInt() >= 1;
+  EXPECT_TRUE(sawNode) << st.out;
+  auto yaml = ctl({"status", "-o", "yaml"});
+  EXPECT_EQ(yaml.exitCode, 0);
+  EXPECT_NE(yaml.out.find("node: test-node"), std::string::npos) << yaml.out;
+  auto table = ctl({"status"});
+  EXPECT_EQ(table.exitCode, 0);
+  EXPECT_NE(table.out.find("MODULE"), std::string::npos) << table.out;
+
+  // The socket is 0660.
+  struct stat sb;
+  ASSERT_EQ(::stat(socket_.c_str(), &sb), 0);
+  EXPECT_EQ(sb.st_mode & 0777, 0660u);
+
+  // A bad reload is rejected and the running config stays.
+  EXPECT_EQ(logLevelShown(), "info");
+  ASSERT_TRUE(writeFileAtomic(config_, configText("info") + "bogus_section: {}\n"));
+  ASSERT_EQ(::kill(pid_, SIGHUP), 0);
+  ASSERT_TRUE(awaitNotify("reload rejected", 5s));
+  EXPECT_EQ(logLevelShown(), "info");
+  EXPECT_EQ(ctl({"status"}).exitCode, 0);
+  auto log = readFile(dir_ + "/daemon.log").value_or("");
+  EXPECT_NE(log.find("bogus_section: unknown key"), std::string::npos) << log;
+
+  // A good reload takes effect.
+  ASSERT_TRUE(writeFileAtomic(config_, configText("debug")));
+  ASSERT_EQ(::kill(pid_, SIGHUP), 0);
+  ASSERT_TRUE(awaitNotify("READY=1", 5s));
+  EXPECT_EQ(logLevelShown(), "debug");
+
+  // SIGTERM: STOPPING=1, exit 0, socket gone, and the CLI says the daemon is unreachable.
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  ASSERT_TRUE(awaitNotify("STOPPING=1", 5s));
+  EXPECT_EQ(waitExit(), 0);
+  EXPECT_FALSE(pathExists(socket_));
+  auto down = ctl({"status"});
+  EXPECT_EQ(down.exitCode, 3);
+  EXPECT_NE(down.err.find("cannot reach nodeagentd"), std::string::npos) << down.err;
+}
+
+TEST_F(DaemonTest, BadConfigAtStartExitsTwoAndCreatesNothing) {
+  ASSERT_TRUE(writeFileAtomic(config_, configText("info") + "agent_typo: 1\n"));
+  auto r = run({NODEAGENTD, "--config", config_}, dir_);
+  EXPECT_EQ(r.exitCode, 2);
+  EXPECT_NE(r.err.find(config_ + ":11:1: agent_typo: unknown key"), std::string::npos) << r.err;
+  EXPECT_FALSE(pathExists(dir_ + "/state"));
+  EXPECT_FALSE(pathExists(socket_));
+}
+
+TEST_F(DaemonTest, CheckConfigPrintsTheEffectiveConfig) {
+  ASSERT_TRUE(writeFileAtomic(config_, configText("warn")));
+  auto r = run({NODEAGENTD, "--config", config_, "--check-config"}, dir_);
+  EXPECT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_NE(r.out.find("log_level: warn"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("max_interval: 10s"), std::string::npos) << r.out;
+  EXPECT_FALSE(pathExists(dir_ + "/state"));
+}
+
+TEST_F(DaemonTest, OnceRunsOnePassAndExits) {
+  ASSERT_TRUE(writeFileAtomic(config_, configText("info")));
+  auto r = run({NODEAGENTD, "--config", config_, "--once"}, dir_);
+  EXPECT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_NE(r.out.find("healthy"), std::string::npos) << r.out;
+  EXPECT_FALSE(pathExists(socket_));  // --once serves nothing
+}
+
+TEST_F(DaemonTest, CliUsageErrorsExitTwo) {
+  EXPECT_EQ(ctl({"no-such-command"}).exitCode, 2);
+  EXPECT_EQ(ctl({"status", "-o", "xml"}).exitCode, 2);
+}
+
+}  // namespace
+}  // namespace nodeagent

@@ -1,0 +1,69 @@
+#include "common/json.h"
+
+#include <gtest/gtest.h>
+
+namespace nodeagent {
+namespace {
+
+TEST(Json, DumpsCompactAndPrettyInInsertionOrder) {
+  Json j = Json::object().set("b", 1).set("a", "x\"y\n").set("list", Json::Array{true, nullptr, 2.5});
+  EXPECT_EQ(j.dump(), R"({"b":1,"a":"x\"y\n","list":[true,null,2.5]})");
+  EXPECT_EQ(Json::object().set("k", Json::Array{1}).dump(2), "{\n  \"k\": [\n    1\n  ]\n}");
+}
+
+TEST(Json, SetReplacesExistingKey) {
+  Json j = Json::object().set("a", 1).set("a", 2);
+  EXPECT_EQ(j.size(), 1u);
+  EXPECT_EQ(j.get("a").asInt(), 2);
+  EXPECT_TRUE(j.get("missing").isNull());
+}
+
+TEST(Json, CopiesAreIndependent) {
+  Json a = Json::object().set("x", 1);
+  Json b = a;
+  b.set("x", 2);
+  EXPECT_EQ(a.get("x").asInt(), 1);
+  EXPECT_EQ(b.get("x").asInt(), 2);
+}
+
+TEST(Json, ParseRoundTrips) {
+  auto j = Json::parse(R"({"n":-3,"u":18446744073709551615,"d":0.25,"s":"\u00e9","a":[{},[]],"z":null})");
+  ASSERT_TRUE(j) << j.error().message();
+  EXPECT_EQ(j->get("n").asInt(), -3);
+  EXPECT_DOUBLE_EQ(j->get("d").asDouble(), 0.25);
+  EXPECT_EQ(j->get("s").asString(), "\xc3\xa9");
+  auto again = Json::parse(j->dump());
+  ASSERT_TRUE(again);
+  EXPECT_EQ(*again, *j);
+}
+
+TEST(Json, ParseRejectsInvalid) {
+  auto j = Json::parse("{\"a\":");
+  ASSERT_FALSE(j);
+  EXPECT_NE(j.error().message().find("invalid JSON"), std::string::npos);
+}
+
+TEST(Json, YamlQuotesWhatWouldReadBackAsAnotherType) {
+  Json j = Json::object()
+               .set("mode", "0660")
+               .set("flag", "true")
+               .set("empty", "")
+               .set("plain", "hello world")
+               .set("n", 5)
+               .set("items", Json::Array{Json::object().set("a", 1).set("b", "x"), "y"})
+               .set("none", Json::array());
+  EXPECT_EQ(j.toYaml(),
+            "mode: \"0660\"\n"
+            "flag: \"true\"\n"
+            "empty: \"\"\n"
+            "plain: hello world\n"
+            "n: 5\n"
+            "items:\n"
+            "  - a: 1\n"
+            "    b: x\n"
+            "  - y\n"
+            "none: []\n");
+}
+
+}  // namespace
+}  // namespace nodeagent
