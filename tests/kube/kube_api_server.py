@@ -173,8 +173,19 @@ class Handler(BaseHTTPRequestHandler):
         return self.server.state
 
     # -- plumbing -------------------------------------------------------------
+    def record(self, code):
+        # Logged before the answer leaves, so a client that got it sees it in the log.
+        self._status = code
+        entry, self._entry = getattr(self, "_entry", None), None
+        if entry is not None:
+            entry["status"] = code
+            with self.st.lock:
+                self.st.log.append(entry)
+                self.st.count("%s %d" % (entry["method"], code))
+
     def send_json(self, code, obj, extra_headers=None):
         body = json.dumps(obj).encode()
+        self.record(code)
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -182,7 +193,6 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
-        self._status = code
 
     def fail(self, code, reason, message, extra=None):
         self.send_json(code, status_obj(code, reason, message), extra)
@@ -208,6 +218,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self, method):
         self._status = 0
+        self._entry = None
         url = urllib.parse.urlsplit(self.path)
         path = url.path
         query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
@@ -220,13 +231,11 @@ class Handler(BaseHTTPRequestHandler):
             entry["body"] = body.decode(errors="replace")
         if method == "GET" and query.get("watch") in ("1", "true"):
             entry["method"] = "WATCH"
+        self._entry = entry
         try:
             self.serve(method, path, query, body, entry)
         finally:
-            entry["status"] = self._status
-            with self.st.lock:
-                self.st.log.append(entry)
-                self.st.count("%s %d" % (entry["method"], self._status))
+            self.record(self._status)
 
     def serve(self, method, path, query, body, entry):
         auth = self.headers.get("Authorization", "")
@@ -346,11 +355,11 @@ class Handler(BaseHTTPRequestHandler):
         bookmarks = query.get("allowWatchBookmarks") in ("1", "true")
         timeout = float(query.get("timeoutSeconds") or 1800)
         deadline = time.monotonic() + timeout
+        self.record(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self._status = 200
         sock = self.connection
         with st.lock:
             st.watch_socks.add(sock)
