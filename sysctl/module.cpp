@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <set>
 #include <thread>
 
 #include "agent/node_module.h"
@@ -78,12 +79,14 @@ Result<SysctlModule::PassResult> SysctlModule::passLocked(bool mayApply) {
 
   // Drift: a value that differs from what the last pass left is someone else's change.
   driftedNow_.clear();
+  std::set<std::string> driftedThisPass;
   std::vector<PlanItem> toApply = r.plan;
   for (auto& item : toApply) {
     if (!item.current) continue;
     auto it = lastSeen_.find(item.spec.key);
     bool drifted = it != lastSeen_.end() && it->second != *item.current;
     if (drifted) {
+      driftedThisPass.insert(item.spec.key);
       ++driftTotal_;
       ++driftPerKey_[item.spec.key];
       log->warn("drift: {} changed outside nodeagent from \"{}\" to \"{}\"{}", item.spec.key, it->second, *item.current,
@@ -107,7 +110,7 @@ Result<SysctlModule::PassResult> SysctlModule::passLocked(bool mayApply) {
       const auto& a = r.applied[i];
       const auto& p = r.plan[i];
       if (a.changed) {
-        bool restore = lastSeen_.count(a.key) > 0;
+        bool restore = driftedThisPass.count(a.key) > 0;
         if (restore) ++driftRestored_;
         log->info("{} {}: \"{}\" -> \"{}\" ({}: {})", restore ? "restored" : "set", a.key, a.before.value_or(""),
                   a.after.value_or(""), p.spec.source, p.spec.reason);
@@ -119,7 +122,11 @@ Result<SysctlModule::PassResult> SysctlModule::passLocked(bool mayApply) {
     if (config_.persist) {
       std::vector<std::pair<KeySpec, std::string>> inSync;
       for (size_t i = 0; i < r.applied.size(); ++i)
-        if (r.applied[i].inSync && r.applied[i].after) inSync.emplace_back(r.plan[i].spec, *r.applied[i].after);
+        // A value left as found in report mode is someone else's: persist the desired one.
+        if (auto d = driftedNow_.find(r.applied[i].key); d != driftedNow_.end())
+          inSync.emplace_back(r.plan[i].spec, targetValue(r.plan[i].spec, d->second));
+        else if (r.applied[i].inSync && r.applied[i].after)
+          inSync.emplace_back(r.plan[i].spec, *r.applied[i].after);
       std::string text = renderDropIn(inSync, kDropInHeader);
       if (auto w = persistDropIn(opts_.dropInPath, text); !w)
         log->error("cannot persist {}: {}", opts_.dropInPath, w.error().message());
@@ -344,6 +351,7 @@ Result<Json> SysctlModule::call(const agent::CallRequest& req, agent::CallOutput
         .set("drop_in", opts_.dropInPath);
   }
   if (req.command == "apply") {
+    if (!config_.enabled) return failInvalid("the sysctl module is disabled in the config");
     if (ctx_.dryRun) return failInvalid("the daemon runs with --dry-run: it changes nothing");
     if (reverted_) {
       if (::unlink(revertedMarker_.c_str()) != 0 && errno != ENOENT) return failErrno("remove " + revertedMarker_);

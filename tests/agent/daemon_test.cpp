@@ -86,7 +86,10 @@ class DaemonTest : public ::testing::Test {
            "  log_format: json\n"
            "  reconcile: {min_interval: 50ms, max_interval: 10s}\n"
            "control:\n"
-           "  socket: " + socket_ + "\n";
+           "  socket: " + socket_ + "\n"
+           // This daemon runs in the host's namespaces: it must not tune the host's sysctls.
+           "sysctl:\n"
+           "  enabled: false\n";
   }
 
   void startDaemon() {
@@ -213,7 +216,7 @@ TEST_F(DaemonTest, BadConfigAtStartExitsTwoAndCreatesNothing) {
   ASSERT_TRUE(writeFileAtomic(config_, configText("info") + "agent_typo: 1\n"));
   auto r = run({NODEAGENTD, "--config", config_}, dir_);
   EXPECT_EQ(r.exitCode, 2);
-  EXPECT_NE(r.err.find(config_ + ":9:1: agent_typo: unknown key"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(config_ + ":11:1: agent_typo: unknown key"), std::string::npos) << r.err;
   EXPECT_FALSE(pathExists(dir_ + "/state"));
   EXPECT_FALSE(pathExists(socket_));
 }

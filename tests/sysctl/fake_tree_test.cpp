@@ -161,6 +161,9 @@ TEST_F(FakeTree, DriftReportLeavesValueAndDegrades) {
   EXPECT_EQ(s.conditions.front().reason, "Drifted");
   ASSERT_TRUE(m->reconcile({.resync = true}));  // counted once, not every pass
   EXPECT_EQ(details().get("drift_events").asInt(), 1);
+  // The drop-in keeps the desired value, not the one someone else left.
+  EXPECT_EQ(readFile(dropIn_)->find("kernel.panic = 0"), std::string::npos);
+  EXPECT_NE(readFile(dropIn_)->find("kernel.panic = 10"), std::string::npos);
   // Raising a min key above its minimum is counted but needs no action.
   set("vm.max_map_count", "300000");
   ASSERT_TRUE(m->reconcile({.resync = true}));
