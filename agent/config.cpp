@@ -67,6 +67,7 @@ Json Config::toJson() const {
                        .set("socket_group", control.socketGroup)
                        .set("socket_mode", octal(control.socketMode)));
   j.set("sysctl", sysctl::toJson(sysctl));
+  j.set("imagepull", imagepull::toJson(imagepull));
   return j;
 }
 
@@ -80,6 +81,7 @@ Result<Config> parseConfig(const std::string& text, const std::string& source) {
   parseAgent(top.map("agent"), config.agent);
   parseControl(top.map("control"), config.control);
   sysctl::parseConfig(top.map("sysctl"), config.sysctl);
+  imagepull::parseConfig(top.map("imagepull"), config.imagepull);
   top.finish();
   if (auto r = errors.toResult(); !r) return fail(r.error());
   return config;

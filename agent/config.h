@@ -8,6 +8,7 @@
 #include "common/json.h"
 #include "common/result.h"
 #include "sysctl/config.h"
+#include "imagepull/config.h"
 
 namespace nodeagent::agent {
 
@@ -31,6 +32,7 @@ struct Config {
   AgentSection agent;
   ControlSection control;
   sysctl::Config sysctl;
+  imagepull::Config imagepull;
 
   // The effective config, every default filled in (for --check-config and `config show`).
   Json toJson() const;

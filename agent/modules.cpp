@@ -2,6 +2,7 @@
 
 #include "agent/node_module.h"
 #include "sysctl/module.h"
+#include "imagepull/imagepull_module.h"
 
 namespace nodeagent::agent {
 
@@ -26,6 +27,8 @@ Result<std::vector<std::unique_ptr<Module>>> createModules(
     modules.push_back(std::make_unique<sysctl::SysctlModule>(makeContext("sysctl"), so, sysctlConfigFor(config),
                                                              &sysctlConfigFor));
   }
+  modules.push_back(std::make_unique<imagepull::ImagePullModule>(makeContext("imagepull"), config.imagepull,
+                                                                resolveNodeName(config)));
   return modules;
 }
 

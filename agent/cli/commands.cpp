@@ -10,6 +10,17 @@ const std::vector<CommandSpec>& moduleCommands() {
       {.module = "sysctl", .command = "apply", .help = "apply the desired sysctls now (resumes after a revert)", .mutating = true},
       {.module = "sysctl", .command = "revert", .help = "restore the saved original values and remove the sysctl.d file", .mutating = true},
       {.module = "sysctl", .group = "conntrack", .command = "stats", .help = "conntrack fill level and per-CPU statistics"},
+      {.module = "imagepull", .group = "images", .command = "list", .help = "images the agent prefetches, per tier and state"},
+      {.module = "imagepull", .group = "images", .command = "status", .help = "prefetch status: runtime, disk guard, counts, every image"},
+      {.module = "imagepull",
+       .group = "images",
+       .command = "pull",
+       .help = "pull an image now, ahead of queued lower tiers (live progress on a terminal; exit 1 if it fails)",
+       .args = {"IMAGE"},
+       .options = {{.name = "tier", .help = "base, business (default) or environment"}},
+       .mutating = true},
+      {.module = "imagepull", .group = "images", .command = "forget", .help = "stop tracking a requested image (the runtime keeps it)",
+       .args = {"IMAGE"}, .mutating = true},
   };
   return kCommands;
 }

@@ -1,0 +1,183 @@
+#include "imagepull/cri_image_service.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <mutex>
+#include <set>
+
+#include "api.grpc.pb.h"
+
+namespace nodeagent::imagepull {
+
+namespace {
+
+class GrpcCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "grpc"; }
+  std::string message(int c) const override { return std::string(grpcCodeName(static_cast<GrpcCode>(c))); }
+};
+
+Error toError(const grpc::Status& s, const std::string& what) {
+  // The runtime's message names the image and the registry; it never carries credentials.
+  return Error(makeGrpcError(static_cast<GrpcCode>(s.error_code())), what + ": " + s.error_message());
+}
+
+ImageInfo toInfo(const runtime::v1::Image& im) {
+  ImageInfo i;
+  i.id = im.id();
+  i.repoTags.assign(im.repo_tags().begin(), im.repo_tags().end());
+  i.repoDigests.assign(im.repo_digests().begin(), im.repo_digests().end());
+  i.size = im.size();
+  i.pinned = im.pinned();
+  return i;
+}
+
+}  // namespace
+
+const std::error_category& grpcCategory() {
+  static GrpcCategory c;
+  return c;
+}
+
+GrpcCode grpcCodeOf(const Error& e) {
+  if (e.code().category() == grpcCategory()) return static_cast<GrpcCode>(e.code().value());
+  return GrpcCode::kUnknown;
+}
+
+std::string_view grpcCodeName(GrpcCode c) {
+  static constexpr std::string_view kNames[] = {
+      "OK", "Cancelled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+      "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
+      "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated"};
+  auto i = static_cast<size_t>(c);
+  return i < std::size(kNames) ? kNames[i] : "Unknown";
+}
+
+std::string authServerAddress(const std::string& registryHost) { return "https://" + registryHost; }
+
+struct CriImageService::Impl {
+  CriOptions options;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<runtime::v1::RuntimeService::Stub> runtime;
+  std::unique_ptr<runtime::v1::ImageService::Stub> images;
+  std::mutex mu;
+  std::set<grpc::ClientContext*> pulls;  // in flight, for cancelAll()
+  bool cancelled = false;
+
+  void deadline(grpc::ClientContext& ctx, std::chrono::milliseconds d) const {
+    ctx.set_deadline(std::chrono::system_clock::now() + d);
+  }
+};
+
+CriImageService::CriImageService(CriOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(impl_->options.maxReceiveBytes);
+  impl_->channel = grpc::CreateCustomChannel(impl_->options.endpoint, grpc::InsecureChannelCredentials(), args);
+  impl_->runtime = runtime::v1::RuntimeService::NewStub(impl_->channel);
+  impl_->images = runtime::v1::ImageService::NewStub(impl_->channel);
+}
+
+CriImageService::~CriImageService() = default;
+
+Result<RuntimeVersion> CriImageService::version() {
+  grpc::ClientContext ctx;
+  impl_->deadline(ctx, impl_->options.callTimeout);
+  runtime::v1::VersionRequest req;
+  req.set_version("v1");
+  runtime::v1::VersionResponse resp;
+  auto s = impl_->runtime->Version(&ctx, req, &resp);
+  if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED)
+    return fail(Error(makeGrpcError(GrpcCode::kUnimplemented),
+                      "container runtime at " + impl_->options.endpoint +
+                          " does not serve CRI runtime.v1 (is its CRI plugin enabled? containerd >= 1.6 serves it)"));
+  if (!s.ok()) return fail(toError(s, "CRI Version at " + impl_->options.endpoint));
+  return RuntimeVersion{resp.runtime_name(), resp.runtime_version(), resp.runtime_api_version()};
+}
+
+Result<std::optional<ImageInfo>> CriImageService::status(const std::string& image) {
+  grpc::ClientContext ctx;
+  impl_->deadline(ctx, impl_->options.callTimeout);
+  runtime::v1::ImageStatusRequest req;
+  req.mutable_image()->set_image(image);
+  runtime::v1::ImageStatusResponse resp;
+  auto s = impl_->images->ImageStatus(&ctx, req, &resp);
+  if (!s.ok()) return fail(toError(s, "CRI ImageStatus " + image));
+  if (!resp.has_image() || resp.image().id().empty()) return std::optional<ImageInfo>{};
+  return std::optional<ImageInfo>{toInfo(resp.image())};
+}
+
+Result<std::string> CriImageService::pull(const std::string& image, const std::string& registryHost,
+                                          const Credential* auth, std::chrono::milliseconds timeout) {
+  grpc::ClientContext ctx;
+  impl_->deadline(ctx, timeout);
+  runtime::v1::PullImageRequest req;
+  req.mutable_image()->set_image(image);
+  if (auth) {
+    auto* a = req.mutable_auth();
+    a->set_username(auth->username);
+    a->set_password(auth->password);
+    a->set_identity_token(auth->identityToken);
+    a->set_registry_token(auth->registryToken);
+    a->set_server_address(authServerAddress(registryHost));
+  }
+  runtime::v1::PullImageResponse resp;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->cancelled) return fail(Error(makeGrpcError(GrpcCode::kCancelled), "CRI PullImage " + image + ": shutting down"));
+    impl_->pulls.insert(&ctx);
+  }
+  auto s = impl_->images->PullImage(&ctx, req, &resp);
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->pulls.erase(&ctx);
+  }
+  req.Clear();  // drop the secret copy now rather than at scope end
+  if (!s.ok()) return fail(toError(s, "CRI PullImage " + image));
+  return resp.image_ref();
+}
+
+void CriImageService::cancelAll() {
+  std::lock_guard lock(impl_->mu);
+  impl_->cancelled = true;
+  for (auto* ctx : impl_->pulls) ctx->TryCancel();
+}
+
+Result<void> CriImageService::remove(const std::string& image) {
+  grpc::ClientContext ctx;
+  impl_->deadline(ctx, impl_->options.callTimeout);
+  runtime::v1::RemoveImageRequest req;
+  req.mutable_image()->set_image(image);
+  runtime::v1::RemoveImageResponse resp;
+  auto s = impl_->images->RemoveImage(&ctx, req, &resp);
+  if (!s.ok()) return fail(toError(s, "CRI RemoveImage " + image));
+  return {};
+}
+
+Result<std::vector<ImageInfo>> CriImageService::list() {
+  grpc::ClientContext ctx;
+  impl_->deadline(ctx, impl_->options.callTimeout);
+  runtime::v1::ListImagesRequest req;
+  runtime::v1::ListImagesResponse resp;
+  auto s = impl_->images->ListImages(&ctx, req, &resp);
+  if (!s.ok()) return fail(toError(s, "CRI ListImages"));
+  std::vector<ImageInfo> out;
+  out.reserve(resp.images_size());
+  for (const auto& im : resp.images()) out.push_back(toInfo(im));
+  return out;
+}
+
+Result<std::vector<FsUsage>> CriImageService::fsInfo() {
+  grpc::ClientContext ctx;
+  impl_->deadline(ctx, impl_->options.callTimeout);
+  runtime::v1::ImageFsInfoRequest req;
+  runtime::v1::ImageFsInfoResponse resp;
+  auto s = impl_->images->ImageFsInfo(&ctx, req, &resp);
+  if (!s.ok()) return fail(toError(s, "CRI ImageFsInfo"));
+  std::vector<FsUsage> out;
+  for (const auto& f : resp.image_filesystems())
+    out.push_back({f.fs_id().mountpoint(), f.has_used_bytes() ? f.used_bytes().value() : 0});
+  return out;
+}
+
+}  // namespace nodeagent::imagepull

@@ -1,0 +1,151 @@
+// Prefetcher: the image pull scheduler. A priority queue (base > business requests >
+// environment) feeds a bounded pool of worker threads (a global limit and a per-registry
+// limit). Workers block in CRI calls or on a condition variable, never poll. An image
+// already present is not pulled again; two requests for one image share one pull; each
+// attempt has a deadline; failures back off exponentially with jitter, classified by their
+// gRPC code; environment and business pulls wait while the image disk is above its
+// high-water mark.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/json.h"
+#include "imagepull/credentials.h"
+#include "imagepull/disk_guard.h"
+#include "imagepull/image_service.h"
+#include "imagepull/policy.h"
+
+namespace nodeagent::imagepull {
+
+struct PrefetchOptions {
+  unsigned concurrency = 3;
+  unsigned perRegistry = 3;
+  std::chrono::milliseconds attemptTimeout{std::chrono::minutes(10)};
+  std::chrono::milliseconds backoffInitial{std::chrono::seconds(2)};
+  std::chrono::milliseconds backoffMax{std::chrono::minutes(5)};
+  unsigned maxAttempts = 8;
+  unsigned maxPermanentAttempts = 2;
+  double diskHighWaterPercent = 80;
+  std::chrono::milliseconds diskRecheck{std::chrono::seconds(30)};
+  bool dryRun = false;  // check presence only; report what would be pulled
+};
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+struct ImageRecord {
+  std::string image;      // canonical reference, the record's key
+  std::string requested;  // as first written (config or CLI)
+  std::string registry;
+  Tier tier = Tier::kEnvironment;
+  PullState state = PullState::kQueued;
+  bool configured = false;  // from the config (base/environment), not from a request
+  bool refresh = false;     // pull even if present: a tag re-check
+  unsigned attempts = 0;    // attempts of the current round
+  std::string lastError;
+  std::string lastCode;  // gRPC code name of the last failure
+  std::string waitReason;
+  std::string imageId;
+  uint64_t size = 0;
+  bool pinned = false;
+  bool digestChanged = false;  // the last refresh found a new image behind the tag
+  std::chrono::milliseconds lastDuration{0};
+  SteadyTime queuedAt{};
+  SteadyTime startedAt{};
+  SteadyTime nextAttemptAt{};
+  std::chrono::system_clock::time_point lastPulled{};
+  uint64_t seq = 0;  // FIFO order within a tier
+};
+
+struct PrefetchStats {
+  unsigned active = 0;
+  unsigned maxActive = 0;  // highest number of pulls in flight at once
+  uint64_t attempts = 0;
+  uint64_t pulled = 0;
+  uint64_t failedAttempts = 0;
+  uint64_t skippedPresent = 0;
+  std::optional<DiskUsage> disk;
+  std::string diskError;
+  bool diskHigh = false;
+};
+
+class Prefetcher {
+ public:
+  Prefetcher(ImageService& service, DiskProbe& disk, PrefetchOptions options);
+  ~Prefetcher();
+  Prefetcher(const Prefetcher&) = delete;
+  Prefetcher& operator=(const Prefetcher&) = delete;
+
+  void setOptions(const PrefetchOptions& options);
+  void setCredentials(std::shared_ptr<const CredentialStore> creds);
+  // Called after any state change (from worker threads): the module re-publishes.
+  void setOnChange(std::function<void()> fn);
+  // Configured images hold until `at` (the fleet-wide start spread); requests don't.
+  void releaseAt(SteadyTime at);
+  void release() { releaseAt(std::chrono::steady_clock::now()); }
+  bool released() const;
+
+  // The configured tiers. New images are queued, images no longer listed are dropped
+  // (unless pulling), tiers are updated. Invalid references are rejected whole.
+  [[nodiscard]] Result<void> setConfigured(const std::vector<std::string>& base,
+                                           const std::vector<std::string>& environment);
+  // Queues an image (a business pull by default) and returns its key. A request for an
+  // image already queued or pulling joins that pull; a higher tier raises its priority.
+  [[nodiscard]] Result<std::string> request(const std::string& image, Tier tier, bool refresh = false);
+  // Re-checks every configured environment image by tag (and retries failed configured ones).
+  void refreshEnvironment();
+  // Drops an image the agent tracks (never a configured one). Does not delete it from the runtime.
+  [[nodiscard]] Result<void> forget(const std::string& image);
+
+  std::vector<ImageRecord> snapshot() const;
+  std::optional<ImageRecord> find(const std::string& key) const;
+  PrefetchStats stats() const;
+  uint64_t version() const;
+  // Waits until something changed after `since`, or the deadline.
+  uint64_t waitForChange(uint64_t since, SteadyTime deadline) const;
+
+  // Stops the workers, cancelling pulls in flight.
+  void stop();
+
+ private:
+  void workerLoop();
+  ImageRecord* pickLocked(SteadyTime now, SteadyTime& wake);
+  void runOne(std::unique_lock<std::mutex>& lock, ImageRecord& rec);
+  void changedLocked();
+  void ensureWorkersLocked();
+  bool baseBusyLocked() const;
+  std::optional<DiskUsage> diskLocked(std::unique_lock<std::mutex>& lock, SteadyTime now);
+
+  ImageService& service_;
+  DiskProbe& disk_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable work_;     // workers wait here
+  mutable std::condition_variable changed_;  // waitForChange waits here
+  PrefetchOptions options_;
+  std::shared_ptr<const CredentialStore> creds_;
+  std::function<void()> onChange_;
+  std::map<std::string, ImageRecord> records_;
+  std::map<std::string, unsigned> activePerRegistry_;
+  std::vector<std::thread> workers_;
+  PrefetchStats stats_;
+  SteadyTime diskCheckedAt_{};
+  uint64_t version_ = 0;
+  uint64_t seq_ = 0;
+  SteadyTime releaseAt_ = SteadyTime::max();
+  bool stopping_ = false;
+  std::mt19937_64 rng_{std::random_device{}()};
+};
+
+// Json for status output: never includes credentials (records hold none).
+Json toJson(const ImageRecord& r, SteadyTime now);
+
+}  // namespace nodeagent::imagepull

@@ -1,0 +1,330 @@
+// cri tier: the prefetcher against Debian's real containerd (CRI runtime.v1) and
+// docker-registry on 127.0.0.1, started by cri_harness.sh in a temp dir. Independent
+// witnesses: containerd's own log (PullImage start/end, for order and concurrency), the
+// registry's access log (blob GETs) and `ctr -n k8s.io images ls`.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "imagepull/cri_image_service.h"
+#include "imagepull/disk_guard.h"
+#include "imagepull/prefetcher.h"
+
+namespace nodeagent::imagepull {
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::string kHarness = std::string(NODEAGENT_SOURCE_DIR) + "/tests/imagepull/cri_harness.sh";
+
+std::string run(const std::string& cmd, int* status = nullptr) {
+  std::string out;
+  FILE* f = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!f) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  int rc = ::pclose(f);
+  if (status) *status = rc;
+  return out;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// One harness: containerd + registry (+ optional throttle proxy) in a fresh temp dir.
+class Env {
+ public:
+  explicit Env(const std::string& extra = "") {
+    char tmpl[] = "/tmp/na-cri-test.XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    int rc = 0;
+    auto out = run(kHarness + " start " + dir_ + " " + extra, &rc);
+    if (rc != 0) throw std::runtime_error("cri harness failed to start containerd/registry:\n" + out);
+    std::istringstream env(slurp(dir_ + "/env"));
+    for (std::string line; std::getline(env, line);)
+      if (auto eq = line.find('='); eq != std::string::npos) vars_[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  ~Env() {
+    run(kHarness + " stop " + dir_);
+    if (!::testing::Test::HasFailure()) run("rm -rf " + dir_);
+    else std::fprintf(stderr, "cri harness files kept in %s\n", dir_.c_str());
+  }
+  const std::string& operator[](const std::string& k) { return vars_[k]; }
+  const std::string& dir() const { return dir_; }
+  std::string image(const std::string& nameTag) { return vars_["REGISTRY"] + "/" + nameTag; }
+  void push(const std::string& specs) {
+    int rc = 0;
+    auto out = run(kHarness + " push " + dir_ + " " + specs, &rc);
+    if (rc != 0) throw std::runtime_error("push failed:\n" + out);
+  }
+  // Blob GETs in the registry access log, per digest.
+  std::map<std::string, int> blobGets() {
+    std::map<std::string, int> m;
+    static const std::regex re("\"GET /v2/[^ ]*/blobs/(sha256:[0-9a-f]+)[? ]");
+    auto log = slurp(vars_["REGISTRY_LOG"]);
+    for (std::sregex_iterator it(log.begin(), log.end(), re), end; it != end; ++it) ++m[(*it)[1]];
+    return m;
+  }
+  int totalBlobGets() {
+    int n = 0;
+    for (auto& [k, v] : blobGets()) n += v;
+    return n;
+  }
+  // Unique blobs (config + layers) of images pushed so far, per image name.
+  std::set<std::string> blobsOf(const std::vector<std::string>& refs) {
+    std::set<std::string> s;
+    std::istringstream in(slurp(dir_ + "/images.txt"));
+    for (std::string line; std::getline(in, line);) {
+      std::istringstream f(line);
+      std::string ref, d;
+      f >> ref;
+      if (std::find(refs.begin(), refs.end(), ref) == refs.end()) continue;
+      while (f >> d) s.insert(d);
+    }
+    return s;
+  }
+  struct Pull {
+    std::string image, start, end;
+    bool ok = false;
+  };
+  // PullImage calls as containerd logged them, in start order.
+  std::vector<Pull> runtimePulls() {
+    std::vector<Pull> pulls;
+    std::map<std::string, std::vector<size_t>> open;
+    static const std::regex line(R"re(time="([^"]+)" level=\w+ msg="PullImage \\"([^\\]+)\\"( returns| failed)?)re");
+    std::istringstream in(slurp(vars_["CONTAINERD_LOG"]));
+    for (std::string l; std::getline(in, l);) {
+      std::smatch m;
+      if (!std::regex_search(l, m, line)) continue;
+      if (!m[3].matched) {
+        open[m[2]].push_back(pulls.size());
+        pulls.push_back({m[2], m[1], "", false});
+      } else if (auto& o = open[m[2]]; !o.empty()) {
+        pulls[o.front()].end = m[1];
+        pulls[o.front()].ok = m[3] == " returns";
+        o.erase(o.begin());
+      }
+    }
+    return pulls;
+  }
+  // The most PullImage calls containerd had in flight at once.
+  int runtimeMaxConcurrency() {
+    std::vector<std::pair<std::string, int>> ev;
+    for (auto& p : runtimePulls()) {
+      ev.push_back({p.start, +1});
+      ev.push_back({p.end.empty() ? "9999" : p.end, -1});
+    }
+    std::sort(ev.begin(), ev.end(), [](auto& a, auto& b) { return a.first != b.first ? a.first < b.first : a.second < b.second; });
+    int cur = 0, best = 0;
+    for (auto& [t, d] : ev) best = std::max(best, cur += d);
+    return best;
+  }
+  std::string ctrImages() { return run("ctr --address " + vars_["CRI_SOCKET"] + " -n k8s.io images ls -q"); }
+  CriOptions cri() { return CriOptions{.endpoint = "unix://" + vars_["CRI_SOCKET"]}; }
+
+ private:
+  std::string dir_;
+  std::map<std::string, std::string> vars_;
+};
+
+PrefetchOptions testOptions(unsigned concurrency) {
+  return PrefetchOptions{.concurrency = concurrency, .perRegistry = concurrency, .attemptTimeout = 60s,
+                         .backoffInitial = 200ms, .backoffMax = 1s, .maxAttempts = 30, .maxPermanentAttempts = 2,
+                         .diskHighWaterPercent = 99.9, .diskRecheck = 300ms};
+}
+
+bool waitAll(Prefetcher& p, std::chrono::milliseconds limit = 60s) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  uint64_t v = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool done = true;
+    for (const auto& r : p.snapshot()) done = done && isTerminal(r.state);
+    if (done) return true;
+    v = p.waitForChange(v, std::chrono::steady_clock::now() + 100ms);
+  }
+  return false;
+}
+
+std::string dump(Prefetcher& p) {
+  std::string s;
+  for (const auto& r : p.snapshot()) s += toJson(r, std::chrono::steady_clock::now()).dump() + "\n";
+  return s;
+}
+
+// Tiers in priority order under a concurrency limit, shared blobs fetched once, a warm
+// re-run free of blob GETs, all visible to ctr. Through a throttled link so pulls overlap.
+TEST(CriPrefetch, TiersInOrderWithinLimitAndEachBlobOnce) {
+  Env env("--proxy-rate 4194304 --proxy-delay-ms 5");
+  std::vector<std::string> names = {"os1:v1=os/1024+128",  "os2:v1=os/1024+128",  "biz:v1=rt/1024+256",
+                                    "rt1:v1=rt/1024+128",  "rt2:v1=rt/1024+128",  "rt3:v1=jvm/1024+128",
+                                    "rt4:v1=jvm/1024+128", "rt5:v1=os/1024+128"};
+  std::string specs;
+  std::vector<std::string> refs;
+  for (auto& n : names) specs += n + " ", refs.push_back(n.substr(0, n.find('=')));
+  env.push(specs);
+  auto gets0 = env.totalBlobGets();
+  ASSERT_EQ(gets0, 0);
+
+  CriImageService svc(env.cri());
+  CriDiskProbe disk(svc);
+  const unsigned kLimit = 2;
+  {
+    Prefetcher p(svc, disk, testOptions(kLimit));
+    ASSERT_TRUE(p.setConfigured({env.image("os1:v1"), env.image("os2:v1")},
+                                {env.image("rt1:v1"), env.image("rt2:v1"), env.image("rt3:v1"), env.image("rt4:v1"),
+                                 env.image("rt5:v1")}));
+    p.release();
+    std::this_thread::sleep_for(50ms);  // base pulls are under way
+    ASSERT_TRUE(p.request(env.image("biz:v1"), Tier::kBusiness));
+    ASSERT_TRUE(waitAll(p)) << dump(p);
+    for (const auto& r : p.snapshot()) EXPECT_EQ(r.state, PullState::kPresent) << r.image << ": " << r.lastError;
+  }
+  // Order and concurrency as containerd saw them.
+  auto pulls = env.runtimePulls();
+  ASSERT_EQ(pulls.size(), names.size());
+  std::vector<std::string> order;
+  for (auto& p : pulls) order.push_back(p.image.substr(p.image.rfind('/') + 1));
+  std::string lastBaseEnd = std::max(pulls[0].end, pulls[1].end);
+  // The two base pulls start together (limit 2), in either order.
+  EXPECT_EQ((std::set<std::string>{order[0], order[1]}), (std::set<std::string>{"os1:v1", "os2:v1"})) << "base first";
+  EXPECT_EQ(order[2], "biz:v1") << "business ahead of environment";
+  for (size_t i = 3; i < pulls.size(); ++i) {
+    EXPECT_EQ(order[i].substr(0, 2), "rt");
+    EXPECT_GE(pulls[i].start, lastBaseEnd) << "environment after base";
+  }
+  int seen = env.runtimeMaxConcurrency();
+  EXPECT_LE(seen, static_cast<int>(kLimit));
+  EXPECT_GE(seen, 2) << "pulls should overlap through the slow link";
+  // Each unique blob fetched exactly once.
+  auto gets = env.blobGets();
+  auto unique = env.blobsOf(refs);
+  EXPECT_EQ(gets.size(), unique.size());
+  for (auto& [digest, n] : gets) {
+    EXPECT_EQ(n, 1) << digest;
+    EXPECT_TRUE(unique.contains(digest)) << digest;
+  }
+  // An independent client sees them all.
+  auto ls = env.ctrImages();
+  for (auto& r : refs) EXPECT_NE(ls.find(env.image(r)), std::string::npos) << r << " missing from ctr:\n" << ls;
+
+  // Warm: the same set again costs no blob GET, and no PullImage at all.
+  int before = env.totalBlobGets();
+  {
+    CriImageService svc2(env.cri());  // a stopped Prefetcher has cancelled its service for good
+    Prefetcher p(svc2, disk, testOptions(kLimit));
+    ASSERT_TRUE(p.setConfigured({env.image("os1:v1")}, {env.image("rt1:v1")}));
+    p.release();
+    ASSERT_TRUE(waitAll(p));
+    EXPECT_EQ(p.stats().attempts, 0u);
+    EXPECT_EQ(p.stats().skippedPresent, 2u);
+    // A tag re-check pulls by tag: the manifest is asked for, but no blob.
+    p.refreshEnvironment();
+    ASSERT_TRUE(waitAll(p));
+    EXPECT_EQ(p.find(env.image("rt1:v1"))->state, PullState::kPresent);
+    EXPECT_FALSE(p.find(env.image("rt1:v1"))->digestChanged);
+  }
+  EXPECT_EQ(env.totalBlobGets(), before);
+}
+
+TEST(CriPrefetch, RegistryOutageRetriesThenRecoversAndMissingTagFails) {
+  Env env;
+  env.push("late:v1=os/256+64");
+  CriImageService svc(env.cri());
+  CriDiskProbe disk(svc);
+  Prefetcher p(svc, disk, testOptions(2));
+  p.release();
+  run(kHarness + " stop-registry " + env.dir());
+  auto key = p.request(env.image("late:v1"), Tier::kBusiness);
+  auto missing = p.request(env.image("late:nope"), Tier::kBusiness);
+  ASSERT_TRUE(key && missing);
+  // Retrying with backoff while the registry is down.
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (p.find(*key)->attempts < 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);
+  auto r = p.find(*key);
+  EXPECT_GE(r->attempts, 3u) << dump(p);
+  EXPECT_TRUE(r->state == PullState::kRetrying || r->state == PullState::kPulling) << dump(p);
+  int rc = 0;
+  auto out = run(kHarness + " start-registry " + env.dir(), &rc);
+  ASSERT_EQ(rc, 0) << out;
+  ASSERT_TRUE(waitAll(p, 30s)) << dump(p);
+  EXPECT_EQ(p.find(*key)->state, PullState::kPresent) << dump(p);
+  auto m = p.find(*missing);
+  EXPECT_EQ(m->state, PullState::kFailed);
+  EXPECT_EQ(m->lastCode, "NotFound") << m->lastError;
+  // No endless retry: exactly max_permanent_attempts pulls of the missing tag once the
+  // registry answered NotFound (earlier attempts, while it was down, were Unavailable-like).
+  int missingAttempts = 0;
+  for (auto& pl : env.runtimePulls()) missingAttempts += pl.image == env.image("late:nope");
+  std::this_thread::sleep_for(1500ms);
+  int later = 0;
+  for (auto& pl : env.runtimePulls()) later += pl.image == env.image("late:nope");
+  EXPECT_EQ(later, missingAttempts) << "a failed NotFound pull is not retried";
+  EXPECT_NE(env.ctrImages().find(env.image("late:v1")), std::string::npos);
+}
+
+TEST(CriPrefetch, DeadlineCancelsTheAttemptAndRetries) {
+  // 2 MiB at 256 KiB/s takes ~8 s; each attempt may take 1 s.
+  Env env("--proxy-rate 262144 --proxy-delay-ms 5");
+  env.push("big:v1=os/2048+64");
+  CriImageService svc(env.cri());
+  CriDiskProbe disk(svc);
+  auto opts = testOptions(1);
+  opts.attemptTimeout = 1s;
+  opts.maxAttempts = 2;
+  Prefetcher p(svc, disk, opts);
+  auto key = p.request(env.image("big:v1"), Tier::kBusiness);
+  ASSERT_TRUE(key);
+  ASSERT_TRUE(waitAll(p, 30s)) << dump(p);
+  auto r = p.find(*key);
+  EXPECT_EQ(r->state, PullState::kFailed);
+  EXPECT_EQ(r->attempts, 2u);
+  EXPECT_EQ(r->lastCode, "DeadlineExceeded") << r->lastError;
+  // containerd saw two PullImage calls for it, both ended (cancelled), none succeeded.
+  auto pulls = env.runtimePulls();
+  ASSERT_EQ(pulls.size(), 2u);
+  for (auto& pl : pulls) EXPECT_FALSE(pl.ok);
+  EXPECT_EQ(env.ctrImages().find(env.image("big:v1")), std::string::npos);
+}
+
+TEST(CriPrefetch, DiskGuardHoldsEnvironmentPulls) {
+  Env env;
+  env.push("os:v1=os/128+16 rt:v1=os/128+16");
+  CriImageService svc(env.cri());
+  CriDiskProbe disk(svc);
+  auto usage = disk.probe();
+  ASSERT_TRUE(usage) << usage.error().message();
+  ASSERT_GT(usage->usedPercent, 0.5);
+  auto opts = testOptions(2);
+  opts.diskHighWaterPercent = 0.5;  // below current usage of the real file system
+  Prefetcher p(svc, disk, opts);
+  ASSERT_TRUE(p.setConfigured({env.image("os:v1")}, {env.image("rt:v1")}));
+  p.release();
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto e = p.find(env.image("rt:v1"));
+    if (e->state == PullState::kWaitingForDisk && p.find(env.image("os:v1"))->state == PullState::kPresent) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(p.find(env.image("os:v1"))->state, PullState::kPresent) << dump(p);
+  auto e = p.find(env.image("rt:v1"));
+  EXPECT_EQ(e->state, PullState::kWaitingForDisk) << dump(p);
+  EXPECT_NE(e->waitReason.find(usage->mountpoint), std::string::npos) << e->waitReason;
+  std::this_thread::sleep_for(1s);  // several rechecks: still held, never pulled
+  EXPECT_EQ(p.find(env.image("rt:v1"))->state, PullState::kWaitingForDisk);
+  for (auto& pl : env.runtimePulls()) EXPECT_NE(pl.image, env.image("rt:v1"));
+  EXPECT_TRUE(p.stats().diskHigh);
+}
+
+}  // namespace
+}  // namespace nodeagent::imagepull

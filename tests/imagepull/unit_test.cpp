@@ -1,0 +1,344 @@
+// Unit tests of imagepull's pure logic and of the scheduler against a small fake runtime.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "common/config_reader.h"
+#include "imagepull/config.h"
+#include "imagepull/credentials.h"
+#include "imagepull/image_ref.h"
+#include "imagepull/policy.h"
+#include "imagepull/prefetcher.h"
+
+namespace nodeagent::imagepull {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(ImageRef, NormalisesLikeKubelet) {
+  EXPECT_EQ(parseImageRef("nginx")->canonical(), "docker.io/library/nginx:latest");
+  EXPECT_EQ(parseImageRef("team/app:1.2")->canonical(), "docker.io/team/app:1.2");
+  EXPECT_EQ(parseImageRef("127.0.0.1:5000/a/b:v1")->canonical(), "127.0.0.1:5000/a/b:v1");
+  EXPECT_EQ(parseImageRef("127.0.0.1:5000/a")->registry, "127.0.0.1:5000");
+  EXPECT_EQ(parseImageRef("localhost/x")->canonical(), "localhost/x:latest");
+  std::string d(64, 'a');
+  EXPECT_EQ(parseImageRef("reg.io/x@sha256:" + d)->canonical(), "reg.io/x@sha256:" + d);
+  EXPECT_FALSE(parseImageRef(""));
+  EXPECT_FALSE(parseImageRef("Upper/case"));
+  EXPECT_FALSE(parseImageRef("reg.io/x:bad tag"));
+  EXPECT_FALSE(parseImageRef("reg.io/x@sha256:123"));
+  EXPECT_FALSE(parseImageRef("reg.io//x"));
+}
+
+TEST(Credentials, DockerConfigAuthsAndLegacyForm) {
+  // "auth" is base64("alice:s3cret")
+  auto s = CredentialStore::parse(R"({"auths":{"https://index.docker.io/v1/":{"auth":"YWxpY2U6czNjcmV0"},
+      "127.0.0.1:5000":{"username":"bob","password":"pw"}}})", "config.json");
+  ASSERT_TRUE(s) << s.error().message();
+  EXPECT_EQ(s->size(), 2u);
+  EXPECT_EQ(s->lookup("docker.io")->username, "alice");
+  EXPECT_EQ(s->lookup("docker.io")->password, "s3cret");
+  EXPECT_EQ(s->lookup("127.0.0.1:5000")->password, "pw");
+  EXPECT_FALSE(s->lookup("other.io"));
+  auto legacy = CredentialStore::parse(R"({"http://reg.example.com/v2/":{"auth":"dTpw"}})", "dockercfg");
+  ASSERT_TRUE(legacy);
+  EXPECT_EQ(legacy->lookup("reg.example.com")->username, "u");
+}
+
+TEST(Credentials, ErrorsNeverQuoteSecrets) {
+  auto bad = CredentialStore::parse(R"({"auths":{"h":{"auth":"!!notbase64-hunter2"}}})", "f.json");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message().find("hunter2"), std::string::npos);
+  auto junk = CredentialStore::parse(R"({"auths": {"h": {"password": "hunter2" )", "f.json");
+  ASSERT_FALSE(junk);
+  EXPECT_EQ(junk.error().message().find("hunter2"), std::string::npos);
+  EXPECT_EQ(decodeBase64("YWxpY2U6czNjcmV0").value(), "alice:s3cret");
+  EXPECT_FALSE(decodeBase64("a"));
+}
+
+TEST(Policy, ClassifiesByGrpcCodeAndMessage) {
+  EXPECT_EQ(classifyError(GrpcCode::kNotFound, ""), RetryClass::kPermanent);
+  EXPECT_EQ(classifyError(GrpcCode::kUnauthenticated, ""), RetryClass::kPermanent);
+  EXPECT_EQ(classifyError(GrpcCode::kUnavailable, ""), RetryClass::kRetryable);
+  EXPECT_EQ(classifyError(GrpcCode::kDeadlineExceeded, ""), RetryClass::kRetryable);
+  EXPECT_EQ(classifyError(GrpcCode::kUnknown, "dial tcp 127.0.0.1:1: connect: connection refused"),
+            RetryClass::kRetryable);
+  EXPECT_EQ(classifyError(GrpcCode::kUnknown, "failed to authorize: ... 401 Unauthorized"), RetryClass::kPermanent);
+}
+
+TEST(Policy, BackoffGrowsIsCappedAndJittered) {
+  EXPECT_EQ(backoffDelay(1, 1000ms, 60000ms, 0.999999).count(), 999);
+  EXPECT_EQ(backoffDelay(1, 1000ms, 60000ms, 0.0), 500ms);
+  EXPECT_EQ(backoffDelay(3, 1000ms, 60000ms, 0.0), 2000ms);
+  EXPECT_EQ(backoffDelay(30, 1000ms, 60000ms, 0.0), 30000ms);
+  EXPECT_LE(backoffDelay(30, 1000ms, 60000ms, 1.0), 60000ms);
+}
+
+TEST(Policy, StartDelayIsDeterministicAndSpread) {
+  EXPECT_EQ(startDelay("node-1", 600000ms), startDelay("node-1", 600000ms));
+  EXPECT_EQ(startDelay("node-1", 0ms), 0ms);
+  // 5,000 nodes over 10 minutes: every 10-second bucket of the window gets some nodes,
+  // none gets more than three times its share.
+  std::vector<int> buckets(60);
+  for (int i = 0; i < 5000; ++i) {
+    auto d = startDelay("node-" + std::to_string(i), 600000ms);
+    ASSERT_LT(d, 600000ms);
+    ++buckets[d.count() / 10000];
+  }
+  for (int b : buckets) {
+    EXPECT_GT(b, 0);
+    EXPECT_LT(b, 3 * 5000 / 60);
+  }
+}
+
+Result<Config> parse(const std::string& yaml) {
+  auto doc = loadYaml(yaml, "t.yaml");
+  if (!doc) return fail(doc.error());
+  ConfigErrors errors("t.yaml");
+  Config c;
+  ConfigMap m(*doc, "imagepull", errors);
+  parseConfig(std::move(m), c);
+  if (auto r = errors.toResult(); !r) return fail(r.error());
+  return c;
+}
+
+TEST(Config, DefaultsAreIdleWithoutImages) {
+  auto c = parse("{}");
+  ASSERT_TRUE(c);
+  EXPECT_FALSE(c->active());
+  EXPECT_EQ(c->runtimeEndpoint, "unix:///run/containerd/containerd.sock");
+  EXPECT_EQ(c->concurrency, 3u);
+  EXPECT_EQ(c->diskHighWaterPercent, 80);
+  auto with = parse("images: {base: [busybox]}");
+  ASSERT_TRUE(with);
+  EXPECT_TRUE(with->active());
+}
+
+TEST(Config, RejectsBadInputWithKeyAndLine) {
+  auto c = parse("images:\n  base: [nginx, docker.io/library/nginx:latest]\nconcurrency: 0\nrutnime_endpoint: x\n");
+  ASSERT_FALSE(c);
+  auto msg = c.error().message();
+  EXPECT_NE(msg.find("listed twice"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("concurrency"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("rutnime_endpoint"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("t.yaml:"), std::string::npos) << msg;
+  EXPECT_FALSE(parse("runtime_endpoint: /run/containerd/containerd.sock"));
+  EXPECT_FALSE(parse("images: {base: ['Bad Image']}"));
+}
+
+// A fake runtime: pulls take `pullTime`, may fail by script, and record their order and
+// the most pulls ever in flight.
+class FakeService final : public ImageService {
+ public:
+  std::mutex mu;
+  std::set<std::string> present;
+  std::map<std::string, std::vector<GrpcCode>> failures;  // per image, consumed in order
+  std::vector<std::string> order;
+  std::map<std::string, int> pulls;
+  int inFlight = 0, maxInFlight = 0;
+  std::chrono::milliseconds pullTime{30};
+  uint64_t used = 10;
+
+  Result<RuntimeVersion> version() override { return RuntimeVersion{"fake", "1", "v1"}; }
+  Result<std::optional<ImageInfo>> status(const std::string& image) override {
+    std::lock_guard l(mu);
+    if (!present.contains(image)) return std::optional<ImageInfo>{};
+    return std::optional<ImageInfo>{ImageInfo{.id = "sha256:" + image, .size = 42}};
+  }
+  Result<std::string> pull(const std::string& image, const std::string&, const Credential*,
+                           std::chrono::milliseconds timeout) override {
+    {
+      std::lock_guard l(mu);
+      order.push_back(image);
+      ++pulls[image];
+      maxInFlight = std::max(maxInFlight, ++inFlight);
+    }
+    std::this_thread::sleep_for(std::min(pullTime, timeout));
+    std::lock_guard l(mu);
+    --inFlight;
+    if (pullTime > timeout) return fail(Error(makeGrpcError(GrpcCode::kDeadlineExceeded), "deadline"));
+    if (auto& f = failures[image]; !f.empty()) {
+      auto code = f.front();
+      f.erase(f.begin());
+      return fail(Error(makeGrpcError(code), "scripted failure"));
+    }
+    present.insert(image);
+    return "sha256:" + image;
+  }
+  Result<void> remove(const std::string& image) override {
+    std::lock_guard l(mu);
+    present.erase(image);
+    return {};
+  }
+  Result<std::vector<ImageInfo>> list() override { return std::vector<ImageInfo>{}; }
+  Result<std::vector<FsUsage>> fsInfo() override { return std::vector<FsUsage>{{"/fake", 0}}; }
+};
+
+class FakeDisk final : public DiskProbe {
+ public:
+  std::atomic<double> percent{10};
+  Result<DiskUsage> probe() override { return DiskUsage{.mountpoint = "/fake", .usedPercent = percent.load()}; }
+};
+
+PrefetchOptions fastOptions() {
+  return PrefetchOptions{.concurrency = 2, .perRegistry = 2, .attemptTimeout = 2000ms, .backoffInitial = 20ms,
+                         .backoffMax = 50ms, .maxAttempts = 4, .maxPermanentAttempts = 2,
+                         .diskHighWaterPercent = 80, .diskRecheck = 50ms};
+}
+
+bool waitFor(Prefetcher& p, const std::function<bool()>& done, std::chrono::milliseconds limit = 5000ms) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  uint64_t v = 0;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    v = p.waitForChange(v, std::min(deadline, std::chrono::steady_clock::now() + 50ms));
+  }
+  return true;
+}
+
+bool allTerminal(Prefetcher& p) {
+  for (const auto& r : p.snapshot())
+    if (!isTerminal(r.state)) return false;
+  return true;
+}
+
+TEST(Prefetcher, PullsInPriorityOrderWithinTheLimit) {
+  FakeService svc;
+  FakeDisk disk;
+  auto opts = fastOptions();
+  opts.concurrency = 1;
+  Prefetcher p(svc, disk, opts);
+  ASSERT_TRUE(p.setConfigured({"r.io/base1", "r.io/base2"}, {"r.io/env1", "r.io/env2", "r.io/env3"}));
+  ASSERT_TRUE(p.request("r.io/biz1", Tier::kBusiness));  // before release: goes first
+  std::this_thread::sleep_for(10ms);
+  p.release();
+  std::this_thread::sleep_for(40ms);
+  ASSERT_TRUE(p.request("r.io/biz2", Tier::kBusiness));  // while base pulls: ahead of env
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+  std::lock_guard l(svc.mu);
+  std::vector<std::string> want = {"r.io/biz1:latest", "r.io/base1:latest", "r.io/base2:latest", "r.io/biz2:latest",
+                                   "r.io/env1:latest", "r.io/env2:latest", "r.io/env3:latest"};
+  EXPECT_EQ(svc.order, want);
+  EXPECT_EQ(svc.maxInFlight, 1);
+}
+
+TEST(Prefetcher, BoundsConcurrencyGloballyAndPerRegistry) {
+  FakeService svc;
+  FakeDisk disk;
+  auto opts = fastOptions();
+  opts.concurrency = 3;
+  opts.perRegistry = 2;
+  Prefetcher p(svc, disk, opts);
+  std::vector<std::string> env;
+  for (int i = 0; i < 8; ++i) env.push_back("a.io/img" + std::to_string(i));
+  ASSERT_TRUE(p.setConfigured({}, env));
+  p.release();
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+  EXPECT_EQ(svc.maxInFlight, 2);  // one registry: its limit binds
+  EXPECT_EQ(p.stats().maxActive, 2u);
+}
+
+TEST(Prefetcher, SharesOnePullAndSkipsPresentImages) {
+  FakeService svc;
+  FakeDisk disk;
+  svc.present.insert("r.io/there:latest");
+  svc.pullTime = 100ms;
+  Prefetcher p(svc, disk, fastOptions());
+  auto k1 = p.request("r.io/x", Tier::kBusiness);
+  auto k2 = p.request("r.io/x:latest", Tier::kBusiness);
+  auto k3 = p.request("r.io/there", Tier::kBusiness);
+  ASSERT_TRUE(k1 && k2 && k3);
+  EXPECT_EQ(*k1, *k2);
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+  EXPECT_EQ(svc.pulls["r.io/x:latest"], 1);
+  EXPECT_EQ(svc.pulls.count("r.io/there:latest"), 0u);
+  EXPECT_EQ(p.find(*k3)->state, PullState::kPresent);
+  EXPECT_EQ(p.stats().skippedPresent, 1u);
+}
+
+TEST(Prefetcher, RetriesTransientErrorsAndGivesUpOnNotFound) {
+  FakeService svc;
+  FakeDisk disk;
+  svc.failures["r.io/flaky:latest"] = {GrpcCode::kUnavailable, GrpcCode::kDeadlineExceeded};
+  svc.failures["r.io/gone:latest"] = {GrpcCode::kNotFound, GrpcCode::kNotFound, GrpcCode::kNotFound,
+                                      GrpcCode::kNotFound, GrpcCode::kNotFound};
+  Prefetcher p(svc, disk, fastOptions());
+  auto flaky = p.request("r.io/flaky", Tier::kBusiness);
+  auto gone = p.request("r.io/gone", Tier::kBusiness);
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+  EXPECT_EQ(p.find(*flaky)->state, PullState::kPresent);
+  EXPECT_EQ(svc.pulls["r.io/flaky:latest"], 3);
+  auto g = p.find(*gone);
+  EXPECT_EQ(g->state, PullState::kFailed);
+  EXPECT_EQ(g->lastCode, "NotFound");
+  EXPECT_EQ(svc.pulls["r.io/gone:latest"], 2);  // max_permanent_attempts, not forever
+}
+
+TEST(Prefetcher, DeadlineCancelsAndRetries) {
+  FakeService svc;
+  FakeDisk disk;
+  svc.pullTime = 200ms;
+  auto opts = fastOptions();
+  opts.attemptTimeout = 50ms;
+  opts.maxAttempts = 3;
+  Prefetcher p(svc, disk, opts);
+  auto k = p.request("r.io/slow", Tier::kBusiness);
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+  auto r = p.find(*k);
+  EXPECT_EQ(r->state, PullState::kFailed);
+  EXPECT_EQ(r->lastCode, "DeadlineExceeded");
+  EXPECT_EQ(svc.pulls["r.io/slow:latest"], 3);
+}
+
+TEST(Prefetcher, DiskGuardHoldsEnvironmentButNotBase) {
+  FakeService svc;
+  FakeDisk disk;
+  disk.percent = 90;
+  Prefetcher p(svc, disk, fastOptions());
+  ASSERT_TRUE(p.setConfigured({"r.io/base"}, {"r.io/env"}));
+  p.release();
+  ASSERT_TRUE(waitFor(p, [&] {
+    auto e = p.find("r.io/env:latest");
+    return e && e->state == PullState::kWaitingForDisk;
+  }));
+  EXPECT_EQ(p.find("r.io/base:latest")->state, PullState::kPresent);
+  EXPECT_NE(p.find("r.io/env:latest")->waitReason.find("high-water"), std::string::npos);
+  EXPECT_EQ(svc.pulls.count("r.io/env:latest"), 0u);
+  disk.percent = 50;  // space freed: the held pull goes ahead at the next recheck
+  ASSERT_TRUE(waitFor(p, [&] { return p.find("r.io/env:latest")->state == PullState::kPresent; }));
+}
+
+TEST(Prefetcher, RefreshRePullsByTagAndForgetKeepsConfigured) {
+  FakeService svc;
+  FakeDisk disk;
+  Prefetcher p(svc, disk, fastOptions());
+  ASSERT_TRUE(p.setConfigured({}, {"r.io/env"}));
+  p.release();
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+  p.refreshEnvironment();
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+  EXPECT_EQ(svc.pulls["r.io/env:latest"], 2);
+  EXPECT_FALSE(p.forget("r.io/env"));
+  ASSERT_TRUE(p.request("r.io/biz", Tier::kBusiness));
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+  EXPECT_TRUE(p.forget("r.io/biz"));
+  EXPECT_FALSE(p.find("r.io/biz:latest"));
+}
+
+TEST(Prefetcher, HoldsConfiguredImagesUntilTheStartSlot) {
+  FakeService svc;
+  FakeDisk disk;
+  Prefetcher p(svc, disk, fastOptions());
+  ASSERT_TRUE(p.setConfigured({"r.io/base"}, {}));
+  p.releaseAt(std::chrono::steady_clock::now() + 300ms);
+  std::this_thread::sleep_for(150ms);
+  EXPECT_EQ(p.find("r.io/base:latest")->state, PullState::kQueued);
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+}
+
+}  // namespace
+}  // namespace nodeagent::imagepull
