@@ -66,6 +66,7 @@ Json Config::toJson() const {
                        .set("socket", control.socket)
                        .set("socket_group", control.socketGroup)
                        .set("socket_mode", octal(control.socketMode)));
+  j.set("ipvs", ipvs::toJson(ipvs));
   j.set("sysctl", sysctl::toJson(sysctl));
   j.set("imagepull", imagepull::toJson(imagepull));
   return j;
@@ -80,6 +81,7 @@ Result<Config> parseConfig(const std::string& text, const std::string& source) {
   ConfigMap top(*doc, "", errors);
   parseAgent(top.map("agent"), config.agent);
   parseControl(top.map("control"), config.control);
+  ipvs::parseConfig(top.map("ipvs"), config.ipvs);
   sysctl::parseConfig(top.map("sysctl"), config.sysctl);
   imagepull::parseConfig(top.map("imagepull"), config.imagepull);
   top.finish();

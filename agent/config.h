@@ -7,6 +7,7 @@
 
 #include "common/json.h"
 #include "common/result.h"
+#include "ipvs/config.h"
 #include "sysctl/config.h"
 #include "imagepull/config.h"
 
@@ -31,6 +32,7 @@ struct Config {
   std::string source = "<built-in>";  // the file it came from
   AgentSection agent;
   ControlSection control;
+  ipvs::Config ipvs;
   sysctl::Config sysctl;
   imagepull::Config imagepull;
 

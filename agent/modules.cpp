@@ -1,6 +1,7 @@
 #include "agent/modules.h"
 
 #include "agent/node_module.h"
+#include "ipvs/module.h"
 #include "sysctl/module.h"
 #include "imagepull/imagepull_module.h"
 
@@ -11,6 +12,12 @@ namespace nodeagent::agent {
 // see sysctl/module.h. Runs at start and on every reload.
 sysctl::Config sysctlConfigFor(const Config& config) {
   sysctl::Config c = config.sysctl;
+  // IPVS proxy: net.ipv4.vs.* exist only once ip_vs is loaded, so only when enabled.
+  if (config.ipvs.enabled && config.ipvs.sysctls) {
+    for (const auto& w : ipvs::wantedSysctls(ipvs::runningKernelRelease()))
+      c.contributed.push_back({.key = w.key, .value = w.value, .mode = sysctl::Mode::kExact, .reason = w.reason,
+                               .source = "ipvs"});
+  }
   return c;
 }
 
@@ -19,6 +26,8 @@ Result<std::vector<std::unique_ptr<Module>>> createModules(
     const std::function<ModuleContext(const std::string&)>& makeContext) {
   std::vector<std::unique_ptr<Module>> modules;
   modules.push_back(std::make_unique<NodeModule>(makeContext("node"), options.procRoot, options.sysRoot));
+  // Always present so `status` shows it; it changes nothing unless ipvs.enabled is set.
+  modules.push_back(std::make_unique<ipvs::IpvsModule>(makeContext("ipvs"), config.ipvs, options.procRoot));
   if (config.sysctl.enabled) {
     sysctl::ModuleOptions so{.procRoot = options.procRoot,
                              .sysRoot = options.sysRoot,

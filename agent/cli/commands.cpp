@@ -5,6 +5,9 @@ namespace nodeagent::cli {
 const std::vector<CommandSpec>& moduleCommands() {
   static const std::vector<CommandSpec> kCommands = {
       {.module = "node", .command = "facts", .help = "what the agent knows about this node"},
+      {.module = "ipvs", .command = "list", .help = "IPVS services and endpoints (as ipvsadm -Ln) with the agent's view"},
+      {.module = "ipvs", .command = "plan", .help = "the IPVS changes a sync would make (reads the kernel, changes nothing)"},
+      {.module = "ipvs", .command = "sync", .help = "read the kernel table and converge now", .mutating = true},
       {.module = "sysctl", .command = "plan", .help = "current and desired value of every managed sysctl"},
       {.module = "sysctl", .command = "status", .help = "per-key state, drift counts and where each key comes from"},
       {.module = "sysctl", .command = "apply", .help = "apply the desired sysctls now (resumes after a revert)", .mutating = true},

@@ -36,6 +36,8 @@ imagepull:
   start_spread: 0s
   backoff: {initial: 200ms, max: 1s}
   auth_file: $dir/docker/config.json
+# This daemon runs in the host's namespaces: it must not tune the host's sysctls.
+sysctl: {enabled: false}
 YAML
 "$nad" -c "$dir/config.yaml" --log-format text --log-level debug >"$dir/daemon.log" 2>&1 &
 daemon=$!

@@ -1,0 +1,345 @@
+#include "ipvs/module.h"
+
+#include <sys/utsname.h>
+
+#include <cstdio>
+
+#include "agent/config.h"
+#include "agent/state_store.h"
+#include "common/files.h"
+#include "common/log.h"
+#include "ipvs/netlink_service_table.h"
+#include "netfilter/conntrack.h"
+
+namespace nodeagent::ipvs {
+
+namespace {
+
+// UDP flows through ctnetlink (netfilter::Conntrack), opened on first use.
+class ConntrackFlusher final : public FlowFlusher {
+ public:
+  Result<size_t> flushBackend(const DestKey& d) override {
+    if (auto r = open(); !r) return fail(r.error());
+    return ct_->deleteByNatDst({IPPROTO_UDP, d.address.toString(), d.port});
+  }
+  Result<size_t> flushService(const ServiceKey& k) override {
+    if (auto r = open(); !r) return fail(r.error());
+    return ct_->deleteByOrigDst({IPPROTO_UDP, k.address.toString(), k.port});
+  }
+
+ private:
+  Result<void> open() {
+    if (ct_) return {};
+    auto c = netfilter::Conntrack::open();
+    if (!c) return fail(c.error());
+    ct_.emplace(std::move(*c));
+    return {};
+  }
+  std::optional<netfilter::Conntrack> ct_;
+};
+
+std::vector<int> versionParts(const std::string& release) {
+  std::vector<int> v;
+  int cur = -1;
+  for (char c : release) {
+    if (c >= '0' && c <= '9') {
+      cur = (cur < 0 ? 0 : cur * 10) + (c - '0');
+    } else {
+      if (cur >= 0) v.push_back(cur);
+      cur = -1;
+      if (c != '.' || v.size() >= 3) break;
+    }
+  }
+  if (cur >= 0 && v.size() < 3) v.push_back(cur);
+  while (v.size() < 3) v.push_back(0);
+  return v;
+}
+
+ReconcilerOptions optionsFrom(const Config& c) {
+  ReconcilerOptions o;
+  for (const auto& s : c.ownedCidrs)
+    if (auto r = Cidr::parse(s)) o.ownedCidrs.push_back(*r);
+  o.drainTimeout = c.drainTimeout;
+  return o;
+}
+
+}  // namespace
+
+std::string runningKernelRelease() {
+  utsname u{};
+  return ::uname(&u) == 0 ? u.release : "";
+}
+
+std::vector<SysctlWant> wantedSysctls(const std::string& release) {
+  std::vector<SysctlWant> out = {
+      {"net.ipv4.vs.conntrack", "1", "IPVS keeps conntrack entries so nftables masquerade sees service traffic"},
+      {"net.ipv4.vs.expire_nodest_conn", "1", "drop connections to deleted real servers at once instead of hanging"},
+      {"net.ipv4.vs.expire_quiescent_template", "1", "persistence templates of weight-0 servers expire, so drains end"},
+  };
+  auto v = versionParts(release);
+  auto at = [&](int a, int b) { return v[0] > a || (v[0] == a && v[1] >= b); };
+  if (at(4, 1) && !at(5, 9))
+    out.push_back({"net.ipv4.vs.conn_reuse_mode", "0", "kernels 4.1 to 5.8 stall reused ports with mode 1 (kube-proxy #81775)"});
+  return out;
+}
+
+IpvsModule::IpvsModule(agent::ModuleContext ctx, Config config, std::string procRoot)
+    : ctx_(std::move(ctx)), procRoot_(std::move(procRoot)), config_(std::move(config)) {}
+
+IpvsModule::~IpvsModule() { stop(); }
+
+void IpvsModule::stop() {
+  std::unique_ptr<ServiceSource> src;
+  {
+    std::lock_guard lock(mu_);
+    src = std::move(source_);
+  }
+  if (src) src->stop();
+}
+
+std::chrono::milliseconds IpvsModule::resyncInterval() const {
+  std::lock_guard lock(mu_);
+  return config_.resyncInterval;
+}
+
+void IpvsModule::reload(const agent::Config& config) {
+  std::lock_guard lock(mu_);
+  pendingConfig_ = config.ipvs;
+  sourceChanged_ = true;  // SIGHUP also re-reads the services file
+}
+
+Result<void> IpvsModule::ensureOpen() {
+  if (!table_) {
+    auto t = NetlinkServiceTable::open();
+    if (!t) return fail(t.error());
+    table_ = std::move(*t);
+  }
+  std::string dir = ctx_.stateDir + "/ipvs";
+  if (!ownership_) {
+    if (auto r = makeDirs(dir, 0755); !r) return fail(r.error());
+    ownership_ = std::make_unique<Ownership>(dir + "/owned-services");
+    if (auto r = ownership_->load(); !r) {
+      ownership_.reset();
+      return fail(r.error());
+    }
+  }
+  if (!flusher_) flusher_ = std::make_unique<ConntrackFlusher>();
+  if (!reconciler_)
+    reconciler_ = std::make_unique<Reconciler>(*table_, *ownership_, SystemClock::instance(), optionsFrom(config_),
+                                               flusher_.get());
+  if (!vips_ && config_.bindVips) vips_ = std::make_unique<VipManager>(config_.interface, dir + "/interface");
+  if (!source_) {
+    source_ = std::make_unique<FileServiceSource>(config_.servicesFile);
+    source_->watch([this] {
+      sourceChanged_ = true;
+      if (ctx_.trigger) ctx_.trigger();
+    });
+  }
+  return {};
+}
+
+Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
+  if (auto r = ensureOpen(); !r) return fail(r.error());
+  auto log = log::get("ipvs");
+  if (sourceChanged_.exchange(false)) {
+    auto d = source_->load();
+    if (!d) {
+      sourceError_ = d.error();
+      log->error("services from {} rejected, keeping the last good set: {}", source_->describe(), d.error().message());
+    } else {
+      if (*d != desired_) log->info("services from {}: {} services", source_->describe(), d->size());
+      desired_ = std::move(*d);
+      sourceError_.reset();
+    }
+  }
+  if (pass.fullRead && !pass.dryRun) {
+    Timeouts want{static_cast<uint32_t>(config_.tcpTimeout.count() / 1000),
+                  static_cast<uint32_t>(config_.tcpFinTimeout.count() / 1000),
+                  static_cast<uint32_t>(config_.udpTimeout.count() / 1000)};
+    auto have = table_->timeouts();
+    if (have && (have->tcp != want.tcp || have->tcpFin != want.tcpFin || have->udp != want.udp) &&
+        (want.tcp || want.tcpFin || want.udp)) {
+      if (auto r = table_->setTimeouts(want); r)
+        log->info("IPVS timeouts tcp {}s tcpfin {}s udp {}s (were {} {} {})", want.tcp, want.tcpFin, want.udp,
+                  have->tcp, have->tcpFin, have->udp);
+      else
+        log->warn("{}", r.error().message());
+    }
+  }
+  auto start = std::chrono::steady_clock::now();
+  auto report = reconciler_->sync(desired_, SyncRequest{pass.fullRead, pass.dryRun});
+  if (!report) return report;
+  if (!pass.dryRun) {
+    lastDuration_ = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+    ++syncs_;
+    if (report->fullRead) ++fullReads_;
+    opsApplied_ += report->applied;
+    opFailures_ += report->failures.size();
+    lastSync_ = formatRfc3339(std::chrono::system_clock::now());
+    lastConflicts_ = report->conflicts;
+    lastFailures_ = report->failures;
+    if (report->applied > 0)
+      log->info("applied {} IPVS changes in {} us{}", report->applied, lastDuration_.count(),
+                report->fullRead ? " after a full read" : "");
+    for (const auto& f : report->failures) log->warn("{}", f);
+    if (vips_) {
+      std::set<Address> vips;
+      for (const auto& [k, s] : desired_)
+        if (k.fwmark == 0 && reconciler_->applied().contains(k)) vips.insert(k.address);
+      if (auto r = vips_->sync(vips, pass.fullRead); !r) {
+        report->failures.push_back(r.error().message());
+        log->warn("VIPs: {}", r.error().message());
+      }
+    }
+  }
+  return report;
+}
+
+Result<void> IpvsModule::reconcile(const agent::ReconcileContext& ctx) {
+  std::lock_guard lock(mu_);
+  if (pendingConfig_) {
+    bool sourceMoved = pendingConfig_->servicesFile != config_.servicesFile;
+    bool ifMoved = pendingConfig_->interface != config_.interface || pendingConfig_->bindVips != config_.bindVips;
+    config_ = std::move(*pendingConfig_);
+    pendingConfig_.reset();
+    if (sourceMoved && source_) {
+      source_->stop();
+      source_.reset();
+    }
+    if (ifMoved) vips_.reset();
+    if (reconciler_) reconciler_->setOptions(optionsFrom(config_));
+  }
+  if (!config_.enabled) {
+    agent::ModuleState s;
+    s.name = name();
+    s.health = agent::Health::kDisabled;
+    s.summary = "disabled (ipvs.enabled: false)";
+    ctx_.store->publish(std::move(s));
+    return {};
+  }
+  auto report = syncLocked(Pass{ctx.initial || ctx.resync, ctx.dryRun || ctx_.dryRun});
+  if (!report) {
+    publish(nullptr, report.error());
+    return fail(report.error());
+  }
+  publish(&*report, std::nullopt);
+  if (!report->failures.empty())
+    return failInvalid(std::to_string(report->failures.size()) + " IPVS changes failed; first: " + report->failures.front());
+  return {};
+}
+
+void IpvsModule::publish(const SyncReport* report, const std::optional<Error>& error) {
+  agent::ModuleState s;
+  s.name = name();
+  size_t owned = reconciler_ ? reconciler_->applied().size() : 0;
+  size_t draining = reconciler_ ? reconciler_->draining().size() : 0;
+  size_t foreign = reconciler_ ? reconciler_->foreign().size() : 0;
+  size_t endpoints = 0;
+  if (reconciler_)
+    for (const auto& [k, a] : reconciler_->applied()) endpoints += a.dests.size();
+  if (error) {
+    s.health = agent::Health::kDegraded;
+    s.summary = "IPVS not programmed: " + error->message();
+    s.conditions.push_back({"IpvsSynced", false, error->errnoValue() == ENOENT ? "IpvsUnavailable" : "SyncFailed",
+                            error->message()});
+  } else {
+    bool ok = report->failures.empty() && !sourceError_;
+    s.health = ok ? agent::Health::kHealthy : agent::Health::kDegraded;
+    s.summary = std::to_string(owned) + " services, " + std::to_string(endpoints) + " endpoints, " +
+                std::to_string(draining) + " draining" + (report->planned.empty() ? ", in sync" : "");
+    if (sourceError_)
+      s.conditions.push_back({"IpvsSynced", false, "ServicesInvalid", sourceError_->message()});
+    else if (!report->failures.empty())
+      s.conditions.push_back({"IpvsSynced", false, "ChangesFailed", report->failures.front()});
+    else
+      s.conditions.push_back({"IpvsSynced", true, "InSync", s.summary});
+  }
+  Json conflicts = Json::array();
+  for (const auto& c : lastConflicts_) conflicts.push(c);
+  s.details = Json::object()
+                  .set("services_file", config_.servicesFile)
+                  .set("owned_services", owned)
+                  .set("endpoints", endpoints)
+                  .set("draining", draining)
+                  .set("foreign_services", foreign)
+                  .set("conflicts", conflicts)
+                  .set("last_sync", lastSync_)
+                  .set("last_sync_us", static_cast<int64_t>(lastDuration_.count()));
+  using MT = agent::Metric::Type;
+  s.metrics = {
+      {"nodeagent_ipvs_services", "IPVS services owned by the agent", MT::kGauge, {}, double(owned)},
+      {"nodeagent_ipvs_endpoints", "IPVS destinations of owned services", MT::kGauge, {}, double(endpoints)},
+      {"nodeagent_ipvs_draining_endpoints", "destinations at weight 0 waiting for connections to end", MT::kGauge, {}, double(draining)},
+      {"nodeagent_ipvs_syncs_total", "IPVS sync passes", MT::kCounter, {}, double(syncs_)},
+      {"nodeagent_ipvs_full_reads_total", "passes that read the whole kernel table", MT::kCounter, {}, double(fullReads_)},
+      {"nodeagent_ipvs_operations_total", "IPVS netlink operations applied", MT::kCounter, {}, double(opsApplied_)},
+      {"nodeagent_ipvs_operation_failures_total", "IPVS netlink operations the kernel refused", MT::kCounter, {}, double(opFailures_)},
+      {"nodeagent_ipvs_last_sync_seconds", "duration of the last sync", MT::kGauge, {}, double(lastDuration_.count()) / 1e6},
+  };
+  ctx_.store->publish(std::move(s));
+}
+
+Json IpvsModule::listJson() {
+  Json items = Json::array();
+  auto kernel = table_->list(true);
+  if (!kernel) return Json::object().set("error", kernel.error().message());
+  for (const auto& st : *kernel) {
+    const auto& k = st.service.key;
+    bool owned = reconciler_ && reconciler_->owns(k);
+    std::string sched = st.service.scheduler;
+    if (st.service.timeout) sched += " persistent " + std::to_string(st.service.timeout);
+    items.push(Json::object()
+                   .set("service", k.toString())
+                   .set("endpoint", "")
+                   .set("scheduler", sched)
+                   .set("forward", "")
+                   .set("weight", "")
+                   .set("active", "")
+                   .set("inactive", "")
+                   .set("owned", owned)
+                   .set("state", owned ? "owned" : "foreign"));
+    for (const auto& d : st.dests) {
+      bool drain = reconciler_ && reconciler_->draining().contains({k, d.dest.key});
+      items.push(Json::object()
+                     .set("service", "")
+                     .set("endpoint", d.dest.key.toString())
+                     .set("scheduler", "")
+                     .set("forward", std::string(forwardName(d.dest.forward)))
+                     .set("weight", d.dest.weight)
+                     .set("active", d.activeConns)
+                     .set("inactive", d.inactiveConns)
+                     .set("owned", owned)
+                     .set("state", drain ? "draining" : owned ? "active" : "foreign"));
+    }
+  }
+  return Json::object().set("items", items).set("last_sync", lastSync_);
+}
+
+Result<Json> IpvsModule::call(const agent::CallRequest& req, agent::CallOutput& out) {
+  std::lock_guard lock(mu_);
+  if (!config_.enabled) return failInvalid("the ipvs module is disabled (set ipvs.enabled: true)");
+  if (auto r = ensureOpen(); !r) return fail(r.error());
+  if (req.command == "list") return listJson();
+  if (req.command == "plan" || req.command == "sync") {
+    bool dry = req.command == "plan" || req.dryRun || ctx_.dryRun;
+    auto report = syncLocked(Pass{true, dry});
+    if (!report) return fail(report.error());
+    if (!dry) publish(&*report, std::nullopt);
+    Json items = Json::array();
+    for (const auto& op : report->planned) items.push(Json::object().set("change", op.toString()));
+    Json conflicts = Json::array();
+    for (const auto& c : report->conflicts) conflicts.push(c);
+    Json failures = Json::array();
+    for (const auto& f : report->failures) failures.push(f);
+    return Json::object()
+        .set("items", items)
+        .set("dry_run", dry)
+        .set("applied", report->applied)
+        .set("conflicts", conflicts)
+        .set("failures", failures)
+        .set("exit_code", report->failures.empty() ? 0 : 1);
+  }
+  return Module::call(req, out);
+}
+
+}  // namespace nodeagent::ipvs

@@ -1,0 +1,99 @@
+// Reconciler: keeps the kernel's IPVS table equal to the desired services for the services
+// the agent owns. Reads the kernel in full only at start and on resync; otherwise sends
+// the planner's difference against what it last applied. Never touches services it does
+// not own (ownership: recorded in the state directory, or inside a configured CIDR).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/result.h"
+#include "ipvs/planner.h"
+#include "ipvs/service_table.h"
+
+namespace nodeagent::ipvs {
+
+// Removes conntrack entries of UDP flows that would otherwise keep going to a dead
+// backend. Implemented over netfilter::Conntrack in the module; a fake in unit tests.
+class FlowFlusher {
+ public:
+  virtual ~FlowFlusher() = default;
+  // conntrack -D -p udp --reply-src ADDR --reply-port-src PORT
+  virtual Result<size_t> flushBackend(const DestKey& backend) = 0;
+  // conntrack -D -p udp --orig-dst VIP --orig-port-dst PORT
+  virtual Result<size_t> flushService(const ServiceKey& service) = 0;
+};
+
+// The set of services the agent created, persisted as one key per line.
+class Ownership {
+ public:
+  explicit Ownership(std::string path) : path_(std::move(path)) {}
+  [[nodiscard]] Result<void> load();  // absent file: owns nothing yet
+  [[nodiscard]] Result<void> save() const;
+  bool contains(const ServiceKey& k) const { return keys_.contains(k); }
+  bool insert(const ServiceKey& k) { return keys_.insert(k).second; }
+  bool erase(const ServiceKey& k) { return keys_.erase(k) > 0; }
+  const std::set<ServiceKey>& keys() const { return keys_; }
+
+ private:
+  std::string path_;
+  std::set<ServiceKey> keys_;
+};
+
+struct ReconcilerOptions {
+  std::vector<Cidr> ownedCidrs;
+  std::chrono::milliseconds drainTimeout{std::chrono::minutes(10)};
+};
+
+struct SyncRequest {
+  bool fullRead = false;  // read the whole kernel table first (start, resync, `ipvs sync`)
+  bool dryRun = false;    // plan only
+};
+
+struct SyncReport {
+  std::vector<Op> planned;
+  size_t applied = 0;
+  std::vector<std::string> failures;   // one per failed op
+  std::vector<std::string> conflicts;  // desired services that exist but are not ours
+  size_t drainsFinished = 0;
+  size_t flowsFlushed = 0;
+  bool fullRead = false;
+};
+
+class Reconciler {
+ public:
+  Reconciler(ServiceTable& table, Ownership& ownership, const Clock& clock, ReconcilerOptions options,
+             FlowFlusher* flusher = nullptr);
+
+  [[nodiscard]] Result<SyncReport> sync(const DesiredState& desired, const SyncRequest& req);
+
+  bool owns(const ServiceKey& k) const;
+  const AppliedState& applied() const { return applied_; }
+  const std::map<DestRef, DrainEntry>& draining() const { return draining_; }
+  // Services seen in the kernel at the last full read that the agent does not own.
+  const std::set<ServiceKey>& foreign() const { return foreign_; }
+  void setOptions(ReconcilerOptions o) { options_ = std::move(o); }
+  bool needsFullRead() const { return needFullRead_; }
+
+ private:
+  void readKernel(const std::vector<ServiceState>& kernel);
+  void record(const Op& op);
+  [[nodiscard]] Result<void> finishDrains(SyncReport& report, bool dryRun);
+
+  ServiceTable& table_;
+  Ownership& ownership_;
+  const Clock& clock_;
+  ReconcilerOptions options_;
+  FlowFlusher* flusher_;
+  AppliedState applied_;
+  std::set<ServiceKey> foreign_;
+  std::map<DestRef, DrainEntry> draining_;
+  bool needFullRead_ = true;
+};
+
+}  // namespace nodeagent::ipvs

@@ -1,0 +1,45 @@
+// VipManager: binds service VIPs as /32 (/128) addresses on a dummy interface the agent
+// creates (default nodeagent-ipvs0), over rtnetlink with libnl-route. The interface's
+// creation is recorded in the state directory; an interface of that name that the agent
+// did not create is never touched.
+#pragma once
+
+#include <set>
+#include <string>
+
+#include "common/result.h"
+#include "ipvs/types.h"
+
+struct nl_sock;
+
+namespace nodeagent::ipvs {
+
+class VipManager {
+ public:
+  VipManager(std::string ifname, std::string stateFile) : ifname_(std::move(ifname)), stateFile_(std::move(stateFile)) {}
+  ~VipManager();
+  VipManager(const VipManager&) = delete;
+  VipManager& operator=(const VipManager&) = delete;
+
+  // Makes the interface hold exactly `vips`. Reads the kernel's addresses when `fullRead`
+  // (start, resync); otherwise sends only the difference from the last sync.
+  [[nodiscard]] Result<void> sync(const std::set<Address>& vips, bool fullRead);
+  // Removes the interface when the agent created it (module disabled, all services gone).
+  [[nodiscard]] Result<void> remove();
+  const std::set<Address>& bound() const { return bound_; }
+  int ifindex() const { return ifindex_; }
+
+ private:
+  [[nodiscard]] Result<void> ensureSocket();
+  [[nodiscard]] Result<void> ensureInterface();
+  [[nodiscard]] Result<void> readAddresses();
+  [[nodiscard]] Result<void> changeAddress(const Address& a, bool add);
+
+  std::string ifname_;
+  std::string stateFile_;
+  nl_sock* sock_ = nullptr;
+  int ifindex_ = 0;  // cached; 0 = look up again
+  std::set<Address> bound_;
+};
+
+}  // namespace nodeagent::ipvs

@@ -1,0 +1,285 @@
+// Planner and reconciler against a fake table: minimal ops, ownership, drain, restart.
+#include "ipvs/reconciler.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "tests/ipvs/fake_service_table.h"
+
+namespace nodeagent::ipvs {
+namespace {
+
+using T = Op::Type;
+using namespace std::chrono_literals;
+
+class FakeClock final : public Clock {
+ public:
+  TimePoint now() const override { return t; }
+  std::chrono::system_clock::time_point wallNow() const override { return {}; }
+  TimePoint t{};
+};
+
+class FakeFlusher final : public FlowFlusher {
+ public:
+  Result<size_t> flushBackend(const DestKey& d) override {
+    backends.push_back(d);
+    return 1;
+  }
+  Result<size_t> flushService(const ServiceKey& k) override {
+    services.push_back(k);
+    return 2;
+  }
+  std::vector<DestKey> backends;
+  std::vector<ServiceKey> services;
+};
+
+Address addr(const std::string& s) { return *Address::parse(s); }
+
+DesiredService svc(const std::string& vip, uint16_t port, int ndest, Protocol proto = Protocol::kTcp) {
+  DesiredService s;
+  s.service.key = ServiceKey{AF_INET, proto, addr(vip), port, 0};
+  s.service.scheduler = "rr";
+  for (int i = 0; i < ndest; ++i) {
+    Destination d{DestKey{addr("10.244.0." + std::to_string(i + 1)), 8080}, Forward::kMasq, 1, 0, 0};
+    s.dests.emplace(d.key, d);
+  }
+  return s;
+}
+
+void put(DesiredState& st, DesiredService s) { st[s.service.key] = std::move(s); }
+
+class ReconcilerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("ipvs-rec-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+    restart();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  // A new agent process: fresh ownership (loaded from disk) and reconciler, same kernel.
+  void restart(ReconcilerOptions opts = {}) {
+    own_ = std::make_unique<Ownership>((dir_ / "owned").string());
+    ASSERT_TRUE(own_->load());
+    opts.drainTimeout = 60s;
+    rec_ = std::make_unique<Reconciler>(kernel_, *own_, clock_, opts, &flusher_);
+  }
+  SyncReport sync(const DesiredState& d, bool full = false) {
+    auto r = rec_->sync(d, SyncRequest{full, false});
+    EXPECT_TRUE(r) << r.error().message();
+    return r ? *r : SyncReport{};
+  }
+  std::filesystem::path dir_;
+  FakeServiceTable kernel_;
+  FakeClock clock_;
+  FakeFlusher flusher_;
+  std::unique_ptr<Ownership> own_;
+  std::unique_ptr<Reconciler> rec_;
+};
+
+TEST(Planner, AddUpdateWeightSchedulerRemove) {
+  DesiredState want;
+  put(want, svc("10.96.0.1", 80, 2));
+  AppliedState have;
+  auto p = planChanges(want, have, {});
+  ASSERT_EQ(p.ops.size(), 3u);
+  EXPECT_EQ(p.ops[0].type, T::kAddService);
+  EXPECT_EQ(p.ops[1].type, T::kAddDest);
+
+  for (const auto& [k, s] : want) have[k] = AppliedService{s.service, s.dests};
+  EXPECT_TRUE(planChanges(want, have, {}).empty());
+
+  auto& s = want.begin()->second;
+  s.dests.begin()->second.weight = 5;
+  p = planChanges(want, have, {});
+  ASSERT_EQ(p.ops.size(), 1u);
+  EXPECT_EQ(p.ops[0].type, T::kEditDest);
+  EXPECT_EQ(p.ops[0].dest.weight, 5u);
+  EXPECT_EQ(p.ops[0].toString(), "ipvsadm -e -t 10.96.0.1:80 -r 10.244.0.1:8080 -m -w 5");
+
+  s.dests.begin()->second.weight = 1;
+  s.service.scheduler = "wlc";
+  p = planChanges(want, have, {});
+  ASSERT_EQ(p.ops.size(), 1u);
+  EXPECT_EQ(p.ops[0].type, T::kEditService);
+  EXPECT_EQ(p.ops[0].toString(), "ipvsadm -E -t 10.96.0.1:80 -s wlc");
+
+  p = planChanges({}, have, {});
+  ASSERT_EQ(p.ops.size(), 1u);
+  EXPECT_EQ(p.ops[0].type, T::kDelService);
+}
+
+TEST(Planner, TcpEndpointDrainsUdpEndpointGoesAtOnce) {
+  DesiredState want;
+  put(want, svc("10.96.0.1", 80, 2));
+  put(want, svc("10.96.0.53", 53, 2, Protocol::kUdp));
+  AppliedState have;
+  for (const auto& [k, s] : want) have[k] = AppliedService{s.service, s.dests};
+  for (auto& [k, s] : want) s.dests.erase(s.dests.begin());
+  auto p = planChanges(want, have, {});
+  ASSERT_EQ(p.ops.size(), 2u);
+  EXPECT_EQ(p.ops[0].type, T::kEditDest);  // TCP: weight 0
+  EXPECT_EQ(p.ops[0].dest.weight, 0u);
+  EXPECT_EQ(p.ops[1].type, T::kDelDest);  // UDP: delete now
+  ASSERT_EQ(p.startDrain.size(), 1u);
+  ASSERT_EQ(p.flushBackend.size(), 1u);
+  EXPECT_EQ(p.flushBackend[0].second.toString(), "10.244.0.1:8080");
+  // Already draining: nothing more to do.
+  std::set<DestRef> draining(p.startDrain.begin(), p.startDrain.end());
+  have.begin()->second.dests.begin()->second.weight = 0;
+  p = planChanges(want, have, draining);
+  EXPECT_EQ(p.ops.size(), 1u);  // only the UDP delete (not yet recorded in `have`)
+  EXPECT_TRUE(p.startDrain.empty());
+}
+
+TEST_F(ReconcilerTest, OneChangeIsOneOpWhateverTheTableSize) {
+  DesiredState want;
+  for (int i = 0; i < 2000; ++i) put(want, svc("10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1), 80, 3));
+  auto r = sync(want, true);
+  EXPECT_EQ(r.applied, 2000u * 4);
+  EXPECT_EQ(kernel_.table.size(), 2000u);
+  size_t before = kernel_.log.size(), lists = kernel_.lists;
+  want.begin()->second.dests.begin()->second.weight = 7;
+  r = sync(want);
+  EXPECT_EQ(kernel_.log.size() - before, 1u);
+  EXPECT_EQ(kernel_.lists, lists);  // no kernel read on an incremental pass
+  EXPECT_TRUE(sync(want).planned.empty());
+}
+
+TEST_F(ReconcilerTest, LeavesForeignServicesAlone) {
+  // Someone ran `ipvsadm -A -t 10.0.0.9:80` and one for a VIP we also want.
+  Service foreign{ServiceKey{AF_INET, Protocol::kTcp, addr("10.0.0.9"), 80, 0}, "rr"};
+  Service clash{ServiceKey{AF_INET, Protocol::kTcp, addr("10.96.0.2"), 80, 0}, "wrr"};
+  ASSERT_TRUE(kernel_.apply(std::vector<Op>{{T::kAddService, foreign, {}}, {T::kAddService, clash, {}}}));
+  kernel_.log.clear();
+  DesiredState want;
+  put(want, svc("10.96.0.1", 80, 1));
+  put(want, svc("10.96.0.2", 80, 1));
+  auto r = sync(want, true);
+  ASSERT_EQ(r.conflicts.size(), 1u);
+  EXPECT_NE(r.conflicts[0].find("10.96.0.2:80"), std::string::npos);
+  EXPECT_EQ(kernel_.table.at(clash.key).service.scheduler, "wrr");
+  EXPECT_TRUE(kernel_.table.contains(foreign.key));
+  // Desired set empty: only our own service goes.
+  r = sync({}, true);
+  EXPECT_TRUE(kernel_.table.contains(foreign.key));
+  EXPECT_TRUE(kernel_.table.contains(clash.key));
+  EXPECT_EQ(kernel_.table.size(), 2u);
+  for (const auto& op : kernel_.log) EXPECT_NE(op.service.key, foreign.key);
+}
+
+TEST_F(ReconcilerTest, OwnedCidrAdoptsServices) {
+  Service stale{ServiceKey{AF_INET, Protocol::kTcp, addr("10.96.5.5"), 80, 0}, "rr"};
+  ASSERT_TRUE(kernel_.apply(std::vector<Op>{{T::kAddService, stale, {}}}));
+  ReconcilerOptions o;
+  o.ownedCidrs.push_back(*Cidr::parse("10.96.0.0/12"));
+  restart(o);
+  sync({}, true);
+  EXPECT_TRUE(kernel_.table.empty());
+}
+
+TEST_F(ReconcilerTest, RestoresHandDeletedServiceAtResync) {
+  DesiredState want;
+  put(want, svc("10.96.0.1", 80, 2));
+  sync(want, true);
+  kernel_.table.clear();  // ipvsadm -D by hand
+  EXPECT_TRUE(sync(want).planned.empty());  // incremental pass trusts its own record
+  auto r = sync(want, true);              // resync reads the kernel
+  EXPECT_EQ(r.applied, 3u);
+  EXPECT_EQ(kernel_.table.size(), 1u);
+}
+
+TEST_F(ReconcilerTest, DrainDeletesWhenIdleOrAfterTimeout) {
+  DesiredState want;
+  put(want, svc("10.96.0.1", 80, 3));
+  sync(want, true);
+  auto key = want.begin()->first;
+  auto gone1 = DestKey{addr("10.244.0.1"), 8080}, gone2 = DestKey{addr("10.244.0.2"), 8080};
+  kernel_.table[key].dests[gone1].activeConns = 1;  // an established connection
+  kernel_.table[key].dests[gone2].inactiveConns = 2;
+  want.begin()->second.dests.erase(gone1);
+  want.begin()->second.dests.erase(gone2);
+  sync(want);
+  EXPECT_EQ(kernel_.table[key].dests.at(gone1).dest.weight, 0u);
+  EXPECT_EQ(rec_->draining().size(), 2u);
+  kernel_.table[key].dests[gone2].inactiveConns = 0;  // its connections closed
+  auto r = sync(want);
+  EXPECT_FALSE(kernel_.table[key].dests.contains(gone2));
+  EXPECT_TRUE(kernel_.table[key].dests.contains(gone1));
+  EXPECT_EQ(r.drainsFinished, 1u);
+  clock_.t += 61s;  // drain timeout passed
+  sync(want);
+  EXPECT_FALSE(kernel_.table[key].dests.contains(gone1));
+  EXPECT_TRUE(rec_->draining().empty());
+}
+
+TEST_F(ReconcilerTest, EndpointBackBeforeDrainEndsIsRestored) {
+  DesiredState want;
+  put(want, svc("10.96.0.1", 80, 2));
+  sync(want, true);
+  auto key = want.begin()->first;
+  auto full = want;
+  auto d = want.begin()->second.dests.begin()->first;
+  kernel_.table[key].dests[d].activeConns = 1;
+  want.begin()->second.dests.erase(d);
+  sync(want);
+  EXPECT_EQ(rec_->draining().size(), 1u);
+  sync(full);
+  EXPECT_TRUE(rec_->draining().empty());
+  EXPECT_EQ(kernel_.table[key].dests.at(d).dest.weight, 1u);
+}
+
+TEST_F(ReconcilerTest, UdpEndpointRemovalFlushesFlows) {
+  DesiredState want;
+  put(want, svc("10.96.0.53", 53, 2, Protocol::kUdp));
+  sync(want, true);
+  auto removed = want.begin()->second.dests.begin()->first;
+  want.begin()->second.dests.erase(removed);
+  auto r = sync(want);
+  ASSERT_EQ(flusher_.backends.size(), 1u);
+  EXPECT_EQ(flusher_.backends[0], removed);
+  EXPECT_EQ(r.flowsFlushed, 1u);
+  sync({});
+  ASSERT_EQ(flusher_.services.size(), 1u);
+}
+
+TEST_F(ReconcilerTest, RestartConvergesWithoutFlushOrSpuriousDeletes) {
+  DesiredState want;
+  for (int i = 0; i < 100; ++i) put(want, svc("10.96.1." + std::to_string(i + 1), 80, 3));
+  sync(want, true);
+  // A TCP endpoint was draining when the agent died: its weight-0 leftover must finish.
+  auto key = want.begin()->first;
+  auto leftover = want.begin()->second.dests.begin()->first;
+  kernel_.table[key].dests[leftover].activeConns = 1;
+  want.begin()->second.dests.erase(leftover);
+  sync(want);
+  ASSERT_EQ(kernel_.table[key].dests.at(leftover).dest.weight, 0u);
+  kernel_.log.clear();
+  restart();  // kill -9: only the kernel and the ownership file survive
+  auto r = sync(want, true);
+  EXPECT_TRUE(r.planned.empty()) << r.planned.front().toString();
+  EXPECT_EQ(kernel_.count(T::kDelService), 0u);
+  EXPECT_EQ(kernel_.count(T::kAddService), 0u);
+  EXPECT_EQ(rec_->draining().size(), 1u);  // picked up again, not forgotten
+  kernel_.table[key].dests[leftover].activeConns = 0;
+  sync(want);  // its last connection closed: deleted
+  EXPECT_FALSE(kernel_.table[key].dests.contains(leftover));
+  EXPECT_EQ(kernel_.count(T::kDelDest), 1u);
+}
+
+TEST_F(ReconcilerTest, DryRunChangesNothing) {
+  DesiredState want;
+  put(want, svc("10.96.0.1", 80, 2));
+  auto r = rec_->sync(want, SyncRequest{true, true});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->planned.size(), 3u);
+  EXPECT_TRUE(kernel_.table.empty());
+  EXPECT_TRUE(kernel_.log.empty());
+  EXPECT_TRUE(own_->keys().empty());
+}
+
+}  // namespace
+}  // namespace nodeagent::ipvs

@@ -1,0 +1,124 @@
+// The services file: strict validation with file:line and key; inotify reload; sysctls.
+#include <gtest/gtest.h>
+#include <linux/ip_vs.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "agent/config.h"
+#include "common/files.h"
+#include "ipvs/module.h"
+#include "ipvs/service_source.h"
+
+namespace nodeagent::ipvs {
+namespace {
+
+TEST(ServiceFile, ParsesServicesAndEndpoints) {
+  auto d = parseServiceFile(R"(services:
+  - address: 10.96.0.10
+    port: 80
+    scheduler: wrr
+    persistence: 3h
+    masquerade: true
+    endpoints:
+      - {address: 10.244.1.5, port: 8080, weight: 3}
+      - {address: 10.244.2.5, port: 8080}
+  - address: fd00::53
+    port: 53
+    protocol: udp
+    scheduler: mh
+    scheduler_flags: [mh-port]
+  - fwmark: 7
+    forward: route
+    endpoints:
+      - {address: 192.168.0.9}
+)",
+                            "services.yaml");
+  ASSERT_TRUE(d) << d.error().message();
+  ASSERT_EQ(d->size(), 3u);
+  auto web = d->at(*parseServiceKey("TCP 10.96.0.10:80"));
+  EXPECT_EQ(web.service.scheduler, "wrr");
+  EXPECT_EQ(web.service.flags, uint32_t(IP_VS_SVC_F_PERSISTENT));
+  EXPECT_EQ(web.service.timeout, 10800u);
+  EXPECT_TRUE(web.masquerade);
+  ASSERT_EQ(web.dests.size(), 2u);
+  EXPECT_EQ(web.dests.begin()->second.weight, 3u);
+  auto dns = d->at(*parseServiceKey("UDP [fd00::53]:53"));
+  EXPECT_EQ(dns.service.flags, uint32_t(IP_VS_SVC_F_SCHED2));
+  auto fwm = d->at(*parseServiceKey("FWM 7 (inet)"));
+  EXPECT_EQ(fwm.dests.begin()->second.forward, Forward::kDirect);
+}
+
+void expectError(const std::string& yaml, const std::string& want) {
+  auto d = parseServiceFile(yaml, "svc.yaml");
+  ASSERT_FALSE(d) << "accepted:\n" << yaml;
+  EXPECT_NE(d.error().message().find(want), std::string::npos) << d.error().message();
+}
+
+TEST(ServiceFile, RejectsBadInputWithLineAndKey) {
+  expectError("services:\n  - address: 10.96.0.300\n    port: 80\n", "svc.yaml:2");
+  expectError("services:\n  - address: 10.96.0.300\n    port: 80\n", "address");
+  expectError("services:\n  - address: 10.96.0.1\n    port: 0\n", "port");
+  expectError("services:\n  - address: 10.96.0.1\n    port: 65536\n", "svc.yaml:3");
+  expectError("services:\n  - address: 10.96.0.1\n    port: 80\n    scheduler: fastest\n", "scheduler");
+  expectError("services:\n  - address: 10.96.0.1\n    port: 80\n  - address: 10.96.0.1\n    port: 80\n",
+              "duplicate service TCP 10.96.0.1:80");
+  expectError("services:\n  - address: 10.96.0.1\n    port: 80\n    colour: red\n", "colour");
+  expectError("services:\n  - address: 10.96.0.1\n    port: 80\n    endpoints:\n      - {address: fd00::1, port: 80}\n",
+              "address family");
+  expectError("services:\n  - address: 10.96.0.1\n    port: 80\n    endpoints:\n      - {address: 10.0.0.1, port: 80}\n      - {address: 10.0.0.1, port: 80}\n",
+              "duplicate endpoint");
+  // One bad entry rejects the whole file.
+  expectError("services:\n  - address: 10.96.0.1\n    port: 80\n  - address: 10.96.0.2\n    port: -1\n", "svc.yaml:5");
+}
+
+TEST(ServiceFile, WatchSeesAtomicReplace) {
+  auto dir = std::filesystem::temp_directory_path() / ("ipvs-src-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::string path = (dir / "services.yaml").string();
+  ASSERT_TRUE(writeFileAtomic(path, "services: []\n"));
+  FileServiceSource src(path);
+  std::atomic<int> changes{0};
+  src.watch([&] { ++changes; });
+  ASSERT_TRUE(writeFileAtomic(path, "services:\n  - {address: 10.96.0.1, port: 80}\n"));
+  for (int i = 0; i < 200 && changes == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_GT(changes.load(), 0);
+  auto d = src.load();
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->size(), 1u);
+  src.stop();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(IpvsSysctls, ConnReuseModeFollowsKernelVersion) {
+  auto has = [](const std::string& rel) {
+    for (const auto& w : wantedSysctls(rel))
+      if (w.key == "net.ipv4.vs.conn_reuse_mode") return true;
+    return false;
+  };
+  EXPECT_FALSE(has("3.10.0-1160.el7.x86_64"));
+  EXPECT_TRUE(has("4.19.0-21-amd64"));
+  EXPECT_TRUE(has("5.4.0-100-generic"));
+  EXPECT_FALSE(has("5.9.0"));
+  EXPECT_FALSE(has("6.1.0-56-amd64"));
+  EXPECT_EQ(wantedSysctls("6.1.0").size(), 3u);
+}
+
+TEST(IpvsConfig, DisabledByDefaultAndStrict) {
+  auto c = agent::parseConfig("", "c.yaml");
+  ASSERT_TRUE(c);
+  EXPECT_FALSE(c->ipvs.enabled);
+  EXPECT_EQ(c->ipvs.interface, "nodeagent-ipvs0");
+  EXPECT_EQ(c->toJson().get("ipvs").get("timeouts").get("tcp").asString(), "24h");
+  auto bad = agent::parseConfig("ipvs:\n  enabled: true\n  owned_cidrs: [10.96.0.0/33]\n  bogus: 1\n", "c.yaml");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("c.yaml:3"), std::string::npos) << bad.error().message();
+  EXPECT_NE(bad.error().message().find("bogus"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace nodeagent::ipvs

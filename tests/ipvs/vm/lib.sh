@@ -1,0 +1,61 @@
+# Helpers for the IPVS VM scenarios (sourced inside the guest).
+set -uo pipefail
+export NODEAGENT_SOCKET=/tmp/na/agent.sock
+fails=0
+mkdir -p /tmp/na/state
+pass() { echo "PASS: $*"; }
+failed() { echo "FAIL: $*"; fails=$((fails + 1)); }
+check() {  # check "what" command...
+  local what="$1"; shift
+  if "$@"; then pass "$what"; else failed "$what"; fi
+}
+# wait_for SECONDS command...: retries every 0.2 s
+wait_for() {
+  local limit="$1"; shift
+  local end=$(( $(date +%s) + limit ))
+  while [ "$(date +%s)" -le "$end" ]; do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  return 1
+}
+write_config() {  # write_config RESYNC DRAIN
+  mkdir -p /tmp/na/state
+  cat > /tmp/na/config.yaml <<CFG
+agent:
+  state_dir: /tmp/na/state
+  reconcile:
+    min_interval: 100ms
+control:
+  socket: /tmp/na/agent.sock
+sysctl:
+  profile: none        # only the keys the IPVS module contributes
+ipvs:
+  enabled: true
+  services_file: /tmp/na/services.yaml
+  resync_interval: ${1:-60s}
+  drain_timeout: ${2:-10m}
+CFG
+}
+start_agent() {
+  nodeagentd --config /tmp/na/config.yaml --log-level debug >> /tmp/na/agent.log 2>&1 &
+  agent_pid=$!
+}
+# ipvs_in_sync: the IPVS module's last pass found nothing to change.
+ipvs_in_sync() { nodeagentctl status -o json | grep -qE 'services, [0-9]+ endpoints, [0-9]+ draining, in sync'; }
+show_log() { echo "---- agent log (tail) ----"; tail -40 /tmp/na/agent.log; }
+# netns NAME IP HOSTIP: a namespace joined to the guest by a veth pair.
+netns() {
+  ip netns add "$1"
+  ip link add "h-$1" type veth peer name eth0 netns "$1"
+  ip addr add "$3/24" dev "h-$1"
+  ip link set "h-$1" up
+  ip -n "$1" addr add "$2/24" dev eth0
+  ip -n "$1" link set eth0 up
+  ip -n "$1" link set lo up
+  ip -n "$1" route add default via "$3"
+}
+# http_get IP PORT PATH: one HTTP/1.0 GET with bash's /dev/tcp (busybox wget crashes here).
+http_get() {
+  timeout 5 bash -c 'exec 3<>/dev/tcp/$1/$2 && printf "GET $3 HTTP/1.0\r\n\r\n" >&3 && cat <&3' _ "$@" | tail -1
+}
