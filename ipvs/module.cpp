@@ -266,7 +266,7 @@ void IpvsModule::publish(const SyncReport* report, const std::optional<Error>& e
     bool ok = report->failures.empty() && !sourceError_;
     s.health = ok ? agent::Health::kHealthy : agent::Health::kDegraded;
     s.summary = std::to_string(owned) + " services, " + std::to_string(endpoints) + " endpoints, " +
-                std::to_string(draining) + " draining" + (report->planned.empty() ? ", in sync" : "");
+                std::to_string(draining) + " draining" + (ok ? ", in sync" : "");
     if (sourceError_)
       s.conditions.push_back({"IpvsSynced", false, "ServicesInvalid", sourceError_->message()});
     else if (!report->failures.empty())
