@@ -9,7 +9,8 @@
 namespace nodeagent {
 
 namespace {
-constexpr size_t kRxBuffer = 1 << 20;  // one recv; dumps of 10k+ entries come in many
+// One recv returns one datagram; the kernel caps dump datagrams at 32 KiB.
+constexpr size_t kRxBuffer = 64 << 10;
 }
 
 Result<NetlinkSocket> NetlinkSocket::open(int protocol, size_t maxBatch) {

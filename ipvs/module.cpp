@@ -1,5 +1,6 @@
 #include "ipvs/module.h"
 
+#include <malloc.h>
 #include <sys/utsname.h>
 
 #include <cstdio>
@@ -147,10 +148,26 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
       sourceError_ = d.error();
       log->error("services from {} rejected, keeping the last good set: {}", source_->describe(), d.error().message());
     } else {
-      if (*d != desired_) log->info("services from {}: {} services", source_->describe(), d->size());
+      // Merge walk over both sorted maps: which services differ.
+      size_t before = pendingChanged_.size();
+      auto a = desired_.begin(), b = d->begin();
+      while (a != desired_.end() || b != d->end()) {
+        if (b == d->end() || (a != desired_.end() && a->first < b->first)) {
+          pendingChanged_.insert((a++)->first);
+        } else if (a == desired_.end() || b->first < a->first) {
+          pendingChanged_.insert((b++)->first);
+        } else {
+          if (!(a->second == b->second)) pendingChanged_.insert(a->first);
+          ++a, ++b;
+        }
+      }
+      if (pendingChanged_.size() != before)
+        log->info("services from {}: {} services, {} changed", source_->describe(), d->size(),
+                  pendingChanged_.size() - before);
       desired_ = std::move(*d);
       sourceError_.reset();
     }
+    ::malloc_trim(0);  // the YAML tree of a large file is garbage now: give it back
   }
   if (pass.fullRead && !pass.dryRun) {
     Timeouts want{static_cast<uint32_t>(config_.tcpTimeout.count() / 1000),
@@ -167,8 +184,11 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
     }
   }
   auto start = std::chrono::steady_clock::now();
-  auto report = reconciler_->sync(desired_, SyncRequest{pass.fullRead, pass.dryRun});
+  auto report = pass.fullRead
+                    ? reconciler_->sync(desired_, SyncRequest{true, pass.dryRun})
+                    : reconciler_->syncChanged(desired_, {pendingChanged_.begin(), pendingChanged_.end()}, pass.dryRun);
   if (!report) return report;
+  if (!pass.dryRun) pendingChanged_.clear();
   if (!pass.dryRun) {
     lastDuration_ = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
     ++syncs_;
@@ -246,7 +266,7 @@ void IpvsModule::publish(const SyncReport* report, const std::optional<Error>& e
     bool ok = report->failures.empty() && !sourceError_;
     s.health = ok ? agent::Health::kHealthy : agent::Health::kDegraded;
     s.summary = std::to_string(owned) + " services, " + std::to_string(endpoints) + " endpoints, " +
-                std::to_string(draining) + " draining" + (report->planned.empty() ? ", in sync" : "");
+                std::to_string(draining) + " draining" + (ok ? ", in sync" : "");
     if (sourceError_)
       s.conditions.push_back({"IpvsSynced", false, "ServicesInvalid", sourceError_->message()});
     else if (!report->failures.empty())

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,7 @@ class IpvsModule final : public agent::Module {
   std::unique_ptr<Reconciler> reconciler_;
   std::unique_ptr<VipManager> vips_;
   DesiredState desired_;
+  std::set<ServiceKey> pendingChanged_;  // changed in the source, not yet applied
   std::optional<Error> sourceError_;
   std::string lastSync_;
   uint64_t syncs_ = 0, opsApplied_ = 0, opFailures_ = 0, fullReads_ = 0;

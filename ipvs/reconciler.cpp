@@ -78,10 +78,22 @@ void Reconciler::record(const Op& op) {
   }
 }
 
-Result<SyncReport> Reconciler::sync(const DesiredState& desiredIn, const SyncRequest& req) {
+Result<SyncReport> Reconciler::sync(const DesiredState& desired, const SyncRequest& req) {
+  return syncImpl(desired, req, nullptr);
+}
+
+Result<SyncReport> Reconciler::syncChanged(const DesiredState& desired, const std::vector<ServiceKey>& changed,
+                                           bool dryRun) {
+  if (needFullRead_) return syncImpl(desired, SyncRequest{true, dryRun}, nullptr);
+  return syncImpl(desired, SyncRequest{false, dryRun}, &changed);
+}
+
+Result<SyncReport> Reconciler::syncImpl(const DesiredState& desiredIn, const SyncRequest& req,
+                                        const std::vector<ServiceKey>* changed) {
   SyncReport report;
   auto log = log::get("ipvs");
   if (req.fullRead || needFullRead_) {
+    changed = nullptr;
     auto kernel = table_.list(true);
     if (!kernel) return fail(kernel.error());
     readKernel(*kernel);
@@ -90,16 +102,24 @@ Result<SyncReport> Reconciler::sync(const DesiredState& desiredIn, const SyncReq
   }
   // Never take over a service someone else made: drop it from the desired set.
   DesiredState desired;
-  for (const auto& [k, s] : desiredIn) {
-    if (foreign_.contains(k) && !owns(k)) {
+  AppliedState appliedSubset;
+  auto take = [&](const ServiceKey& k, const DesiredService& s) {
+    if (foreign_.contains(k) && !owns(k))
       report.conflicts.push_back(k.toString() + " exists and was not created by nodeagent: left alone");
-      continue;
+    else
+      desired.emplace(k, s);
+  };
+  if (changed) {
+    for (const auto& k : *changed) {
+      if (auto it = desiredIn.find(k); it != desiredIn.end()) take(k, it->second);
+      if (auto it = applied_.find(k); it != applied_.end()) appliedSubset.emplace(k, it->second);
     }
-    desired.emplace(k, s);
+  } else {
+    for (const auto& [k, s] : desiredIn) take(k, s);
   }
   std::set<DestRef> drainingSet;
   for (const auto& [ref, e] : draining_) drainingSet.insert(ref);
-  Plan plan = planChanges(desired, applied_, drainingSet);
+  Plan plan = planChanges(desired, changed ? appliedSubset : applied_, drainingSet);
   report.planned = plan.ops;
   if (req.dryRun) return report;
 

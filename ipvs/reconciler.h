@@ -71,6 +71,11 @@ class Reconciler {
              FlowFlusher* flusher = nullptr);
 
   [[nodiscard]] Result<SyncReport> sync(const DesiredState& desired, const SyncRequest& req);
+  // Like sync, but plans only the services in `changed` (a source that knows what changed:
+  // a file diff, a watch event). Cost follows the number of changes, not the table size.
+  // Falls back to a full sync when the kernel must be read first.
+  [[nodiscard]] Result<SyncReport> syncChanged(const DesiredState& desired, const std::vector<ServiceKey>& changed,
+                                               bool dryRun);
 
   bool owns(const ServiceKey& k) const;
   const AppliedState& applied() const { return applied_; }
@@ -81,6 +86,8 @@ class Reconciler {
   bool needsFullRead() const { return needFullRead_; }
 
  private:
+  [[nodiscard]] Result<SyncReport> syncImpl(const DesiredState& desired, const SyncRequest& req,
+                                            const std::vector<ServiceKey>* changed);
   void readKernel(const std::vector<ServiceState>& kernel);
   void record(const Op& op);
   [[nodiscard]] Result<void> finishDrains(SyncReport& report, bool dryRun);

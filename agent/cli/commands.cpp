@@ -21,7 +21,8 @@ const std::vector<CommandSpec>& moduleCommands() {
        .help = "pull an image now, ahead of queued lower tiers (live progress on a terminal; exit 1 if it fails)",
        .args = {"IMAGE"},
        .options = {{.name = "tier", .help = "base, business (default) or environment"}},
-       .mutating = true},
+       .mutating = true,
+       .longRunning = true},
       {.module = "imagepull", .group = "images", .command = "forget", .help = "stop tracking a requested image (the runtime keeps it)",
        .args = {"IMAGE"}, .mutating = true},
   };

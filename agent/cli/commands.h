@@ -19,7 +19,8 @@ struct CommandSpec {
   std::string help;
   std::vector<std::string> args;  // positional argument names; a trailing "..." takes many
   std::vector<OptionSpec> options;
-  bool mutating = false;  // accepts --dry-run
+  bool mutating = false;     // accepts --dry-run
+  bool longRunning = false;  // waits without a deadline unless --timeout is given
 };
 
 const std::vector<CommandSpec>& moduleCommands();

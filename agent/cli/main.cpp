@@ -32,6 +32,7 @@ struct Globals {
   std::string timeout = "30s";
   OutputFormat format = OutputFormat::kTable;
   std::chrono::milliseconds deadline{30000};
+  bool timeoutGiven = false;  // --timeout on the command line
 };
 
 int unreachable(const Globals& g, const grpc::Status& s) {
@@ -206,7 +207,8 @@ int cmdModule(const Globals& g, const CommandSpec& spec, const std::vector<std::
               const std::map<std::string, std::string>& options, bool dryRun) {
   auto stub = connect(g);
   grpc::ClientContext ctx;
-  setDeadline(ctx, g);
+  // Long work (an image pull) shows progress and may take minutes: no deadline unless asked.
+  if (!spec.longRunning || g.timeoutGiven) setDeadline(ctx, g);
   nodeagent::v1::CallRequest req;
   req.set_module(spec.module);
   req.set_command(spec.command);
@@ -257,7 +259,10 @@ int main(int argc, char** argv) {
   app.add_option("-o,--output", g.output, "output format")
       ->check(CLI::IsMember({"table", "json", "yaml"}))
       ->capture_default_str();
-  app.add_option("--timeout", g.timeout, "how long to wait for an answer")->capture_default_str();
+  auto* timeoutOpt = app.add_option("--timeout", g.timeout,
+                                    "how long to wait for an answer (long commands such as images pull wait "
+                                    "until done unless this is given)")
+                         ->capture_default_str();
   app.require_subcommand(1);
 
   int rc = kExitUsage;
@@ -269,6 +274,7 @@ int main(int argc, char** argv) {
       return false;
     }
     g.deadline = *d;
+    g.timeoutGiven = timeoutOpt->count() > 0;
     return true;
   };
 

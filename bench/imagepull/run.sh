@@ -4,15 +4,15 @@
 # TESTING.md describes), pulled from cold by (a) a serial loop of CRI PullImage calls, as
 # kubelet does with serializeImagePulls: true, and (b) nodeagent's Prefetcher at the chosen
 # concurrency and at the default (3). Same containerd, same registry, same run.
-#   bench/imagepull/run.sh [BUILD_DIR]   env: CONCURRENCY (default 6) RATE (20 MiB/s) DELAY_MS (20)
+#   bench/imagepull/run.sh [BUILD_DIR]   env: CONCURRENCY (default 12) RATE (5 MiB/s) DELAY_MS (20)
 #        IMAGES (12) BASE_KIB (8192) OWN_KIB (1024) ROUNDS (1)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build=$(cd "${1:-$root/build}" && pwd)
 bench="$build/bench/imagepull/imagepull_prefetch_bench"
 harness="$root/tests/imagepull/cri_harness.sh"
-conc=${CONCURRENCY:-6}
-rate=${RATE:-20971520}
+conc=${CONCURRENCY:-12}
+rate=${RATE:-5242880}
 delay=${DELAY_MS:-20}
 n=${IMAGES:-12}
 base_kib=${BASE_KIB:-8192}
@@ -20,7 +20,7 @@ own_kib=${OWN_KIB:-1024}
 rounds=${ROUNDS:-1}
 [ -x "$bench" ] || { echo "build imagepull_prefetch_bench first" >&2; exit 1; }
 dir=$(mktemp -d /tmp/na-cri-bench.XXXXXX)
-trap '"$harness" stop "$dir"; rm -rf "$dir"' EXIT
+trap '"$harness" stop "$dir"; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
 "$harness" start "$dir" --proxy-rate "$rate" --proxy-delay-ms "$delay"
 # shellcheck disable=SC1091
 source "$dir/env"

@@ -15,7 +15,7 @@ async def pump(reader, writer, rate, delay):
         budget_start = time.monotonic()
         sent = 0
         while True:
-            data = await reader.read(16384)
+            data = await reader.read(65536)
             if not data:
                 break
             if delay:

@@ -100,7 +100,7 @@ cmd_start() {
     echo $! >"$dir/proxy.pid"
     endpoint="127.0.0.1:$pport"
     echo "PROXY=$endpoint" >>"$dir/env"
-    for _ in $(seq 50); do grep -q listening "$dir/proxy.log" && break; sleep 0.1; done
+    for _ in $(seq 50); do grep -qs listening "$dir/proxy.log" && break; sleep 0.1; done
     grep -q listening "$dir/proxy.log" || { cat "$dir/proxy.log" >&2; die "throttle proxy did not start"; }
   fi
   # Images are named by the registry address; the proxy (if any) serves that host name.

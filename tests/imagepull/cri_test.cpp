@@ -235,6 +235,27 @@ TEST(CriPrefetch, TiersInOrderWithinLimitAndEachBlobOnce) {
     EXPECT_FALSE(p.find(env.image("rt1:v1"))->digestChanged);
   }
   EXPECT_EQ(env.totalBlobGets(), before);
+
+  // The tag moves to a new image: the re-check pulls it and reports the change; only the
+  // new blobs (config and own layer) are fetched.
+  std::string oldId = svc.status(env.image("rt1:v1")).value()->id;
+  env.push("rt1:v1=rt/1024+160");
+  before = env.totalBlobGets();
+  {
+    CriImageService svc3(env.cri());
+    Prefetcher p(svc3, disk, testOptions(kLimit));
+    ASSERT_TRUE(p.setConfigured({}, {env.image("rt1:v1")}));
+    p.release();
+    ASSERT_TRUE(waitAll(p));
+    EXPECT_EQ(p.find(env.image("rt1:v1"))->imageId, oldId) << "present: not pulled again";
+    p.refreshEnvironment();
+    ASSERT_TRUE(waitAll(p));
+    auto r = p.find(env.image("rt1:v1"));
+    EXPECT_EQ(r->state, PullState::kPresent);
+    EXPECT_TRUE(r->digestChanged);
+    EXPECT_NE(r->imageId, oldId);
+  }
+  EXPECT_EQ(env.totalBlobGets(), before + 2);
 }
 
 TEST(CriPrefetch, RegistryOutageRetriesThenRecoversAndMissingTagFails) {

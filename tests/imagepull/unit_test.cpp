@@ -211,13 +211,14 @@ TEST(Prefetcher, PullsInPriorityOrderWithinTheLimit) {
   FakeDisk disk;
   auto opts = fastOptions();
   opts.concurrency = 1;
+  svc.pullTime = 100ms;
   Prefetcher p(svc, disk, opts);
   ASSERT_TRUE(p.setConfigured({"r.io/base1", "r.io/base2"}, {"r.io/env1", "r.io/env2", "r.io/env3"}));
-  ASSERT_TRUE(p.request("r.io/biz1", Tier::kBusiness));  // before release: goes first
-  std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(p.request("r.io/biz1", Tier::kBusiness));  // before the start slot: goes first
+  ASSERT_TRUE(waitFor(p, [&] { return p.find("r.io/biz1:latest")->state != PullState::kQueued; }));
   p.release();
-  std::this_thread::sleep_for(40ms);
-  ASSERT_TRUE(p.request("r.io/biz2", Tier::kBusiness));  // while base pulls: ahead of env
+  ASSERT_TRUE(waitFor(p, [&] { return p.find("r.io/base1:latest")->state != PullState::kQueued; }));
+  ASSERT_TRUE(p.request("r.io/biz2", Tier::kBusiness));  // while base pulls: after base, ahead of env
   ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
   std::lock_guard l(svc.mu);
   std::vector<std::string> want = {"r.io/biz1:latest", "r.io/base1:latest", "r.io/base2:latest", "r.io/biz2:latest",
@@ -334,7 +335,7 @@ TEST(Prefetcher, HoldsConfiguredImagesUntilTheStartSlot) {
   FakeDisk disk;
   Prefetcher p(svc, disk, fastOptions());
   ASSERT_TRUE(p.setConfigured({"r.io/base"}, {}));
-  p.releaseAt(std::chrono::steady_clock::now() + 300ms);
+  p.releaseAt(std::chrono::steady_clock::now() + 1000ms);
   std::this_thread::sleep_for(150ms);
   EXPECT_EQ(p.find("r.io/base:latest")->state, PullState::kQueued);
   ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));

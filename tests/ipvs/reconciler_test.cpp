@@ -147,6 +147,13 @@ TEST_F(ReconcilerTest, OneChangeIsOneOpWhateverTheTableSize) {
   EXPECT_EQ(kernel_.log.size() - before, 1u);
   EXPECT_EQ(kernel_.lists, lists);  // no kernel read on an incremental pass
   EXPECT_TRUE(sync(want).planned.empty());
+  // Told which service changed: only that one is planned.
+  want.begin()->second.dests.begin()->second.weight = 8;
+  auto c = rec_->syncChanged(want, {want.begin()->first}, false);
+  ASSERT_TRUE(c);
+  ASSERT_EQ(c->planned.size(), 1u);
+  EXPECT_EQ(c->planned[0].dest.weight, 8u);
+  EXPECT_EQ(kernel_.lists, lists);
 }
 
 TEST_F(ReconcilerTest, LeavesForeignServicesAlone) {

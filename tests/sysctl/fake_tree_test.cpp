@@ -257,3 +257,25 @@ TEST_F(FakeTree, ContributedKeysShowTheirSource) {
 
 }  // namespace
 }  // namespace nodeagent::sysctl
+
+namespace nodeagent::sysctl {
+namespace {
+
+// How a refusal is reported depends on where the agent runs.
+TEST(KernelTreeClassify, NamespaceLimitsAreNotFailures) {
+  KernelTree host("/proc", "/sys", true), netns("/proc", "/sys", false);
+  EXPECT_EQ(host.classify("net.core.rmem_max", EACCES), KeyError::kReadOnly);
+  EXPECT_EQ(netns.classify("net.core.rmem_max", EACCES), KeyError::kNotInNetns);
+  EXPECT_EQ(host.classify("net.core.netdev_max_backlog", ENOENT), KeyError::kAbsent);
+  EXPECT_EQ(netns.classify("net.core.netdev_max_backlog", ENOENT), KeyError::kNotInNetns);
+  EXPECT_EQ(netns.classify(std::string(kHashsizeKey), EOPNOTSUPP), KeyError::kNotInNetns);
+  // Global trees are never a network namespace matter.
+  EXPECT_EQ(netns.classify("vm.max_map_count", ENOENT), KeyError::kAbsent);
+  EXPECT_EQ(netns.classify("kernel.panic", EACCES), KeyError::kReadOnly);
+  EXPECT_EQ(netns.classify("net.ipv4.tcp_tw_reuse", EINVAL), KeyError::kRejected);
+  EXPECT_EQ(host.pathOf("net.ipv4.conf.eth0/100.rp_filter"), "/proc/sys/net/ipv4/conf/eth0.100/rp_filter");
+  EXPECT_EQ(host.pathOf(std::string(kHashsizeKey)), "/sys/module/nf_conntrack/parameters/hashsize");
+}
+
+}  // namespace
+}  // namespace nodeagent::sysctl
