@@ -112,7 +112,7 @@ Result<void> Reporting::start() {
       metrics_.reset();
       return fail(r.error().wrap("metrics"));
     }
-    logger()->info("metrics on http://{}/metrics", opts_.outputs.metricsAddress);
+    logger()->info("metrics on http://{}:{}/metrics", opts_.outputs.metricsAddress.substr(0, opts_.outputs.metricsAddress.rfind(':')), metrics_->port());
   }
   if (!opts_.outputs.statusFile.empty() && !opts_.dryRun) {
     statusFile_ = std::make_unique<StatusFileWriter>(store_, opts_.outputs.statusFile, opts_.nodeName);
