@@ -171,6 +171,23 @@ void putElems(Batch& b, const std::string& table, const std::string& set, const 
   }
 }
 
+// nft add table inet T; nft delete table inet T [; nft add table inet T]: the add makes
+// the delete valid when the table is absent; all in one transaction.
+void putTableReset(Batch& b, const std::string& table, bool recreate) {
+  auto* t = nftnl_table_alloc();
+  nftnl_table_set_str(t, NFTNL_TABLE_NAME, table.c_str());
+  nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, NFPROTO_INET);
+  nftnl_table_nlmsg_build_payload(b.header(NFT_MSG_NEWTABLE, NLM_F_CREATE), t);
+  b.next();
+  nftnl_table_nlmsg_build_payload(b.header(NFT_MSG_DELTABLE, 0), t);
+  b.next();
+  if (recreate) {
+    nftnl_table_nlmsg_build_payload(b.header(NFT_MSG_NEWTABLE, NLM_F_CREATE), t);
+    b.next();
+  }
+  nftnl_table_free(t);
+}
+
 std::vector<uint8_t> vipKey(const NftService& s) {
   return std::vector<uint8_t>(s.addr.begin(), s.addr.begin() + (s.family == AF_INET6 ? 16 : 4));
 }
@@ -226,16 +243,7 @@ Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebu
   Batch b((256 << 10) + 3 * 64 * (services.size() + current_.size()));
   if (!built_ || rebuild) {
     // nft add table inet T; nft delete table inet T; then create it whole: one transaction.
-    auto* t = nftnl_table_alloc();
-    nftnl_table_set_str(t, NFTNL_TABLE_NAME, table_.c_str());
-    nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, NFPROTO_INET);
-    nftnl_table_nlmsg_build_payload(b.header(NFT_MSG_NEWTABLE, NLM_F_CREATE), t);
-    b.next();
-    nftnl_table_nlmsg_build_payload(b.header(NFT_MSG_DELTABLE, 0), t);
-    b.next();
-    nftnl_table_nlmsg_build_payload(b.header(NFT_MSG_NEWTABLE, NLM_F_CREATE), t);
-    b.next();
-    nftnl_table_free(t);
+    putTableReset(b, table_, true);
     uint32_t t4 = concatType(kIpv4AddrType, kInetProtoType, kInetServiceType);
     uint32_t t6 = concatType(kIpv6AddrType, kInetProtoType, kInetServiceType);
     putSet(b, table_, "vips4", kIpv4AddrType, 4, 1);
@@ -331,14 +339,7 @@ Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebu
 
 Result<void> NftProxyTable::remove() {
   Batch b;
-  auto* t = nftnl_table_alloc();
-  nftnl_table_set_str(t, NFTNL_TABLE_NAME, table_.c_str());
-  nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, NFPROTO_INET);
-  nftnl_table_nlmsg_build_payload(b.header(NFT_MSG_NEWTABLE, NLM_F_CREATE), t);
-  b.next();
-  nftnl_table_nlmsg_build_payload(b.header(NFT_MSG_DELTABLE, 0), t);
-  b.next();
-  nftnl_table_free(t);
+  putTableReset(b, table_, false);
   built_ = false;
   current_.clear();
   return send(b.finish(), b.count());
