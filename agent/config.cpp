@@ -66,6 +66,9 @@ Json Config::toJson() const {
                        .set("socket", control.socket)
                        .set("socket_group", control.socketGroup)
                        .set("socket_mode", octal(control.socketMode)));
+  j.set("kube", kube::toJson(kube));
+  j.set("metrics", kube::metricsToJson(outputs));
+  j.set("status_file", kube::statusFileToJson(outputs));
   j.set("ipvs", ipvs::toJson(ipvs));
   j.set("sysctl", sysctl::toJson(sysctl));
   j.set("imagepull", imagepull::toJson(imagepull));
@@ -81,6 +84,9 @@ Result<Config> parseConfig(const std::string& text, const std::string& source) {
   ConfigMap top(*doc, "", errors);
   parseAgent(top.map("agent"), config.agent);
   parseControl(top.map("control"), config.control);
+  kube::parseConfig(top.map("kube"), config.kube);
+  kube::parseMetricsConfig(top.map("metrics"), config.outputs);
+  kube::parseStatusFileConfig(top.map("status_file"), config.outputs);
   ipvs::parseConfig(top.map("ipvs"), config.ipvs);
   sysctl::parseConfig(top.map("sysctl"), config.sysctl);
   imagepull::parseConfig(top.map("imagepull"), config.imagepull);

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <string>
 
+#include "agent/kube/config.h"
 #include "common/json.h"
 #include "common/result.h"
 #include "ipvs/config.h"
@@ -32,6 +33,8 @@ struct Config {
   std::string source = "<built-in>";  // the file it came from
   AgentSection agent;
   ControlSection control;
+  kube::Config kube;              // kube: API server access, node status, events
+  kube::OutputsConfig outputs;    // metrics: and status_file:
   ipvs::Config ipvs;
   sysctl::Config sysctl;
   imagepull::Config imagepull;

@@ -15,6 +15,7 @@
 #include "agent/control_server.h"
 #include "agent/module_runner.h"
 #include "agent/modules.h"
+#include "agent/reporting.h"
 #include "agent/state_store.h"
 #include "agent/version.h"
 #include "common/files.h"
@@ -92,9 +93,18 @@ class Daemon {
     }
     logger_->info("control socket listening on {}", config_.control.socket);
     for (auto& [_, r] : runners_) r->start();
+    // Node status, /metrics and the status file. Reporting never stops the daemon: a
+    // standalone node has no API server, and a busy metrics port only loses /metrics.
+    auto outputs = config_.outputs;
+    if (!outputs.statusFileSet)
+      outputs.statusFile = config_.control.socket.substr(0, config_.control.socket.rfind('/')) + "/status.json";
+    Reporting reporting(store_, ReportingOptions{.nodeName = nodeName_, .kube = config_.kube,
+                                                 .outputs = outputs, .dryRun = opts_.dryRun});
+    if (auto r = reporting.start(); !r) logger_->error("{}", r.error().message());
     int rc = mainLoop();
     systemd::notify("STOPPING=1");
     logger_->info("stopping");
+    reporting.stop();
     for (auto& [_, r] : runners_) r->stop();
     for (auto& m : modules_) m->stop();
     store_.close();
@@ -146,6 +156,10 @@ class Daemon {
     }
     if (next->control.socket != config_.control.socket || next->agent.stateDir != config_.agent.stateDir)
       logger_->warn("control.socket and agent.state_dir changes take effect at the next restart");
+    if (!(next->toJson().get("kube") == config_.toJson().get("kube")) ||
+        !(next->toJson().get("metrics") == config_.toJson().get("metrics")) ||
+        !(next->toJson().get("status_file") == config_.toJson().get("status_file")))
+      logger_->warn("kube, metrics and status_file changes take effect at the next restart");
     if (auto level = log::parseLevel(next->agent.logLevel)) log::setLevel(*level);
     {
       std::lock_guard l(configMu_);

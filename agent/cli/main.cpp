@@ -125,7 +125,8 @@ int cmdStatus(const Globals& g) {
         {"Version:", r.version()},
         {"Config:", r.config_source()},
         {"Started:", rfc3339(r.started_unix_ms()) + " (" + ago(r.started_unix_ms()) + ")"}};
-    for (const auto& [k, v] : parseOr(r.agent_json()).asObject())
+    Json agentInfo = parseOr(r.agent_json());  // named: a temporary would die before the loop
+    for (const auto& [k, v] : agentInfo.asObject())
       head.push_back({k + ":", v.isObject() ? v.dump() : cellText(v)});
     std::cout << alignColumns(head) << "\n";
     std::vector<std::vector<std::string>> rows = {{"MODULE", "HEALTH", "LAST PASS", "SUMMARY"}};
