@@ -129,6 +129,7 @@ Result<void> IpvsModule::ensureOpen() {
     reconciler_ = std::make_unique<Reconciler>(*table_, *ownership_, SystemClock::instance(), optionsFrom(config_),
                                                flusher_.get());
   if (!vips_ && config_.bindVips) vips_ = std::make_unique<VipManager>(config_.interface, dir + "/interface");
+  if (!nft_ && config_.nftables) nft_ = std::make_unique<netfilter::NftProxyTable>(config_.nftTable, config_.masqueradeMark);
   if (!source_) {
     source_ = std::make_unique<FileServiceSource>(config_.servicesFile);
     source_->watch([this] {
@@ -211,6 +212,23 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
         log->warn("VIPs: {}", r.error().message());
       }
     }
+    if (nft_) {
+      std::set<netfilter::NftService> svcs;
+      for (const auto& [k, s] : desired_) {
+        if (k.fwmark != 0 || !reconciler_->applied().contains(k)) continue;
+        netfilter::NftService n;
+        n.family = k.family;
+        n.addr = k.address.bytes;
+        n.protocol = static_cast<uint8_t>(k.protocol);
+        n.port = k.port;
+        n.masquerade = s.masquerade;
+        svcs.insert(n);
+      }
+      if (auto r = nft_->sync(svcs); !r) {
+        report->failures.push_back(r.error().message());
+        log->warn("nftables: {}", r.error().message());
+      }
+    }
   }
   return report;
 }
@@ -227,6 +245,7 @@ Result<void> IpvsModule::reconcile(const agent::ReconcileContext& ctx) {
       source_.reset();
     }
     if (ifMoved) vips_.reset();
+    nft_.reset();  // table name or mark may have changed: rebuilt on the next pass
     if (reconciler_) reconciler_->setOptions(optionsFrom(config_));
   }
   if (!config_.enabled) {

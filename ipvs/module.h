@@ -16,6 +16,7 @@
 #include "ipvs/reconciler.h"
 #include "ipvs/service_source.h"
 #include "ipvs/vip_manager.h"
+#include "netfilter/nft_proxy_table.h"
 
 namespace nodeagent::ipvs {
 
@@ -64,6 +65,7 @@ class IpvsModule final : public agent::Module {
   std::unique_ptr<Ownership> ownership_;
   std::unique_ptr<Reconciler> reconciler_;
   std::unique_ptr<VipManager> vips_;
+  std::unique_ptr<netfilter::NftProxyTable> nft_;
   DesiredState desired_;
   std::set<ServiceKey> pendingChanged_;  // changed in the source, not yet applied
   std::optional<Error> sourceError_;

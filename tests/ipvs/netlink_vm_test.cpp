@@ -7,21 +7,14 @@
 #include <cstdio>
 #include <string>
 
+#include "tests/ipvs/shell.h"
+
 #include "ipvs/netlink_service_table.h"
 
 namespace nodeagent::ipvs {
 namespace {
 
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
+std::string run(const std::string& cmd) { return nodeagent::testing::shellOutput(cmd); }
 
 Address addr(const char* s) { return *Address::parse(s); }
 

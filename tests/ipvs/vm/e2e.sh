@@ -46,6 +46,7 @@ check "ipvsadm reads back both backends" bash -c "ipvsadm -Ln -t 10.96.0.10:80 |
 check "ipvsadm reads back wrr weight 5" expect "  -> 10.244.1.2:9000              Masq    5"
 check "ipvsadm reads back UDP service" expect "UDP  10.96.0.12:53 rr"
 check "VIPs bound on nodeagent-ipvs0" bash -c "ip -br addr show dev nodeagent-ipvs0 | grep -q '10.96.0.10/32'"
+check "nft table holds the service ports" bash -c "nft list set inet nodeagent-ipvs svc4 | grep -q '10.96.0.10 . tcp . 80' && nft list set inet nodeagent-ipvs vips4 | grep -q 10.96.0.12"
 check "IPVS timeouts set (86400 120 300)" bash -c "ipvsadm -L --timeout | grep -q '86400 120 300'"
 check "net.ipv4.vs.conntrack=1" bash -c "[ \$(cat /proc/sys/net/ipv4/vs/conntrack) = 1 ]"
 check "nodeagentctl ipvs list shows owned and foreign" bash -c "nodeagentctl ipvs list | grep -q foreign && nodeagentctl ipvs list | grep -q owned"
@@ -59,6 +60,7 @@ done
 echo "responses:$seen"
 check "real TCP through the VIP reaches be1" grep -q be1 <<< "$seen"
 check "real TCP through the VIP reaches be2 (balanced)" grep -q be2 <<< "$seen"
+check "a VIP port that is not a service is dropped (no answer, not refused)" bash -c "ip netns exec cl timeout 3 bash -c 'exec 3<>/dev/tcp/10.96.0.10/81' 2>&1; [ \$? -ge 124 ]  # busybox timeout: 143"
 
 # Hand-deleted owned service: restored by the periodic resync (3 s here).
 ipvsadm -D -t 10.96.0.10:80
@@ -96,6 +98,7 @@ check "status names file, line and key" bash -c "nodeagentctl status -o json | g
 # Everything removed: our services and VIPs go, the foreign one stays.
 echo "services: []" > /tmp/na/services.yaml
 check "owned services removed" wait_for 15 bash -c "! ipvsadm -Ln | grep -q '10.96.0.1'"
+check "nft elements removed" wait_for 10 bash -c "! nft list set inet nodeagent-ipvs svc4 | grep -q 10.96.0"
 check "VIPs removed" wait_for 10 bash -c "! ip addr show dev nodeagent-ipvs0 | grep -q 10.96.0"
 check "foreign service still there" bash -c "ipvsadm -Ln | grep -q '10.1.1.1:80'"
 kill "$agent_pid"; wait "$agent_pid"

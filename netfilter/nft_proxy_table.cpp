@@ -1,0 +1,348 @@
+#include "netfilter/nft_proxy_table.h"
+
+#include <arpa/inet.h>
+#include <libmnl/libmnl.h>
+#include <libnftnl/chain.h>
+#include <libnftnl/expr.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/set.h>
+#include <libnftnl/table.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <memory>
+
+#include "common/netlink_socket.h"
+
+namespace nodeagent::netfilter {
+
+namespace {
+
+constexpr uint32_t kIpv4AddrType = 7, kIpv6AddrType = 8, kInetProtoType = 12, kInetServiceType = 13;
+constexpr uint32_t concatType(uint32_t a, uint32_t b, uint32_t c) { return (((a << 6) | b) << 6) | c; }
+
+// Collects the messages of one batch into a buffer.
+class Batch {
+ public:
+  explicit Batch(size_t capacity = 64 << 10) : buf_(capacity) {
+    batch_ = mnl_nlmsg_batch_start(buf_.data(), buf_.size());
+    nftnl_batch_begin(static_cast<char*>(mnl_nlmsg_batch_current(batch_)), seq_++);
+    mnl_nlmsg_batch_next(batch_);
+  }
+  ~Batch() { mnl_nlmsg_batch_stop(batch_); }
+  nlmsghdr* header(uint16_t type, uint16_t flags) {
+    ++count_;
+    return nftnl_nlmsg_build_hdr(static_cast<char*>(mnl_nlmsg_batch_current(batch_)), type, NFPROTO_INET,
+                                 flags | NLM_F_ACK, seq_++);
+  }
+  void next() { mnl_nlmsg_batch_next(batch_); }
+  std::vector<uint8_t> finish() {
+    nftnl_batch_end(static_cast<char*>(mnl_nlmsg_batch_current(batch_)), seq_++);
+    mnl_nlmsg_batch_next(batch_);
+    auto* h = static_cast<uint8_t*>(mnl_nlmsg_batch_head(batch_));
+    return std::vector<uint8_t>(h, h + mnl_nlmsg_batch_size(batch_));
+  }
+  int count() const { return count_; }
+
+ private:
+  std::vector<uint8_t> buf_;
+  mnl_nlmsg_batch* batch_;
+  uint32_t seq_ = 1;
+  int count_ = 0;
+};
+
+void addExpr(nftnl_rule* r, nftnl_expr* e) { nftnl_rule_add_expr(r, e); }
+
+nftnl_expr* meta(uint32_t key, uint32_t dreg) {
+  auto* e = nftnl_expr_alloc("meta");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, dreg);
+  return e;
+}
+nftnl_expr* metaSet(uint32_t key, uint32_t sreg) {
+  auto* e = nftnl_expr_alloc("meta");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, sreg);
+  return e;
+}
+nftnl_expr* cmpEq(uint32_t sreg, const void* data, uint32_t len) {
+  auto* e = nftnl_expr_alloc("cmp");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, sreg);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, NFT_CMP_EQ);
+  nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
+  return e;
+}
+nftnl_expr* payload(uint32_t base, uint32_t offset, uint32_t len, uint32_t dreg) {
+  auto* e = nftnl_expr_alloc("payload");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, dreg);
+  return e;
+}
+nftnl_expr* lookup(const std::string& set, uint32_t sreg, bool invert) {
+  auto* e = nftnl_expr_alloc("lookup");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, sreg);
+  nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set.c_str());
+  if (invert) nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
+  return e;
+}
+nftnl_expr* bitwise(uint32_t reg, uint32_t mask, uint32_t x) {
+  auto* e = nftnl_expr_alloc("bitwise");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, reg);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, reg);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, 4);
+  nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, &mask, 4);
+  nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, &x, 4);
+  return e;
+}
+
+// meta nfproto ipv4|ipv6; then the concatenation daddr . l4proto . th dport into regs.
+void loadServiceKey(nftnl_rule* r, int family) {
+  uint8_t nfproto = family == AF_INET6 ? NFPROTO_IPV6 : NFPROTO_IPV4;
+  addExpr(r, meta(NFT_META_NFPROTO, NFT_REG_1));
+  addExpr(r, cmpEq(NFT_REG_1, &nfproto, 1));
+  bool v6 = family == AF_INET6;
+  addExpr(r, payload(NFT_PAYLOAD_NETWORK_HEADER, v6 ? 24 : 16, v6 ? 16 : 4, NFT_REG32_00));
+  addExpr(r, meta(NFT_META_L4PROTO, v6 ? NFT_REG32_04 : NFT_REG32_01));
+  addExpr(r, payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, v6 ? NFT_REG32_05 : NFT_REG32_02));
+}
+
+struct RuleDeleter {
+  void operator()(nftnl_rule* r) const { nftnl_rule_free(r); }
+};
+
+void putRule(Batch& b, const std::string& table, const char* chain, nftnl_rule* r) {
+  nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table.c_str());
+  nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain);
+  nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
+  nftnl_rule_nlmsg_build_payload(b.header(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND), r);
+  b.next();
+  nftnl_rule_free(r);
+}
+
+void putChain(Batch& b, const std::string& table, const char* name, uint32_t hook, int32_t prio, const char* type) {
+  auto* c = nftnl_chain_alloc();
+  nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table.c_str());
+  nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name);
+  nftnl_chain_set_u32(c, NFTNL_CHAIN_HOOKNUM, hook);
+  nftnl_chain_set_s32(c, NFTNL_CHAIN_PRIO, prio);
+  nftnl_chain_set_str(c, NFTNL_CHAIN_TYPE, type);
+  nftnl_chain_nlmsg_build_payload(b.header(NFT_MSG_NEWCHAIN, NLM_F_CREATE), c);
+  b.next();
+  nftnl_chain_free(c);
+}
+
+nftnl_set* setFor(const std::string& table, const std::string& name) {
+  auto* s = nftnl_set_alloc();
+  nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
+  nftnl_set_set_str(s, NFTNL_SET_NAME, name.c_str());
+  nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
+  return s;
+}
+
+void putSet(Batch& b, const std::string& table, const std::string& name, uint32_t keyType, uint32_t keyLen, uint32_t id) {
+  auto* s = setFor(table, name);
+  nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, keyType);
+  nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, keyLen);
+  nftnl_set_set_u32(s, NFTNL_SET_ID, id);
+  nftnl_set_nlmsg_build_payload(b.header(NFT_MSG_NEWSET, NLM_F_CREATE), s);
+  b.next();
+  nftnl_set_free(s);
+}
+
+// Adds (or deletes) elements, in messages of at most 256 elements.
+void putElems(Batch& b, const std::string& table, const std::string& set, const std::vector<std::vector<uint8_t>>& keys,
+              bool add) {
+  for (size_t i = 0; i < keys.size(); i += 256) {
+    auto* s = setFor(table, set);
+    for (size_t j = i; j < std::min(keys.size(), i + 256); ++j) {
+      auto* e = nftnl_set_elem_alloc();
+      nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, keys[j].data(), static_cast<uint32_t>(keys[j].size()));
+      nftnl_set_elem_add(s, e);
+    }
+    nftnl_set_elems_nlmsg_build_payload(b.header(add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, add ? NLM_F_CREATE : 0), s);
+    b.next();
+    nftnl_set_free(s);
+  }
+}
+
+// nft add table inet T; nft delete table inet T [; nft add table inet T]: the add makes
+// the delete valid when the table is absent; all in one transaction.
+void putTableReset(Batch& b, const std::string& table, bool recreate) {
+  auto* t = nftnl_table_alloc();
+  nftnl_table_set_str(t, NFTNL_TABLE_NAME, table.c_str());
+  nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, NFPROTO_INET);
+  nftnl_table_nlmsg_build_payload(b.header(NFT_MSG_NEWTABLE, NLM_F_CREATE), t);
+  b.next();
+  nftnl_table_nlmsg_build_payload(b.header(NFT_MSG_DELTABLE, 0), t);
+  b.next();
+  if (recreate) {
+    nftnl_table_nlmsg_build_payload(b.header(NFT_MSG_NEWTABLE, NLM_F_CREATE), t);
+    b.next();
+  }
+  nftnl_table_free(t);
+}
+
+std::vector<uint8_t> vipKey(const NftService& s) {
+  return std::vector<uint8_t>(s.addr.begin(), s.addr.begin() + (s.family == AF_INET6 ? 16 : 4));
+}
+
+}  // namespace
+
+std::vector<uint8_t> nftServiceKey(const NftService& s) {
+  std::vector<uint8_t> k = vipKey(s);
+  k.insert(k.end(), {s.protocol, 0, 0, 0});
+  uint16_t port = htons(s.port);
+  auto* p = reinterpret_cast<const uint8_t*>(&port);
+  k.insert(k.end(), {p[0], p[1], 0, 0});
+  return k;
+}
+
+Result<void> NftProxyTable::send(const std::vector<uint8_t>& batch, int messages) {
+  auto sock = NetlinkSocket::open(NETLINK_NETFILTER);
+  if (!sock) return fail(sock.error());
+  // The batch must go out in one sendmsg; ACKs come back one per message.
+  if (::send(sock->fd(), batch.data(), batch.size(), 0) < 0) return failErrno("send nftables batch");
+  std::vector<uint8_t> rx(64 << 10);
+  int acked = 0;
+  std::string firstError;
+  int firstErrno = 0;
+  while (acked < messages) {
+    ssize_t n = ::recv(sock->fd(), rx.data(), rx.size(), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return failErrno("receive nftables ACKs");
+    }
+    int len = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(rx.data()); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+      if (h->nlmsg_type != NLMSG_ERROR) continue;
+      auto ack = decodeNetlinkError(h);
+      ++acked;
+      if (ack.error && !firstErrno) {
+        firstErrno = ack.error;
+        firstError = ack.message;
+      }
+    }
+    // On an error the kernel aborts the batch; it still ACKs (or errors) each message, but
+    // stop once an error arrived and nothing else is pending.
+    if (firstErrno && acked >= 1) break;
+  }
+  if (firstErrno)
+    return failErrno(firstErrno, "nftables batch for table inet " + table_ + (firstError.empty() ? "" : " (" + firstError + ")"));
+  return {};
+}
+
+Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebuild) {
+  // Room for the table, chains and rules plus every element (each about 40 bytes) of a
+  // rebuild: svc, masq and vips entries for each service.
+  Batch b((256 << 10) + 3 * 64 * (services.size() + current_.size()));
+  if (!built_ || rebuild) {
+    // nft add table inet T; nft delete table inet T; then create it whole: one transaction.
+    putTableReset(b, table_, true);
+    uint32_t t4 = concatType(kIpv4AddrType, kInetProtoType, kInetServiceType);
+    uint32_t t6 = concatType(kIpv6AddrType, kInetProtoType, kInetServiceType);
+    putSet(b, table_, "vips4", kIpv4AddrType, 4, 1);
+    putSet(b, table_, "vips6", kIpv6AddrType, 16, 2);
+    putSet(b, table_, "svc4", t4, 12, 3);
+    putSet(b, table_, "svc6", t6, 24, 4);
+    putSet(b, table_, "masq4", t4, 12, 5);
+    putSet(b, table_, "masq6", t6, 24, 6);
+    putChain(b, table_, "input", NF_INET_LOCAL_IN, 0, "filter");
+    putChain(b, table_, "mark-pre", NF_INET_PRE_ROUTING, -150, "filter");
+    putChain(b, table_, "mark-out", NF_INET_LOCAL_OUT, -150, "filter");
+    putChain(b, table_, "masq", NF_INET_POST_ROUTING, 100, "nat");
+    for (int family : {AF_INET, AF_INET6}) {
+      bool v6 = family == AF_INET6;
+      for (uint8_t proto : {uint8_t(IPPROTO_TCP), uint8_t(IPPROTO_UDP), uint8_t(IPPROTO_SCTP)}) {
+        // meta l4proto P ip daddr @vips4 ip daddr . meta l4proto . th dport != @svc4 drop
+        auto* r = nftnl_rule_alloc();
+        loadServiceKey(r, family);
+        addExpr(r, cmpEq(v6 ? NFT_REG32_04 : NFT_REG32_01, &proto, 1));
+        addExpr(r, lookup(v6 ? "vips6" : "vips4", NFT_REG32_00, false));
+        addExpr(r, lookup(v6 ? "svc6" : "svc4", NFT_REG32_00, true));
+        auto* drop = nftnl_expr_alloc("immediate");
+        nftnl_expr_set_u32(drop, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
+        nftnl_expr_set_u32(drop, NFTNL_EXPR_IMM_VERDICT, NF_DROP);
+        addExpr(r, drop);
+        putRule(b, table_, "input", r);
+      }
+      for (const char* chain : {"mark-pre", "mark-out"}) {
+        // ip daddr . meta l4proto . th dport @masq4 meta mark set meta mark | MARK
+        auto* r = nftnl_rule_alloc();
+        loadServiceKey(r, family);
+        addExpr(r, lookup(v6 ? "masq6" : "masq4", NFT_REG32_00, false));
+        addExpr(r, meta(NFT_META_MARK, NFT_REG_1));
+        addExpr(r, bitwise(NFT_REG_1, ~mark_, mark_));
+        addExpr(r, metaSet(NFT_META_MARK, NFT_REG_1));
+        putRule(b, table_, chain, r);
+      }
+    }
+    {
+      // meta mark & MARK == MARK masquerade
+      auto* r = nftnl_rule_alloc();
+      addExpr(r, meta(NFT_META_MARK, NFT_REG_1));
+      addExpr(r, bitwise(NFT_REG_1, mark_, 0));
+      addExpr(r, cmpEq(NFT_REG_1, &mark_, 4));
+      addExpr(r, nftnl_expr_alloc("masq"));
+      putRule(b, table_, "masq", r);
+    }
+    current_.clear();
+  }
+  std::set<std::vector<uint8_t>> haveVips, wantVips;
+  for (const auto& s : current_) haveVips.insert(vipKey(s));
+  for (const auto& s : services) wantVips.insert(vipKey(s));
+  std::vector<std::vector<uint8_t>> add[6], del[6];  // vips4 vips6 svc4 svc6 masq4 masq6
+  for (const auto& v : wantVips)
+    if (!haveVips.contains(v)) add[v.size() == 16].push_back(v);
+  for (const auto& v : haveVips)
+    if (!wantVips.contains(v)) del[v.size() == 16].push_back(v);
+  auto idx = [](const NftService& s, int base) { return base + (s.family == AF_INET6); };
+  for (const auto& s : services) {
+    bool had = current_.contains(s);
+    if (!had) {
+      add[idx(s, 2)].push_back(nftServiceKey(s));
+      if (s.masquerade) add[idx(s, 4)].push_back(nftServiceKey(s));
+    }
+  }
+  for (const auto& s : current_) {
+    if (services.contains(s)) continue;
+    del[idx(s, 2)].push_back(nftServiceKey(s));
+    if (s.masquerade) del[idx(s, 4)].push_back(nftServiceKey(s));
+  }
+  // A service whose masquerade flag flips is a different NftService: handled above as one
+  // delete and one add of the same svc key; drop that pair so the svc set is untouched.
+  for (int i : {2, 3}) {
+    std::set<std::vector<uint8_t>> a(add[i].begin(), add[i].end()), d(del[i].begin(), del[i].end());
+    std::erase_if(add[i], [&](const auto& k) { return d.contains(k); });
+    std::erase_if(del[i], [&](const auto& k) { return a.contains(k); });
+  }
+  static const char* kSets[6] = {"vips4", "vips6", "svc4", "svc6", "masq4", "masq6"};
+  for (int i = 0; i < 6; ++i) {
+    if (!del[i].empty()) putElems(b, table_, kSets[i], del[i], false);
+    if (!add[i].empty()) putElems(b, table_, kSets[i], add[i], true);
+  }
+  if (b.count() == 0) return {};
+  auto r = send(b.finish(), b.count());
+  if (!r) {
+    built_ = false;  // rebuild the whole table next time
+    return r;
+  }
+  built_ = true;
+  current_ = services;
+  return {};
+}
+
+Result<void> NftProxyTable::remove() {
+  Batch b;
+  putTableReset(b, table_, false);
+  built_ = false;
+  current_.clear();
+  return send(b.finish(), b.count());
+}
+
+}  // namespace nodeagent::netfilter

@@ -1,0 +1,58 @@
+// NftProxyTable: the one nftables table the IPVS proxy owns (default `inet nodeagent-ipvs`),
+// written with libnftnl in atomic batches over libmnl. Sets hold the VIPs and the service
+// ports, so service changes are element changes, never rule rewrites:
+//
+//   table inet nodeagent-ipvs {
+//     set vips4 { type ipv4_addr }            set vips6 { type ipv6_addr }
+//     set svc4  { type ipv4_addr . inet_proto . inet_service }   (svc6 likewise)
+//     set masq4 { same type: services whose traffic is SNAT-ed }  (masq6 likewise)
+//     chain input  { type filter hook input priority filter;
+//       meta l4proto tcp|udp|sctp ip daddr @vips4 ip daddr . meta l4proto . th dport != @svc4 drop }
+//     chain mark-pre / mark-out { type filter hook prerouting|output priority mangle;
+//       ip daddr . meta l4proto . th dport @masq4 meta mark set meta mark | MARK }
+//     chain masq { type nat hook postrouting priority srcnat; meta mark & MARK == MARK masquerade }
+//   }
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace nodeagent::netfilter {
+
+struct NftService {
+  int family = 0;  // AF_INET or AF_INET6
+  std::array<uint8_t, 16> addr{};
+  uint8_t protocol = 0;  // IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP
+  uint16_t port = 0;     // host byte order
+  bool masquerade = false;
+  auto operator<=>(const NftService&) const = default;
+};
+
+// The element key bytes of a service in svc4/svc6 (addr . proto . port, each field padded
+// to 4 bytes as nft's concatenations are).
+std::vector<uint8_t> nftServiceKey(const NftService& s);
+
+class NftProxyTable {
+ public:
+  NftProxyTable(std::string table, uint32_t mark) : table_(std::move(table)), mark_(mark) {}
+  // Makes the table hold exactly `services`. The first call of a process (and `rebuild`)
+  // replaces the whole table in one atomic batch (delete + create: never a moment without
+  // it); later calls send only element additions and deletions.
+  [[nodiscard]] Result<void> sync(const std::set<NftService>& services, bool rebuild = false);
+  // nft delete table inet NAME (when the module is disabled).
+  [[nodiscard]] Result<void> remove();
+
+ private:
+  [[nodiscard]] Result<void> send(const std::vector<uint8_t>& batch, int messages);
+  std::string table_;
+  uint32_t mark_;
+  bool built_ = false;
+  std::set<NftService> current_;
+};
+
+}  // namespace nodeagent::netfilter

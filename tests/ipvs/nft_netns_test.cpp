@@ -1,0 +1,70 @@
+// The IPVS proxy's nftables table, for real, in a fresh network namespace of this process.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
+
+#include <cstdio>
+#include <string>
+
+#include "tests/ipvs/shell.h"
+
+#include "netfilter/nft_proxy_table.h"
+
+namespace nodeagent::netfilter {
+namespace {
+
+std::string run(const std::string& cmd) { return nodeagent::testing::shellOutput(cmd); }
+
+NftService svc(const char* ip, uint8_t proto, uint16_t port, bool masq) {
+  NftService s;
+  s.family = std::string(ip).find(':') != std::string::npos ? AF_INET6 : AF_INET;
+  ::inet_pton(s.family, ip, s.addr.data());
+  s.protocol = proto;
+  s.port = port;
+  s.masquerade = masq;
+  return s;
+}
+
+TEST(NftProxyTable, BuildsTableAndUpdatesElementsInANetns) {
+  ASSERT_EQ(::unshare(CLONE_NEWNET), 0) << "needs root (CAP_SYS_ADMIN) for a network namespace";
+  // A table of someone else: never touched.
+  ASSERT_EQ(std::system("nft add table inet other && nft add chain inet other c"), 0);
+  NftProxyTable t("nodeagent-ipvs", 0x4000);
+  std::set<NftService> want = {svc("10.96.0.10", IPPROTO_TCP, 80, true), svc("10.96.0.10", IPPROTO_UDP, 53, false),
+                               svc("fd00::10", IPPROTO_TCP, 443, false)};
+  auto r = t.sync(want);
+  ASSERT_TRUE(r) << r.error().message();
+  std::string out = run("nft list table inet nodeagent-ipvs");
+  std::cout << out;
+  EXPECT_NE(out.find("10.96.0.10 . tcp . 80"), std::string::npos);
+  EXPECT_NE(out.find("10.96.0.10 . udp . 53"), std::string::npos);
+  EXPECT_NE(out.find("fd00::10 . tcp . 443"), std::string::npos);
+  EXPECT_NE(out.find("masquerade"), std::string::npos);
+  EXPECT_NE(out.find("meta mark set meta mark | 0x00004000"), std::string::npos);
+  EXPECT_NE(out.find("drop"), std::string::npos);
+
+  // An update is element changes only: rules keep their handles.
+  std::string handles = run("nft -a list chain inet nodeagent-ipvs input | grep -o 'handle [0-9]*'");
+  want.erase(svc("10.96.0.10", IPPROTO_UDP, 53, false));
+  want.insert(svc("10.96.0.11", IPPROTO_TCP, 8080, true));
+  r = t.sync(want);
+  ASSERT_TRUE(r) << r.error().message();
+  out = run("nft list table inet nodeagent-ipvs");
+  EXPECT_EQ(out.find("udp . 53"), std::string::npos);
+  EXPECT_NE(out.find("10.96.0.11 . tcp . 8080"), std::string::npos);
+  EXPECT_EQ(run("nft -a list chain inet nodeagent-ipvs input | grep -o 'handle [0-9]*'"), handles);
+
+  // A new process (restart) rebuilds the table atomically, without duplicating rules.
+  NftProxyTable again("nodeagent-ipvs", 0x4000);
+  ASSERT_TRUE(again.sync(want));
+  EXPECT_EQ(run("nft list chain inet nodeagent-ipvs masq | grep -c masquerade"), "1\n");
+  EXPECT_NE(run("nft list tables").find("table inet other"), std::string::npos);
+  ASSERT_TRUE(again.remove());
+  EXPECT_EQ(run("nft list tables").find("nodeagent-ipvs"), std::string::npos);
+  EXPECT_NE(run("nft list tables").find("table inet other"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace nodeagent::netfilter
