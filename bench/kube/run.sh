@@ -10,10 +10,7 @@ dir="$(mktemp -d /tmp/nodeagent-kubebench-XXXXXX)"
 cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 cd "$dir"
-printf 'subjectAltName=IP:127.0.0.1\n' > ext.cnf
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=bench-ca 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout s.key -out s.csr -subj /CN=127.0.0.1 2>/dev/null
-openssl x509 -req -in s.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out s.crt -days 1 -extfile ext.cnf 2>/dev/null
+bash "$root/tests/kube/make_certs.sh" "$PWD"
 echo bench-token > token
 python3 "$root/tests/kube/kube_api_server.py" --cert s.crt --key s.key --port-file port --token bench-token \
   --bookmark-interval 60 --no-log-bodies > server.log 2>&1 &

@@ -9,10 +9,7 @@ D="$(mktemp -d /tmp/nodeagent-kube-e2e-XXXXXX)"
 cleanup() { kill "${DP:-}" "${SP:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$D"; }
 trap cleanup EXIT
 cd "$D"
-printf 'subjectAltName=IP:127.0.0.1\n' > ext.cnf
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=e2e-ca 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout s.key -out s.csr -subj /CN=127.0.0.1 2>/dev/null
-openssl x509 -req -in s.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out s.crt -days 1 -extfile ext.cnf 2>/dev/null
+bash "$src/tests/kube/make_certs.sh" "$PWD"
 echo secret-e2e-token > token
 python3 "$src/tests/kube/kube_api_server.py" --cert s.crt --key s.key --port-file port --token secret-e2e-token \
   --node e2e-node > server.log 2>&1 &
