@@ -42,7 +42,9 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ -n "$ok" ] || { echo "reporter never patched"; cat st.json d.log; exit 1; }
-"$build/agent/nodeagentctl" --socket "$D/s.sock" status | grep -q '^reporter:' || { echo "no reporter row in status"; exit 1; }
+# Captured first: grep -q closing the pipe early would fail the producer under pipefail.
+table="$("$build/agent/nodeagentctl" --socket "$D/s.sock" status)"
+grep -q '^reporter:' <<<"$table" || { echo "no reporter row in status"; echo "$table"; exit 1; }
 node="$(curl -sS --cacert ca.crt -H "Authorization: Bearer secret-e2e-token" "https://127.0.0.1:$P/api/v1/nodes/e2e-node")"
 echo "$node" | python3 -c '
 import json,sys
@@ -53,7 +55,8 @@ print("node conditions:", sorted(t))'
 for _ in $(seq 50); do [ -s status.json ] && break; sleep 0.1; done
 python3 -c 'import json; s=json.load(open("status.json")); assert s["node"]=="e2e-node"; print("status file ok")'
 mport="$(sed -n 's/.*metrics on http:\/\/127.0.0.1:\([0-9]*\)\/metrics.*/\1/p' d.log)"
-curl -sS "http://127.0.0.1:$mport/metrics" | grep -q '^nodeagent_status_patches_total{result="sent"} [1-9]' || { echo "metrics"; exit 1; }
+metrics="$(curl -sS "http://127.0.0.1:$mport/metrics")"
+grep -q '^nodeagent_status_patches_total{result="sent"} [1-9]' <<<"$metrics" || { echo "metrics"; echo "$metrics"; exit 1; }
 kill "$DP"; wait "$DP" || true
 if grep -q secret-e2e-token d.log; then echo "token logged"; exit 1; fi
 echo "e2e ok"
