@@ -62,6 +62,16 @@ Json parseOr(const std::string& text) {
   return j ? *j : Json(text);
 }
 
+// "state=on, patches_sent=12, last_patch=..." for one line of the status header.
+std::string keyValues(const Json& obj) {
+  std::string out;
+  for (const auto& [k, v] : obj.asObject()) {
+    if (v.isString() && v.asString().empty()) continue;
+    out += (out.empty() ? "" : ", ") + k + "=" + (v.isObject() ? v.dump() : cellText(v));
+  }
+  return out;
+}
+
 std::string ago(int64_t unixMs) {
   if (unixMs == 0) return "never";
   int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -127,7 +137,7 @@ int cmdStatus(const Globals& g) {
         {"Started:", rfc3339(r.started_unix_ms()) + " (" + ago(r.started_unix_ms()) + ")"}};
     Json agentInfo = parseOr(r.agent_json());  // named: a temporary would die before the loop
     for (const auto& [k, v] : agentInfo.asObject())
-      head.push_back({k + ":", v.isObject() ? v.dump() : cellText(v)});
+      head.push_back({k + ":", v.isObject() ? keyValues(v) : cellText(v)});
     std::cout << alignColumns(head) << "\n";
     std::vector<std::vector<std::string>> rows = {{"MODULE", "HEALTH", "LAST PASS", "SUMMARY"}};
     for (const auto& m : r.modules()) {
