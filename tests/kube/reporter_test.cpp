@@ -149,8 +149,9 @@ TEST(Reporter, ConditionsOfOtherWritersSurviveBeforeAndAfter) {
   EXPECT_EQ(condition(node, "NodeAgentSysctlTuned").get("reason").asString(), "Drift");
   for (const auto& e : s.requests())
     if (e.get("method").asString() == "PATCH" && e.get("path").asString() == kStatus && e.get("auth").asBool() &&
-        e.get("body").asString().find("NodeAgent") != std::string::npos)
+        e.get("body").asString().find("NodeAgent") != std::string::npos) {
       EXPECT_EQ(e.get("content_type").asString(), "application/strategic-merge-patch+json");
+    }
   r.stop();
 }
 
@@ -270,7 +271,9 @@ TEST(Reporter, EventsOnTransitionsAreDeduplicatedAndRateLimited) {
     EXPECT_EQ(e.get("involvedObject").get("kind").asString(), "Node");
     EXPECT_EQ(e.get("involvedObject").get("uid").asString(), "uid-node-1");
     total += static_cast<int>(e.get("count").asInt());
-    if (e.get("reason").asString() == "SyncFailed") EXPECT_EQ(e.get("type").asString(), "Warning");
+    if (e.get("reason").asString() == "SyncFailed") {
+      EXPECT_EQ(e.get("type").asString(), "Warning");
+    }
   }
   EXPECT_EQ(total, 3);
   auto f = r.figures().get("events");
@@ -340,7 +343,9 @@ std::map<std::string, double> parsePrometheus(const std::string& text) {
       family(m[1]);
       EXPECT_TRUE(typed.insert(m[1]).second) << "line " << lineNo << ": second TYPE";
       types[m[1]] = m[2];
-      if (m[2] == "counter") EXPECT_TRUE(std::string(m[1]).ends_with("_total")) << m[1];
+      if (m[2] == "counter") {
+        EXPECT_TRUE(std::string(m[1]).ends_with("_total")) << m[1];
+      }
     } else if (std::regex_match(line, m, sample)) {
       family(m[1]);
       EXPECT_TRUE(types.count(m[1])) << "line " << lineNo << ": sample before TYPE";
@@ -356,8 +361,9 @@ std::map<std::string, double> parsePrometheus(const std::string& text) {
         static const std::regex label(R"(([a-zA-Z_][a-zA-Z0-9_]*)=")");
         std::string ls = m[3];
         for (std::sregex_iterator it(ls.begin(), ls.end(), label), e; it != e; ++it)
-          if (it->position() == 0 || ls[it->position() - 1] == ',')
+          if (it->position() == 0 || ls[it->position() - 1] == ',') {
             EXPECT_TRUE(names.insert((*it)[1]).second) << "line " << lineNo << ": repeated label";
+          }
       }
     } else {
       ADD_FAILURE() << "line " << lineNo << " is not valid exposition format: [" << line << "]";
