@@ -181,7 +181,8 @@ cmd_stop() {
   stop_pid "$dir/proxy.pid"
   stop_pid "$dir/registry.pid"
   # containerd may leave overlay mounts of its snapshots behind.
-  grep -o " $dir/[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  # (grep finds nothing when no mounts are left: not an error.)
+  { grep -o " $dir/[^ ]*" /proc/mounts 2>/dev/null || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 }
 
 cmd_blob_gets() {
