@@ -6,28 +6,19 @@
 #include <charconv>
 #include <cstring>
 
+#include "common/ip_address.h"
+
 namespace nodeagent::ipvs {
 
 Result<Address> Address::parse(std::string_view text) {
-  std::string s(text);
   Address a;
-  if (::inet_pton(AF_INET, s.c_str(), a.bytes.data()) == 1) {
-    a.family = AF_INET;
-    return a;
-  }
-  if (::inet_pton(AF_INET6, s.c_str(), a.bytes.data()) == 1) {
-    a.family = AF_INET6;
-    return a;
-  }
-  return failInvalid("\"" + s + "\" is not an IPv4 or IPv6 address");
+  int family = parseIpLiteral(text, a.bytes);
+  if (family == 0) return failInvalid("\"" + std::string(text) + "\" is not an IPv4 or IPv6 address");
+  a.family = static_cast<uint8_t>(family);
+  return a;
 }
 
-std::string Address::toString() const {
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (family != AF_INET && family != AF_INET6) return "";
-  ::inet_ntop(family, bytes.data(), buf, sizeof buf);
-  return buf;
-}
+std::string Address::toString() const { return formatIpLiteral(family, bytes); }
 
 bool Address::isV6() const { return family == AF_INET6; }
 

@@ -8,30 +8,21 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/ip_address.h"
 #include "common/log.h"
 #include "netfilter/conntrack_msg.h"
 
 namespace nodeagent::netfilter {
 
 Result<IpAddress> IpAddress::parse(std::string_view text) {
-  std::string s(text);
   IpAddress a;
-  if (::inet_pton(AF_INET, s.c_str(), a.bytes.data()) == 1) {
-    a.family = AF_INET;
-    return a;
-  }
-  if (::inet_pton(AF_INET6, s.c_str(), a.bytes.data()) == 1) {
-    a.family = AF_INET6;
-    return a;
-  }
-  return failInvalid("not an IPv4 or IPv6 address: \"" + s + "\"");
+  int family = parseIpLiteral(text, a.bytes);
+  if (family == 0) return failInvalid("not an IPv4 or IPv6 address: \"" + std::string(text) + "\"");
+  a.family = family;
+  return a;
 }
 
-std::string IpAddress::toString() const {
-  char buf[INET6_ADDRSTRLEN] = {};
-  ::inet_ntop(family, bytes.data(), buf, sizeof buf);
-  return buf;
-}
+std::string IpAddress::toString() const { return formatIpLiteral(family, bytes); }
 
 namespace {
 
