@@ -144,7 +144,7 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
   if (auto r = ensureOpen(); !r) return fail(r.error());
   auto log = log::get("ipvs");
   if (sourceChanged_.exchange(false)) {
-    auto d = source_->load();
+    auto d = source_->load(&desired_);
     if (!d) {
       sourceError_ = d.error();
       log->error("services from {} rejected, keeping the last good set: {}", source_->describe(), d.error().message());
@@ -158,7 +158,7 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
         } else if (a == desired_.end() || b->first < a->first) {
           pendingChanged_.insert((b++)->first);
         } else {
-          if (!(a->second == b->second)) pendingChanged_.insert(a->first);
+          if (a->second != b->second && !(*a->second == *b->second)) pendingChanged_.insert(a->first);
           ++a, ++b;
         }
       }
@@ -221,7 +221,7 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
         n.addr = k.address.bytes;
         n.protocol = static_cast<uint8_t>(k.protocol);
         n.port = k.port;
-        n.masquerade = s.masquerade;
+        n.masquerade = s->masquerade;
         svcs.insert(n);
       }
       if (auto r = nft_->sync(svcs); !r) {
@@ -275,7 +275,7 @@ void IpvsModule::publish(const SyncReport* report, const std::optional<Error>& e
   size_t foreign = reconciler_ ? reconciler_->foreign().size() : 0;
   size_t endpoints = 0;
   if (reconciler_)
-    for (const auto& [k, a] : reconciler_->applied()) endpoints += a.dests.size();
+    for (const auto& [k, a] : reconciler_->applied()) endpoints += a->dests.size();
   if (error) {
     s.health = agent::Health::kDegraded;
     s.summary = "IPVS not programmed: " + error->message();

@@ -79,25 +79,39 @@ Result<std::unique_ptr<NetlinkServiceTable>> NetlinkServiceTable::open(size_t ma
 
 Result<std::vector<ServiceState>> NetlinkServiceTable::list(bool withDests) {
   std::vector<ServiceState> out;
+  auto r = forEach(withDests, [&](ServiceState&& s) -> Result<void> {
+    out.push_back(std::move(s));
+    return {};
+  });
+  if (!r) return fail(r.error());
+  return out;
+}
+
+Result<void> NetlinkServiceTable::forEach(bool withDests, const std::function<Result<void>(ServiceState&&)>& fn) {
+  // The destination dumps need the socket, so the service dump completes first; it holds
+  // services only (about 100 bytes each), destinations are read one service at a time.
+  std::vector<ServiceState> services;
   auto r = sock_.dump(buildGetServices(family_), [&](const nlmsghdr* h) -> Result<void> {
     auto s = parseServiceMessage(h);
     if (!s) return fail(s.error());
-    out.push_back(std::move(*s));
+    services.push_back(std::move(*s));
     return {};
   });
   if (!r) return fail(r.error().wrap("list IPVS services"));
-  if (withDests) {
-    for (auto& s : out) {
+  for (auto& s : services) {
+    if (withDests) {
       auto d = listDests(s.service.key);
       if (!d) {
-        // A service deleted by someone else between the two dumps has no destinations.
+        // A service deleted by someone else between the two dumps is skipped.
         if (d.error().errnoValue() == ESRCH || d.error().errnoValue() == ENOENT) continue;
         return fail(d.error());
       }
       s.dests = std::move(*d);
     }
+    if (auto e = fn(std::move(s)); !e) return e;
+    s = ServiceState{};
   }
-  return out;
+  return {};
 }
 
 Result<std::vector<DestinationState>> NetlinkServiceTable::listDests(const ServiceKey& key) {

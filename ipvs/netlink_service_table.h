@@ -15,6 +15,8 @@ class NetlinkServiceTable final : public ServiceTable {
   [[nodiscard]] static Result<std::unique_ptr<NetlinkServiceTable>> open(size_t maxBatch = 256);
 
   Result<std::vector<ServiceState>> list(bool withDests) override;
+  // Dumps the services (without destinations), then each service's destinations in turn.
+  Result<void> forEach(bool withDests, const std::function<Result<void>(ServiceState&&)>& fn) override;
   Result<std::vector<DestinationState>> listDests(const ServiceKey& key) override;
   Result<std::vector<OpResult>> apply(std::span<const Op> ops) override;
   Result<Timeouts> timeouts() override;

@@ -43,39 +43,96 @@ bool Reconciler::owns(const ServiceKey& k) const {
   return false;
 }
 
-void Reconciler::readKernel(const std::vector<ServiceState>& kernel) {
-  applied_.clear();
-  foreign_.clear();
-  for (const auto& s : kernel) {
-    if (!owns(s.service.key)) {
-      foreign_.insert(s.service.key);
-      continue;
+Result<void> Reconciler::readKernel(const DesiredState& desired) {
+  AppliedState fresh;
+  std::set<ServiceKey> foreign;
+  auto r = table_.forEach(true, [&](ServiceState&& s) -> Result<void> {
+    const ServiceKey& k = s.service.key;
+    if (!owns(k)) {
+      foreign.insert(k);
+      return {};
     }
-    AppliedService a{s.service, {}};
-    for (const auto& d : s.dests) a.dests.emplace(d.dest.key, d.dest);
-    applied_.emplace(s.service.key, std::move(a));
-  }
+    std::vector<Destination> dests;
+    dests.reserve(s.dests.size());
+    for (const auto& d : s.dests) dests.push_back(d.dest);
+    auto a = std::make_shared<DesiredService>();
+    a->service = s.service;
+    a->dests = Dests(std::move(dests));
+    auto want = desired.find(k);
+    if (want != desired.end() && sameIpvs(*want->second, *a))
+      fresh.emplace_hint(fresh.end(), k, want->second);
+    else
+      fresh.emplace(k, std::move(a));
+    return {};
+  });
+  if (!r) return r;
+  applied_ = std::move(fresh);
+  foreign_ = std::move(foreign);
   // Drains of destinations that vanished are over; weight-0 leftovers are picked up by
   // the planner (not desired, found at weight 0: drained, then deleted).
   std::erase_if(draining_, [&](const auto& e) {
     auto it = applied_.find(e.first.first);
-    return it == applied_.end() || !it->second.dests.contains(e.first.second);
+    return it == applied_.end() || !it->second->dests.contains(e.first.second);
   });
+  return {};
 }
 
-void Reconciler::record(const Op& op) {
+bool Reconciler::anyDraining(const ServiceKey& k) const {
+  auto it = draining_.lower_bound(DestRef{k, DestKey{}});
+  return it != draining_.end() && it->first.first == k;
+}
+
+void Reconciler::record(std::span<const Op> ops, const std::vector<OpResult>& results, const DesiredState* desired,
+                        SyncReport& report) {
   using T = Op::Type;
-  const ServiceKey& k = op.service.key;
-  switch (op.type) {
-    case T::kAddService:
-    case T::kEditService: applied_[k].service = op.service; break;
-    case T::kDelService: applied_.erase(k); break;
-    case T::kAddDest:
-    case T::kEditDest: applied_[k].dests[op.dest.key] = op.dest; break;
-    case T::kDelDest:
-      if (auto it = applied_.find(k); it != applied_.end()) it->second.dests.erase(op.dest.key);
-      break;
+  // Ops of one service are contiguous in a plan: copy its entry once, apply them all, then
+  // store it (or the desired entry, when they now agree).
+  auto log = log::get("ipvs");
+  bool debug = log->should_log(spdlog::level::debug);
+  std::shared_ptr<DesiredService> work;
+  const ServiceKey* cur = nullptr;
+  bool touched = false;
+  auto flush = [&] {
+    if (!cur || !touched) return;
+    if (!work) {
+      applied_.erase(*cur);
+    } else {
+      ServicePtr keep = work;
+      if (desired)
+        if (auto it = desired->find(*cur); it != desired->end() && sameIpvs(*it->second, *work)) keep = it->second;
+      applied_.insert_or_assign(*cur, std::move(keep));
+    }
+    work.reset();
+    touched = false;
+  };
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const Op& op = ops[i];
+    const ServiceKey& k = op.service.key;
+    if (!cur || !(*cur == k)) {
+      flush();
+      cur = &k;
+      auto it = applied_.find(k);
+      if (it != applied_.end()) work = std::make_shared<DesiredService>(*it->second);
+    }
+    if (!results[i].ok()) {
+      report.failures.push_back(results[i].message);
+      needFullRead_ = true;  // the kernel differs from what we think: look again next pass
+      continue;
+    }
+    ++report.applied;
+    if (debug) log->debug("{}", op.toString());
+    touched = true;
+    if (!work && op.type != T::kDelService) work = std::make_shared<DesiredService>();
+    switch (op.type) {
+      case T::kAddService:
+      case T::kEditService: work->service = op.service; break;
+      case T::kDelService: work.reset(); break;
+      case T::kAddDest:
+      case T::kEditDest: work->dests.put(op.dest); break;
+      case T::kDelDest: work->dests.erase(op.dest.key); break;
+    }
   }
+  flush();
 }
 
 Result<SyncReport> Reconciler::sync(const DesiredState& desired, const SyncRequest& req) {
@@ -88,38 +145,50 @@ Result<SyncReport> Reconciler::syncChanged(const DesiredState& desired, const st
   return syncImpl(desired, SyncRequest{false, dryRun}, &changed);
 }
 
-Result<SyncReport> Reconciler::syncImpl(const DesiredState& desiredIn, const SyncRequest& req,
+Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncRequest& req,
                                         const std::vector<ServiceKey>* changed) {
   SyncReport report;
-  auto log = log::get("ipvs");
   if (req.fullRead || needFullRead_) {
     changed = nullptr;
-    auto kernel = table_.list(true);
-    if (!kernel) return fail(kernel.error());
-    readKernel(*kernel);
+    if (auto r = readKernel(desired); !r) return fail(r.error());
     needFullRead_ = false;
     report.fullRead = true;
   }
-  // Never take over a service someone else made: drop it from the desired set.
-  DesiredState desired;
-  AppliedState appliedSubset;
-  auto take = [&](const ServiceKey& k, const DesiredService& s) {
-    if (foreign_.contains(k) && !owns(k))
+  IsDraining isDraining = [&](const DestRef& r) { return !draining_.empty() && draining_.contains(r); };
+  Plan plan;
+  auto one = [&](const ServiceKey& k, const ServicePtr* want, const ServicePtr* have) {
+    // Never take over a service someone else made: it is not planned.
+    if (want && !have && foreign_.contains(k) && !owns(k)) {
       report.conflicts.push_back(k.toString() + " exists and was not created by nodeagent: left alone");
-    else
-      desired.emplace(k, s);
+      return;
+    }
+    // Shared entries are equal by construction (drains aside): nothing to plan.
+    if (want && have && *want == *have && !anyDraining(k)) return;
+    planService(k, want ? want->get() : nullptr, have ? have->get() : nullptr, isDraining, plan);
   };
   if (changed) {
+    // Only the services the source says changed: cost follows the changes.
     for (const auto& k : *changed) {
-      if (auto it = desiredIn.find(k); it != desiredIn.end()) take(k, it->second);
-      if (auto it = applied_.find(k); it != applied_.end()) appliedSubset.emplace(k, it->second);
+      auto w = desired.find(k);
+      auto h = applied_.find(k);
+      one(k, w != desired.end() ? &w->second : nullptr, h != applied_.end() ? &h->second : nullptr);
     }
   } else {
-    for (const auto& [k, s] : desiredIn) take(k, s);
+    auto a = desired.begin();
+    auto b = applied_.begin();
+    while (a != desired.end() || b != applied_.end()) {
+      if (b == applied_.end() || (a != desired.end() && a->first < b->first)) {
+        one(a->first, &a->second, nullptr);
+        ++a;
+      } else if (a == desired.end() || b->first < a->first) {
+        one(b->first, nullptr, &b->second);
+        ++b;
+      } else {
+        one(a->first, &a->second, &b->second);
+        ++a, ++b;
+      }
+    }
   }
-  std::set<DestRef> drainingSet;
-  for (const auto& [ref, e] : draining_) drainingSet.insert(ref);
-  Plan plan = planChanges(desired, changed ? appliedSubset : applied_, drainingSet);
   report.planned = plan.ops;
   if (req.dryRun) return report;
 
@@ -136,17 +205,7 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desiredIn, const Syn
       needFullRead_ = true;
       return fail(results.error());
     }
-    for (size_t i = 0; i < plan.ops.size(); ++i) {
-      const auto& r = (*results)[i];
-      if (r.ok()) {
-        record(plan.ops[i]);
-        ++report.applied;
-        log->debug("{}", plan.ops[i].toString());
-      } else {
-        report.failures.push_back(r.message);
-        needFullRead_ = true;  // the kernel differs from what we think: look again next pass
-      }
-    }
+    record(plan.ops, *results, &desired, report);
   }
   auto now = clock_.now();
   for (const auto& ref : plan.stopDrain) draining_.erase(ref);
@@ -174,11 +233,11 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desiredIn, const Syn
         report.failures.push_back("flush UDP flows to " + k.toString() + ": " + n.error().message());
     }
   }
-  if (auto r = finishDrains(report, req.dryRun); !r) return fail(r.error());
+  if (auto r = finishDrains(report, req.dryRun, desired); !r) return fail(r.error());
   return report;
 }
 
-Result<void> Reconciler::finishDrains(SyncReport& report, bool dryRun) {
+Result<void> Reconciler::finishDrains(SyncReport& report, bool dryRun, const DesiredState& desired) {
   if (draining_.empty() || dryRun) return {};
   // Only the services with draining destinations are read: cost follows the drains.
   std::map<DestRef, uint64_t> conns;
@@ -202,13 +261,10 @@ Result<void> Reconciler::finishDrains(SyncReport& report, bool dryRun) {
       if ((*results)[i].ok()) {
         log::get("ipvs")->info("drain of {} {} over: {}", ops[i].service.key.toString(), ops[i].dest.key.toString(),
                                ops[i].toString());
-        record(ops[i]);
         report.planned.push_back(ops[i]);
-        ++report.applied;
-      } else {
-        report.failures.push_back((*results)[i].message);
       }
     }
+    record(ops, *results, &desired, report);
   }
   for (const auto& ref : finished) draining_.erase(ref);
   report.drainsFinished += finished.size();

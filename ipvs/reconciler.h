@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -88,9 +89,15 @@ class Reconciler {
  private:
   [[nodiscard]] Result<SyncReport> syncImpl(const DesiredState& desired, const SyncRequest& req,
                                             const std::vector<ServiceKey>* changed);
-  void readKernel(const std::vector<ServiceState>& kernel);
-  void record(const Op& op);
-  [[nodiscard]] Result<void> finishDrains(SyncReport& report, bool dryRun);
+  // Reads the kernel table one service at a time; entries equal to the desired ones share
+  // them, so a full read does not hold a second copy of the table.
+  [[nodiscard]] Result<void> readKernel(const DesiredState& desired);
+  // Records the ops that succeeded in applied_ (one copy per touched service; a service
+  // that ends equal to its desired entry shares it) and their failures in `report`.
+  void record(std::span<const Op> ops, const std::vector<OpResult>& results, const DesiredState* desired,
+              SyncReport& report);
+  bool anyDraining(const ServiceKey& k) const;
+  [[nodiscard]] Result<void> finishDrains(SyncReport& report, bool dryRun, const DesiredState& desired);
 
   ServiceTable& table_;
   Ownership& ownership_;

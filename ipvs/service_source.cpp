@@ -7,7 +7,14 @@
 #include <sys/socket.h>
 
 #include <filesystem>
+#include <fstream>
 #include <set>
+#include <spanstream>
+
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/node/detail/iterator.h>
+#include <yaml-cpp/node/detail/memory.h>
+#include <yaml-cpp/node/detail/node.h>
 
 #include "common/config_reader.h"
 #include "common/files.h"
@@ -38,9 +45,10 @@ std::optional<Address> address(ConfigMap& m, std::string_view key, int wantFamil
   return *a;
 }
 
-void parseService(ConfigMap m, DesiredState& out, std::map<ServiceKey, std::string>& seen) {
-  DesiredService ds;
-  Service& s = ds.service;
+void parseService(ConfigMap m, uint32_t index, DesiredState& out, std::map<ServiceKey, uint32_t>& seen,
+                  const DesiredState* reuse) {
+  auto ds = std::make_shared<DesiredService>();
+  Service& s = ds->service;
   bool ok = true;
   if (m.has("fwmark")) {
     s.key.fwmark = static_cast<uint32_t>(m.integer("fwmark", 1, 1, 0xffffffffLL));
@@ -71,10 +79,11 @@ void parseService(ConfigMap m, DesiredState& out, std::map<ServiceKey, std::stri
     s.flags |= IP_VS_SVC_F_PERSISTENT;
     s.timeout = static_cast<uint32_t>(std::max<int64_t>(1, persist.count() / 1000));
   }
-  ds.masquerade = m.boolean("masquerade", false);
+  ds->masquerade = m.boolean("masquerade", false);
   std::string fwd = m.choice("forward", "masq", {"masq", "tunnel", "route"});
   Forward forward = fwd == "tunnel" ? Forward::kTunnel : fwd == "route" ? Forward::kDirect : Forward::kMasq;
   std::set<DestKey> destSeen;
+  std::vector<Destination> dests;
   for (auto& e : m.mapList("endpoints")) {
     Destination d;
     d.forward = forward;
@@ -87,38 +96,186 @@ void parseService(ConfigMap m, DesiredState& out, std::map<ServiceKey, std::stri
     d.lowerThreshold = static_cast<uint32_t>(e.integer("lower_threshold", 0, 0, 0x7fffffff));
     if (a && !destSeen.insert(d.key).second) e.error("address", "duplicate endpoint " + d.key.toString());
     e.finish();
-    ds.dests.emplace(d.key, d);
+    dests.push_back(d);
   }
-  std::string where = m.keyPath("");
+  ds->dests = Dests(std::move(dests));
   if (ok) {
-    auto [it, inserted] = seen.emplace(s.key, m.path());
-    if (!inserted)
-      m.error(s.key.fwmark ? "fwmark" : "address", "duplicate service " + s.key.toString() + " (first at " + it->second + ")");
-    else
-      out.emplace(s.key, std::move(ds));
+    auto [it, inserted] = seen.emplace(s.key, index);
+    if (!inserted) {
+      m.error(s.key.fwmark ? "fwmark" : "address",
+              "duplicate service " + s.key.toString() + " (first at services[" + std::to_string(it->second) + "])");
+    } else {
+      // An entry equal to the one already loaded is shared, not held twice.
+      ServicePtr entry = ds;
+      if (reuse)
+        if (auto old = reuse->find(s.key); old != reuse->end() && *old->second == *ds) entry = old->second;
+      out.emplace_hint(out.end(), s.key, std::move(entry));
+    }
   }
   m.finish();
 }
 
+// Builds yaml-cpp nodes from parser events as YAML::Load does (same marks, so the same
+// file:line:col errors), except that each item of the top-level `services` list is handed
+// to `onItem` as soon as it is complete and then dropped: memory follows one service, not
+// the whole file (a 110,000-line file as one node tree takes hundreds of MB).
+class ServiceStream final : public YAML::EventHandler {
+ public:
+  using ItemFn = std::function<void(const YAML::Node& item, uint32_t index)>;
+  explicit ServiceStream(ItemFn onItem) : onItem_(std::move(onItem)) {}
+
+  // The document with the services list emptied (its type and mark kept).
+  YAML::Node root() {
+    if (!root_) return YAML::Node(YAML::NodeType::Map);
+    return wrap(*root_, rootMem_);
+  }
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    push(mark, anchor).set_null();
+    pop();
+  }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t anchor) override {
+    if (anchor >= anchors_.size() || !anchors_[anchor].first) throw YAML::Exception(YAML::Mark(), "unknown alias");
+    auto& [node, mem] = anchors_[anchor];
+    if (mem != memory()) memory()->merge(*mem);  // the alias's owner lives as long as this item
+    pushNode(*node);
+    pop();
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    auto& n = push(mark, anchor);
+    n.set_scalar(value);
+    n.set_tag(tag);
+    pop();
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value style) override {
+    bool services = stack_.size() == 1 && stack_[0]->type() == YAML::NodeType::Map && !keys_.empty() &&
+                    keys_.back().second && keys_.back().first->type() == YAML::NodeType::Scalar &&
+                    keys_.back().first->scalar() == "services";
+    auto& n = push(mark, anchor);
+    n.set_type(YAML::NodeType::Sequence);
+    n.set_tag(tag);
+    n.set_style(style);
+    if (services) stream_ = &n;
+  }
+  void OnSequenceEnd() override { pop(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value style) override {
+    auto& n = push(mark, anchor);
+    n.set_type(YAML::NodeType::Map);
+    n.set_tag(tag);
+    n.set_style(style);
+    ++mapDepth_;
+  }
+  void OnMapEnd() override {
+    --mapDepth_;
+    pop();
+  }
+
+ private:
+  using Memory = YAML::detail::shared_memory_holder;
+  const Memory& memory() const { return itemMem_ ? itemMem_ : rootMem_; }
+
+  // There is no public constructor of a Node from a detail::node; an iterator over a
+  // one-element sequence yields one.
+  static YAML::Node wrap(YAML::detail::node& n, const Memory& mem) {
+    auto& holder = mem->create_node();
+    holder.set_type(YAML::NodeType::Sequence);
+    holder.push_back(n, mem);
+    return YAML::Node(*YAML::iterator(holder.begin(), mem));
+  }
+
+  YAML::detail::node& push(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    if (!stack_.empty() && stack_.back() == stream_) itemMem_ = std::make_shared<YAML::detail::memory_holder>();
+    auto& n = memory()->create_node();
+    n.set_mark(mark);
+    if (anchor) {
+      if (anchors_.size() <= anchor) anchors_.resize(anchor + 1);
+      anchors_[anchor] = {&n, memory()};
+    }
+    pushNode(n);
+    return n;
+  }
+  void pushNode(YAML::detail::node& n) {
+    if (!stack_.empty() && stack_.back() == stream_ && !itemMem_) itemMem_ = rootMem_;  // an alias as the item
+    bool needsKey = !stack_.empty() && stack_.back()->type() == YAML::NodeType::Map && keys_.size() < mapDepth_;
+    stack_.push_back(&n);
+    if (needsKey) keys_.emplace_back(&n, false);
+  }
+  void pop() {
+    YAML::detail::node& n = *stack_.back();
+    stack_.pop_back();
+    if (stack_.empty()) {
+      root_ = &n;
+      return;
+    }
+    YAML::detail::node& parent = *stack_.back();
+    if (&parent == stream_) {
+      onItem_(wrap(n, memory()), index_++);
+      itemMem_.reset();
+    } else if (parent.type() == YAML::NodeType::Sequence) {
+      parent.push_back(n, memory());
+    } else if (parent.type() == YAML::NodeType::Map) {
+      auto& key = keys_.back();
+      if (key.second) {
+        parent.insert(*key.first, n, memory());
+        keys_.pop_back();
+      } else {
+        key.second = true;
+      }
+    }
+  }
+
+  ItemFn onItem_;
+  Memory rootMem_ = std::make_shared<YAML::detail::memory_holder>();
+  Memory itemMem_;
+  YAML::detail::node* root_ = nullptr;
+  YAML::detail::node* stream_ = nullptr;
+  std::vector<YAML::detail::node*> stack_;
+  std::vector<std::pair<YAML::detail::node*, bool>> keys_;
+  size_t mapDepth_ = 0;
+  std::vector<std::pair<YAML::detail::node*, Memory>> anchors_;
+  uint32_t index_ = 0;
+};
+
 }  // namespace
 
-Result<DesiredState> parseServiceFile(const std::string& text, const std::string& source) {
-  auto doc = loadYaml(text, source);
-  if (!doc) return fail(doc.error());
+Result<DesiredState> parseServices(std::istream& in, const std::string& source, const DesiredState* reuse) {
   ConfigErrors errors(source);
-  ConfigMap top(*doc, "", errors);
   DesiredState out;
-  std::map<ServiceKey, std::string> seen;
-  for (auto& s : top.mapList("services")) parseService(std::move(s), out, seen);
+  std::map<ServiceKey, uint32_t> seen;
+  ServiceStream stream([&](const YAML::Node& item, uint32_t i) {
+    parseService(ConfigMap(item, "services[" + std::to_string(i) + "]", errors), i, out, seen, reuse);
+  });
+  try {
+    YAML::Parser parser(in);
+    parser.HandleNextDocument(stream);
+  } catch (const YAML::Exception& e) {
+    std::string where = source;
+    if (e.mark.line >= 0) where += ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1);
+    return failInvalid(where + ": " + e.msg);
+  }
+  YAML::Node doc = stream.root();
+  if (doc.IsNull()) doc = YAML::Node(YAML::NodeType::Map);
+  ConfigMap top(doc, "", errors);
+  top.mapList("services");  // type checks only: the items went through the stream
   top.finish();
   if (auto r = errors.toResult(); !r) return fail(r.error());
   return out;
 }
 
-Result<DesiredState> FileServiceSource::load() {
-  auto text = readFile(path_);
-  if (!text) return fail(text.error().wrap("read services file"));
-  return parseServiceFile(*text, path_);
+Result<DesiredState> parseServiceFile(const std::string& text, const std::string& source, const DesiredState* reuse) {
+  std::ispanstream in(std::span<const char>(text.data(), text.size()));
+  return parseServices(in, source, reuse);
+}
+
+Result<DesiredState> FileServiceSource::load(const DesiredState* reuse) {
+  std::ifstream in(path_);
+  if (!in) return failErrno(errno, "read services file: open " + path_);
+  return parseServices(in, path_, reuse);
 }
 
 void FileServiceSource::watch(std::function<void()> onChange) {

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <functional>
+#include <istream>
 #include <string>
 #include <thread>
 
@@ -18,7 +19,9 @@ class ServiceSource {
  public:
   virtual ~ServiceSource() = default;
   // The whole desired state; an invalid source is rejected whole (nothing applied).
-  [[nodiscard]] virtual Result<DesiredState> load() = 0;
+  // Entries equal to those of `reuse` (the state loaded before) are shared with it.
+  [[nodiscard]] virtual Result<DesiredState> load(const DesiredState* reuse) = 0;
+  [[nodiscard]] Result<DesiredState> load() { return load(nullptr); }
   // Calls `onChange` (from another thread) whenever the source may have changed.
   virtual void watch(std::function<void()> onChange) = 0;
   virtual void stop() {}
@@ -38,13 +41,19 @@ class ServiceSource {
 //       forward: masq              # masq | tunnel | route
 //       endpoints:
 //         - {address: 10.244.1.5, port: 8080, weight: 1}
-[[nodiscard]] Result<DesiredState> parseServiceFile(const std::string& text, const std::string& source);
+// The file is parsed as a stream: one service's YAML nodes at a time. Services equal to
+// those in `reuse` share its entries.
+[[nodiscard]] Result<DesiredState> parseServices(std::istream& in, const std::string& source,
+                                                 const DesiredState* reuse = nullptr);
+[[nodiscard]] Result<DesiredState> parseServiceFile(const std::string& text, const std::string& source,
+                                                    const DesiredState* reuse = nullptr);
 
 class FileServiceSource final : public ServiceSource {
  public:
   explicit FileServiceSource(std::string path) : path_(std::move(path)) {}
   ~FileServiceSource() override { stop(); }
-  Result<DesiredState> load() override;
+  using ServiceSource::load;
+  Result<DesiredState> load(const DesiredState* reuse) override;
   void watch(std::function<void()> onChange) override;
   void stop() override;
   std::string describe() const override { return "file " + path_; }

@@ -2,6 +2,7 @@
 // kernel; FakeServiceTable (tests) keeps a map. Operations go out as one batch.
 #pragma once
 
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -34,6 +35,15 @@ class ServiceTable {
   virtual ~ServiceTable() = default;
   // Every service in the kernel, with destinations when `withDests`.
   [[nodiscard]] virtual Result<std::vector<ServiceState>> list(bool withDests) = 0;
+  // Every service in the kernel, one at a time (with destinations when `withDests`), so a
+  // reader of a large table never holds all of it. An error from `fn` stops the walk.
+  [[nodiscard]] virtual Result<void> forEach(bool withDests, const std::function<Result<void>(ServiceState&&)>& fn) {
+    auto all = list(withDests);
+    if (!all) return fail(all.error());
+    for (auto& s : *all)
+      if (auto r = fn(std::move(s)); !r) return r;
+    return {};
+  }
   [[nodiscard]] virtual Result<std::vector<DestinationState>> listDests(const ServiceKey& key) = 0;
   // Applies `ops` in order as one batch; one result per op.
   [[nodiscard]] virtual Result<std::vector<OpResult>> apply(std::span<const Op> ops) = 0;

@@ -35,14 +35,11 @@ std::string backend(int d) { return "10.244." + std::to_string(d / 250) + "." + 
 DesiredState desired(int n, int d) {
   DesiredState st;
   for (int i = 0; i < n; ++i) {
-    DesiredService s;
-    s.service.key = ServiceKey{AF_INET, Protocol::kTcp, *Address::parse(vip(i)), 80, 0};
-    s.service.scheduler = "rr";
-    for (int j = 0; j < d; ++j) {
-      Destination dest{DestKey{*Address::parse(backend(j)), 8080}, Forward::kMasq, 1, 0, 0};
-      s.dests.emplace(dest.key, dest);
-    }
-    st.emplace(s.service.key, std::move(s));
+    auto s = std::make_shared<DesiredService>();
+    s->service.key = ServiceKey{AF_INET, Protocol::kTcp, *Address::parse(vip(i)), 80, 0};
+    s->service.scheduler = "rr";
+    for (int j = 0; j < d; ++j) s->dests.insert({DestKey{*Address::parse(backend(j)), 8080}, Forward::kMasq, 1, 0, 0});
+    st.emplace(s->service.key, std::move(s));
   }
   return st;
 }
@@ -133,9 +130,13 @@ int main(int argc, char** argv) {
   std::vector<DesiredState::iterator> its;
   for (auto it = st.begin(); it != st.end(); ++it) its.push_back(it);
   for (int c = 0; c < k; ++c) {
-    auto& s = its[rng() % its.size()]->second;
-    auto dit = std::next(s.dests.begin(), static_cast<long>(rng() % s.dests.size()));
-    dit->second.weight = dit->second.weight == 1 ? 2 : 1;
+    // The desired change: a new entry for one service with one endpoint's weight flipped.
+    auto& entry = its[rng() % its.size()]->second;
+    auto changed = std::make_shared<DesiredService>(*entry);
+    auto dit = std::next(changed->dests.begin(), static_cast<long>(rng() % changed->dests.size()));
+    dit->weight = dit->weight == 1 ? 2 : 1;
+    entry = changed;
+    const DesiredService& s = *changed;
     auto t0 = Clk::now();
     if (mode == "latency") {
       auto r = e.rec->syncChanged(st, {s.service.key}, false);
@@ -145,8 +146,8 @@ int main(int argc, char** argv) {
       }
     } else {
       std::string svc = s.service.key.address.toString() + ":80";
-      if (run({"ipvsadm", "-e", "-t", svc, "-r", dit->first.toString(), "-m", "-w",
-               std::to_string(dit->second.weight)}) != 0) {
+      if (run({"ipvsadm", "-e", "-t", svc, "-r", dit->key.toString(), "-m", "-w", std::to_string(dit->weight)}) !=
+          0) {
         std::fprintf(stderr, "ipvsadm -e failed\n");
         return 1;
       }

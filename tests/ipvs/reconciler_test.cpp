@@ -44,12 +44,20 @@ DesiredService svc(const std::string& vip, uint16_t port, int ndest, Protocol pr
   s.service.scheduler = "rr";
   for (int i = 0; i < ndest; ++i) {
     Destination d{DestKey{addr("10.244.0." + std::to_string(i + 1)), 8080}, Forward::kMasq, 1, 0, 0};
-    s.dests.emplace(d.key, d);
+    s.dests.insert(d);
   }
   return s;
 }
 
-void put(DesiredState& st, DesiredService s) { st[s.service.key] = std::move(s); }
+void put(DesiredState& st, DesiredService s) { st[s.service.key] = std::make_shared<const DesiredService>(std::move(s)); }
+
+// Entries are shared and immutable: a test changes one by replacing it with an edited copy.
+DesiredService& edit(std::map<ServiceKey, ServicePtr>& st, const ServiceKey& k) {
+  auto copy = std::make_shared<DesiredService>(*st.at(k));
+  st[k] = copy;
+  return *copy;
+}
+DesiredService& editFirst(std::map<ServiceKey, ServicePtr>& st) { return edit(st, st.begin()->first); }
 
 class ReconcilerTest : public ::testing::Test {
  protected:
@@ -89,18 +97,18 @@ TEST(Planner, AddUpdateWeightSchedulerRemove) {
   EXPECT_EQ(p.ops[0].type, T::kAddService);
   EXPECT_EQ(p.ops[1].type, T::kAddDest);
 
-  for (const auto& [k, s] : want) have[k] = AppliedService{s.service, s.dests};
+  have = want;
   EXPECT_TRUE(planChanges(want, have, {}).empty());
 
-  auto& s = want.begin()->second;
-  s.dests.begin()->second.weight = 5;
+  editFirst(want).dests.begin()->weight = 5;
   p = planChanges(want, have, {});
   ASSERT_EQ(p.ops.size(), 1u);
   EXPECT_EQ(p.ops[0].type, T::kEditDest);
   EXPECT_EQ(p.ops[0].dest.weight, 5u);
   EXPECT_EQ(p.ops[0].toString(), "ipvsadm -e -t 10.96.0.1:80 -r 10.244.0.1:8080 -m -w 5");
 
-  s.dests.begin()->second.weight = 1;
+  auto& s = editFirst(want);
+  s.dests.begin()->weight = 1;
   s.service.scheduler = "wlc";
   p = planChanges(want, have, {});
   ASSERT_EQ(p.ops.size(), 1u);
@@ -117,8 +125,11 @@ TEST(Planner, TcpEndpointDrainsUdpEndpointGoesAtOnce) {
   put(want, svc("10.96.0.1", 80, 2));
   put(want, svc("10.96.0.53", 53, 2, Protocol::kUdp));
   AppliedState have;
-  for (const auto& [k, s] : want) have[k] = AppliedService{s.service, s.dests};
-  for (auto& [k, s] : want) s.dests.erase(s.dests.begin());
+  have = want;
+  for (auto& [k, s] : want) {
+    auto& e = edit(want, k);
+    e.dests.erase(e.dests.begin()->key);
+  }
   auto p = planChanges(want, have, {});
   ASSERT_EQ(p.ops.size(), 2u);
   EXPECT_EQ(p.ops[0].type, T::kEditDest);  // TCP: weight 0
@@ -129,7 +140,7 @@ TEST(Planner, TcpEndpointDrainsUdpEndpointGoesAtOnce) {
   EXPECT_EQ(p.flushBackend[0].second.toString(), "10.244.0.1:8080");
   // Already draining: nothing more to do.
   std::set<DestRef> draining(p.startDrain.begin(), p.startDrain.end());
-  have.begin()->second.dests.begin()->second.weight = 0;
+  editFirst(have).dests.begin()->weight = 0;
   p = planChanges(want, have, draining);
   EXPECT_EQ(p.ops.size(), 1u);  // only the UDP delete (not yet recorded in `have`)
   EXPECT_TRUE(p.startDrain.empty());
@@ -142,18 +153,43 @@ TEST_F(ReconcilerTest, OneChangeIsOneOpWhateverTheTableSize) {
   EXPECT_EQ(r.applied, 2000u * 4);
   EXPECT_EQ(kernel_.table.size(), 2000u);
   size_t before = kernel_.log.size(), lists = kernel_.lists;
-  want.begin()->second.dests.begin()->second.weight = 7;
+  editFirst(want).dests.begin()->weight = 7;
   r = sync(want);
   EXPECT_EQ(kernel_.log.size() - before, 1u);
   EXPECT_EQ(kernel_.lists, lists);  // no kernel read on an incremental pass
   EXPECT_TRUE(sync(want).planned.empty());
   // Told which service changed: only that one is planned.
-  want.begin()->second.dests.begin()->second.weight = 8;
+  editFirst(want).dests.begin()->weight = 8;
   auto c = rec_->syncChanged(want, {want.begin()->first}, false);
   ASSERT_TRUE(c);
   ASSERT_EQ(c->planned.size(), 1u);
   EXPECT_EQ(c->planned[0].dest.weight, 8u);
   EXPECT_EQ(kernel_.lists, lists);
+}
+
+TEST_F(ReconcilerTest, AppliedStateSharesDesiredEntries) {
+  // The table is held once: what was applied points to the desired entries.
+  DesiredState want;
+  for (int i = 0; i < 50; ++i) put(want, svc("10.96.2." + std::to_string(i + 1), 80, 3));
+  auto shared = [&] {
+    size_t n = 0;
+    for (const auto& [k, s] : want) n += rec_->applied().at(k).get() == s.get();
+    return n;
+  };
+  sync(want, true);
+  EXPECT_EQ(shared(), 50u);
+  editFirst(want).dests.begin()->weight = 9;
+  sync(want);
+  EXPECT_EQ(shared(), 50u);
+  restart();  // a full read from the kernel: equal entries are shared, not copied
+  auto r = sync(want, true);
+  EXPECT_TRUE(r.planned.empty());
+  EXPECT_EQ(shared(), 50u);
+  // A resync that finds a hand-edited weight fixes it and shares again.
+  kernel_.table.begin()->second.dests.begin()->second.dest.weight = 4;
+  r = sync(want, true);
+  ASSERT_EQ(r.planned.size(), 1u);
+  EXPECT_EQ(shared(), 50u);
 }
 
 TEST_F(ReconcilerTest, LeavesForeignServicesAlone) {
@@ -207,8 +243,8 @@ TEST_F(ReconcilerTest, DrainDeletesWhenIdleOrAfterTimeout) {
   auto gone1 = DestKey{addr("10.244.0.1"), 8080}, gone2 = DestKey{addr("10.244.0.2"), 8080};
   kernel_.table[key].dests[gone1].activeConns = 1;  // an established connection
   kernel_.table[key].dests[gone2].inactiveConns = 2;
-  want.begin()->second.dests.erase(gone1);
-  want.begin()->second.dests.erase(gone2);
+  editFirst(want).dests.erase(gone1);
+  editFirst(want).dests.erase(gone2);
   sync(want);
   EXPECT_EQ(kernel_.table[key].dests.at(gone1).dest.weight, 0u);
   EXPECT_EQ(rec_->draining().size(), 2u);
@@ -229,9 +265,9 @@ TEST_F(ReconcilerTest, EndpointBackBeforeDrainEndsIsRestored) {
   sync(want, true);
   auto key = want.begin()->first;
   auto full = want;
-  auto d = want.begin()->second.dests.begin()->first;
+  auto d = want.begin()->second->dests.begin()->key;
   kernel_.table[key].dests[d].activeConns = 1;
-  want.begin()->second.dests.erase(d);
+  editFirst(want).dests.erase(d);
   sync(want);
   EXPECT_EQ(rec_->draining().size(), 1u);
   sync(full);
@@ -243,8 +279,8 @@ TEST_F(ReconcilerTest, UdpEndpointRemovalFlushesFlows) {
   DesiredState want;
   put(want, svc("10.96.0.53", 53, 2, Protocol::kUdp));
   sync(want, true);
-  auto removed = want.begin()->second.dests.begin()->first;
-  want.begin()->second.dests.erase(removed);
+  auto removed = want.begin()->second->dests.begin()->key;
+  editFirst(want).dests.erase(removed);
   auto r = sync(want);
   ASSERT_EQ(flusher_.backends.size(), 1u);
   EXPECT_EQ(flusher_.backends[0], removed);
@@ -259,9 +295,9 @@ TEST_F(ReconcilerTest, RestartConvergesWithoutFlushOrSpuriousDeletes) {
   sync(want, true);
   // A TCP endpoint was draining when the agent died: its weight-0 leftover must finish.
   auto key = want.begin()->first;
-  auto leftover = want.begin()->second.dests.begin()->first;
+  auto leftover = want.begin()->second->dests.begin()->key;
   kernel_.table[key].dests[leftover].activeConns = 1;
-  want.begin()->second.dests.erase(leftover);
+  editFirst(want).dests.erase(leftover);
   sync(want);
   ASSERT_EQ(kernel_.table[key].dests.at(leftover).dest.weight, 0u);
   kernel_.log.clear();

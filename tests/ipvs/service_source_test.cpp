@@ -40,17 +40,17 @@ TEST(ServiceFile, ParsesServicesAndEndpoints) {
                             "services.yaml");
   ASSERT_TRUE(d) << d.error().message();
   ASSERT_EQ(d->size(), 3u);
-  auto web = d->at(*parseServiceKey("TCP 10.96.0.10:80"));
+  const auto& web = *d->at(*parseServiceKey("TCP 10.96.0.10:80"));
   EXPECT_EQ(web.service.scheduler, "wrr");
   EXPECT_EQ(web.service.flags, uint32_t(IP_VS_SVC_F_PERSISTENT));
   EXPECT_EQ(web.service.timeout, 10800u);
   EXPECT_TRUE(web.masquerade);
   ASSERT_EQ(web.dests.size(), 2u);
-  EXPECT_EQ(web.dests.begin()->second.weight, 3u);
-  auto dns = d->at(*parseServiceKey("UDP [fd00::53]:53"));
+  EXPECT_EQ(web.dests.begin()->weight, 3u);
+  const auto& dns = *d->at(*parseServiceKey("UDP [fd00::53]:53"));
   EXPECT_EQ(dns.service.flags, uint32_t(IP_VS_SVC_F_SCHED2));
-  auto fwm = d->at(*parseServiceKey("FWM 7 (inet)"));
-  EXPECT_EQ(fwm.dests.begin()->second.forward, Forward::kDirect);
+  const auto& fwm = *d->at(*parseServiceKey("FWM 7 (inet)"));
+  EXPECT_EQ(fwm.dests.begin()->forward, Forward::kDirect);
 }
 
 void expectError(const std::string& yaml, const std::string& want) {
@@ -74,6 +74,44 @@ TEST(ServiceFile, RejectsBadInputWithLineAndKey) {
               "duplicate endpoint");
   // One bad entry rejects the whole file.
   expectError("services:\n  - address: 10.96.0.1\n    port: 80\n  - address: 10.96.0.2\n    port: -1\n", "svc.yaml:5");
+}
+
+TEST(ServiceFile, StreamedParseKeepsYamlFeaturesAndMarks) {
+  // Flow style, anchors and aliases across entries, comments: all as YAML::Load reads them.
+  auto d = parseServiceFile(R"(# generated
+services: [{address: 10.96.0.1, port: 80, endpoints: &eps [{address: 10.244.0.1, port: 8080}]},
+           {address: 10.96.0.2, port: 80, endpoints: *eps}]
+)",
+                            "svc.yaml");
+  ASSERT_TRUE(d) << d.error().message();
+  ASSERT_EQ(d->size(), 2u);
+  EXPECT_EQ(d->rbegin()->second->dests.size(), 1u);
+  EXPECT_EQ(d->rbegin()->second->dests.begin()->key.toString(), "10.244.0.1:8080");
+  // Errors outside the services list keep their line, column and key.
+  expectError("services: []\nbogus: 1\n", "svc.yaml:2:1: bogus: unknown key");
+  expectError("services: 7\n", "svc.yaml:1:11: services: must be a list");
+  expectError("- 1\n", "must be a mapping");
+  expectError("services:\n  - address: 10.96.0.1\n    port: [80\n", "svc.yaml:");  // syntax error
+  expectError("services:\n  - 5\n", "svc.yaml:2:5: services[0]: must be a mapping");
+  expectError("services:\n  - address: 10.96.0.1\n    port: 80\n  - address: 10.96.0.1\n    port: 80\n",
+              "svc.yaml:4:5: services[1].address: duplicate service TCP 10.96.0.1:80 (first at services[0])");
+  EXPECT_TRUE(parseServiceFile("", "svc.yaml"));
+  EXPECT_TRUE(parseServiceFile("services:\n", "svc.yaml"));
+}
+
+TEST(ServiceFile, ReloadSharesUnchangedEntries) {
+  std::string text = "services:\n  - {address: 10.96.0.1, port: 80}\n  - {address: 10.96.0.2, port: 80}\n";
+  auto first = parseServiceFile(text, "svc.yaml");
+  ASSERT_TRUE(first);
+  auto again = parseServiceFile(text + "  - {address: 10.96.0.3, port: 80, scheduler: wrr}\n", "svc.yaml", &*first);
+  ASSERT_TRUE(again);
+  ASSERT_EQ(again->size(), 3u);
+  for (const auto& [k, s] : *first) EXPECT_EQ(again->at(k).get(), s.get()) << k.toString();  // same object
+  auto changed = parseServiceFile("services:\n  - {address: 10.96.0.1, port: 80, masquerade: true}\n", "svc.yaml",
+                                  &*first);
+  ASSERT_TRUE(changed);
+  EXPECT_NE(changed->begin()->second.get(), first->begin()->second.get());
+  EXPECT_TRUE(changed->begin()->second->masquerade);
 }
 
 TEST(ServiceFile, WatchSeesAtomicReplace) {
