@@ -143,7 +143,9 @@ Result<void> IpvsModule::ensureOpen() {
 Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
   if (auto r = ensureOpen(); !r) return fail(r.error());
   auto log = log::get("ipvs");
+  bool loaded = false;
   if (sourceChanged_.exchange(false)) {
+    loaded = true;
     auto d = source_->load(&desired_);
     if (!d) {
       sourceError_ = d.error();
@@ -168,7 +170,6 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
       desired_ = std::move(*d);
       sourceError_.reset();
     }
-    ::malloc_trim(0);  // the YAML tree of a large file is garbage now: give it back
   }
   if (pass.fullRead && !pass.dryRun) {
     Timeouts want{static_cast<uint32_t>(config_.tcpTimeout.count() / 1000),
@@ -230,6 +231,9 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
       }
     }
   }
+  // A load, a full read or a large batch leaves freed memory scattered in the heap: give
+  // its free pages back, so the daemon's RSS is the table it holds, not its peak.
+  if (loaded || report->fullRead || report->plannedTotal >= kApplyBatch) ::malloc_trim(0);
   return report;
 }
 
@@ -366,6 +370,9 @@ Result<Json> IpvsModule::call(const agent::CallRequest& req, agent::CallOutput& 
     if (!dry) publish(&*report, std::nullopt);
     Json items = Json::array();
     for (const auto& op : report->planned) items.push(Json::object().set("change", op.toString()));
+    if (report->plannedTotal > report->planned.size())
+      items.push(Json::object().set("change", "... and " + std::to_string(report->plannedTotal - report->planned.size()) +
+                                                  " more changes"));
     Json conflicts = Json::array();
     for (const auto& c : report->conflicts) conflicts.push(c);
     Json failures = Json::array();
@@ -373,6 +380,7 @@ Result<Json> IpvsModule::call(const agent::CallRequest& req, agent::CallOutput& 
     return Json::object()
         .set("items", items)
         .set("dry_run", dry)
+        .set("planned", report->plannedTotal)
         .set("applied", report->applied)
         .set("conflicts", conflicts)
         .set("failures", failures)

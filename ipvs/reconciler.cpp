@@ -155,83 +155,113 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
     report.fullRead = true;
   }
   IsDraining isDraining = [&](const DestRef& r) { return !draining_.empty() && draining_.contains(r); };
+  // Walks the services to consider: only the changed ones, or all of desired and applied.
+  auto walk = [&](const auto& visit) {
+    if (changed) {
+      for (const auto& k : *changed) {
+        auto w = desired.find(k);
+        auto h = applied_.find(k);
+        visit(k, w != desired.end() ? &w->second : nullptr, h != applied_.end() ? &h->second : nullptr);
+      }
+      return;
+    }
+    // Iterators move on before a visit: applying a batch may erase the visited entry.
+    auto a = desired.begin();
+    auto b = applied_.begin();
+    while (a != desired.end() || b != applied_.end()) {
+      if (b == applied_.end() || (a != desired.end() && a->first < b->first)) {
+        auto w = a++;
+        visit(w->first, &w->second, nullptr);
+      } else if (a == desired.end() || b->first < a->first) {
+        auto h = b++;
+        visit(h->first, nullptr, &h->second);
+      } else {
+        auto w = a++;
+        auto h = b++;
+        visit(w->first, &w->second, &h->second);
+      }
+    }
+  };
+  // Never take over a service someone else made: it is not planned.
+  auto foreignClash = [&](const ServiceKey& k, const ServicePtr* want, const ServicePtr* have) {
+    return want && !have && foreign_.contains(k) && !owns(k);
+  };
+
+  // Record intent before creating, so a crash right after cannot leave an unowned service.
+  if (!req.dryRun) {
+    bool ownershipChanged = false;
+    walk([&](const ServiceKey& k, const ServicePtr* want, const ServicePtr* have) {
+      if (want && !have && !foreignClash(k, want, have)) ownershipChanged |= ownership_.insert(k);
+    });
+    if (ownershipChanged) {
+      if (auto r = ownership_.save(); !r) return fail(r.error().wrap("record IPVS ownership"));
+    }
+  }
+
+  // Plan service by service and send the ops in batches: a large first sync never holds
+  // its whole plan (110,000 ops of 10,000 x 10 would take tens of MB).
   Plan plan;
-  auto one = [&](const ServiceKey& k, const ServicePtr* want, const ServicePtr* have) {
-    // Never take over a service someone else made: it is not planned.
-    if (want && !have && foreign_.contains(k) && !owns(k)) {
+  std::vector<ServiceKey> deleted;
+  auto apply = [&]() -> Result<void> {
+    report.plannedTotal += plan.ops.size();
+    for (const auto& op : plan.ops) {
+      if (report.planned.size() < kPlannedKept) report.planned.push_back(op);
+      if (op.type == Op::Type::kDelService) deleted.push_back(op.service.key);
+    }
+    if (req.dryRun) {
+      plan = Plan{};
+      return {};
+    }
+    if (!plan.ops.empty()) {
+      auto results = table_.apply(plan.ops);
+      if (!results) {
+        needFullRead_ = true;
+        return fail(results.error());
+      }
+      record(plan.ops, *results, &desired, report);
+    }
+    auto now = clock_.now();
+    for (const auto& ref : plan.stopDrain) draining_.erase(ref);
+    for (const auto& ref : plan.startDrain) draining_.emplace(ref, DrainEntry{now + options_.drainTimeout});
+    if (flusher_) {
+      for (const auto& ref : plan.flushBackend) {
+        if (auto n = flusher_->flushBackend(ref.second))
+          report.flowsFlushed += *n;
+        else
+          report.failures.push_back("flush UDP flows to " + ref.second.toString() + ": " + n.error().message());
+      }
+      for (const auto& k : plan.flushService) {
+        if (auto n = flusher_->flushService(k))
+          report.flowsFlushed += *n;
+        else
+          report.failures.push_back("flush UDP flows to " + k.toString() + ": " + n.error().message());
+      }
+    }
+    plan = Plan{};
+    return {};
+  };
+  std::optional<Error> error;
+  walk([&](const ServiceKey& k, const ServicePtr* want, const ServicePtr* have) {
+    if (error) return;
+    if (foreignClash(k, want, have)) {
       report.conflicts.push_back(k.toString() + " exists and was not created by nodeagent: left alone");
       return;
     }
     // Shared entries are equal by construction (drains aside): nothing to plan.
     if (want && have && *want == *have && !anyDraining(k)) return;
     planService(k, want ? want->get() : nullptr, have ? have->get() : nullptr, isDraining, plan);
-  };
-  if (changed) {
-    // Only the services the source says changed: cost follows the changes.
-    for (const auto& k : *changed) {
-      auto w = desired.find(k);
-      auto h = applied_.find(k);
-      one(k, w != desired.end() ? &w->second : nullptr, h != applied_.end() ? &h->second : nullptr);
-    }
-  } else {
-    auto a = desired.begin();
-    auto b = applied_.begin();
-    while (a != desired.end() || b != applied_.end()) {
-      if (b == applied_.end() || (a != desired.end() && a->first < b->first)) {
-        one(a->first, &a->second, nullptr);
-        ++a;
-      } else if (a == desired.end() || b->first < a->first) {
-        one(b->first, nullptr, &b->second);
-        ++b;
-      } else {
-        one(a->first, &a->second, &b->second);
-        ++a, ++b;
-      }
-    }
-  }
-  report.planned = plan.ops;
+    if (plan.ops.size() >= kApplyBatch)
+      if (auto r = apply(); !r) error = r.error();
+  });
+  if (error) return fail(*error);
+  if (auto r = apply(); !r) return fail(r.error());
   if (req.dryRun) return report;
 
-  // Record intent before creating, so a crash right after cannot leave an unowned service.
   bool ownershipChanged = false;
-  for (const auto& op : plan.ops)
-    if (op.type == Op::Type::kAddService) ownershipChanged |= ownership_.insert(op.service.key);
+  for (const auto& k : deleted)
+    if (!applied_.contains(k)) ownershipChanged |= ownership_.erase(k);
   if (ownershipChanged) {
     if (auto r = ownership_.save(); !r) return fail(r.error().wrap("record IPVS ownership"));
-  }
-  if (!plan.ops.empty()) {
-    auto results = table_.apply(plan.ops);
-    if (!results) {
-      needFullRead_ = true;
-      return fail(results.error());
-    }
-    record(plan.ops, *results, &desired, report);
-  }
-  auto now = clock_.now();
-  for (const auto& ref : plan.stopDrain) draining_.erase(ref);
-  for (const auto& ref : plan.startDrain)
-    draining_.emplace(ref, DrainEntry{now + options_.drainTimeout});
-  ownershipChanged = false;
-  for (const auto& op : plan.ops) {
-    if (op.type == Op::Type::kDelService && !applied_.contains(op.service.key))
-      ownershipChanged |= ownership_.erase(op.service.key);
-  }
-  if (ownershipChanged) {
-    if (auto r = ownership_.save(); !r) return fail(r.error().wrap("record IPVS ownership"));
-  }
-  if (flusher_) {
-    for (const auto& ref : plan.flushBackend) {
-      if (auto n = flusher_->flushBackend(ref.second))
-        report.flowsFlushed += *n;
-      else
-        report.failures.push_back("flush UDP flows to " + ref.second.toString() + ": " + n.error().message());
-    }
-    for (const auto& k : plan.flushService) {
-      if (auto n = flusher_->flushService(k))
-        report.flowsFlushed += *n;
-      else
-        report.failures.push_back("flush UDP flows to " + k.toString() + ": " + n.error().message());
-    }
   }
   if (auto r = finishDrains(report, req.dryRun, desired); !r) return fail(r.error());
   return report;
@@ -261,7 +291,8 @@ Result<void> Reconciler::finishDrains(SyncReport& report, bool dryRun, const Des
       if ((*results)[i].ok()) {
         log::get("ipvs")->info("drain of {} {} over: {}", ops[i].service.key.toString(), ops[i].dest.key.toString(),
                                ops[i].toString());
-        report.planned.push_back(ops[i]);
+        if (report.planned.size() < kPlannedKept) report.planned.push_back(ops[i]);
+        ++report.plannedTotal;
       }
     }
     record(ops, *results, &desired, report);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -51,13 +52,19 @@ struct ReconcilerOptions {
   std::chrono::milliseconds drainTimeout{std::chrono::minutes(10)};
 };
 
+// Ops go to the kernel in batches of about this many (a batch ends at a service boundary).
+inline constexpr size_t kApplyBatch = 1024;
+// A report keeps the first ops it planned, for logs and `ipvs plan`; the rest are counted.
+inline constexpr size_t kPlannedKept = 1000;
+
 struct SyncRequest {
   bool fullRead = false;  // read the whole kernel table first (start, resync, `ipvs sync`)
   bool dryRun = false;    // plan only
 };
 
 struct SyncReport {
-  std::vector<Op> planned;
+  std::vector<Op> planned;  // the first kPlannedKept ops planned
+  size_t plannedTotal = 0;
   size_t applied = 0;
   std::vector<std::string> failures;   // one per failed op
   std::vector<std::string> conflicts;  // desired services that exist but are not ours

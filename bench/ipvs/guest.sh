@@ -16,7 +16,7 @@ case "$PHASE" in
     echo "BENCH $(ipvs_bench program "$N" "$D")"
     [ "$(count)" -eq "$N" ] || { echo "nodeagent did not program $N services"; exit 1; } ;;
   latency)
-    echo "BENCH $(ipvs_bench latency "$LN" "$D" "$K")" ;;
+    ipvs_bench latency "$LN" "$D" "$K" | sed 's/^/BENCH /' ;;
   ipvsadm-e)
     echo "BENCH $(ipvs_bench ipvsadm-e "$N" "$D" "$KE")" ;;
   rss)
@@ -37,7 +37,17 @@ CFG
     done
     t1=$(now)
     sleep 3
-    echo "BENCH daemon ${N}x${D} from a services file: in sync after $(echo "$t1 $t0" | awk '{printf "%.1f", $1 - $2}') s; $(grep -E 'VmRSS|VmHWM' /proc/$pid/status | tr -s ' \t' ' ' | tr '\n' ' ')"
-    grep -E "applied|error" /tmp/na/agent.log | head -3
+    mem() { grep -E 'VmRSS|VmHWM|RssAnon|RssFile' /proc/$pid/status | tr -s ' \t' ' ' | tr '\n' ' '; }
+    echo "BENCH daemon ${N}x${D} from a services file: in sync after $(echo "$t1 $t0" | awk '{printf "%.1f", $1 - $2}') s; $(mem)"
+    # Idle through one periodic resync (full kernel read, default every 60 s).
+    sleep ${IDLE:-65}
+    echo "BENCH daemon ${N}x${D} after a resync: $(mem)"
+    # A reload: SIGHUP after one endpoint's weight changed in the file.
+    sed -i '0,/port: 8080}/s//port: 8080, weight: 3}/' /tmp/na/services.yaml
+    kill -HUP $pid
+    for i in $(seq 1 120); do grep -q "1 changed" /tmp/na/agent.log && break; sleep 1; done
+    sleep 3
+    echo "BENCH daemon ${N}x${D} after SIGHUP with one change: $(mem)"
+    grep -E "applied|changed|rror" /tmp/na/agent.log | tail -5
     kill $pid; wait $pid || true ;;
 esac

@@ -32,8 +32,11 @@ awk '
   /^BENCH latency with 1000 / {for (i = 1; i <= NF; i++) if ($i == "p50") l1 = $(i+1)}
   /^BENCH latency with/ && !/with 1000 / {for (i = 1; i <= NF; i++) {if ($i == "p50") l2 = $(i+1); if ($i == "p99") l2p = $(i+1)}}
   /^BENCH ipvsadm-e/ {for (i = 1; i <= NF; i++) if ($i == "p50") e = $(i+1)}
+  /^BENCH kernel-only with 1000 / {for (i = 1; i <= NF; i++) if ($i == "p50") k1 = $(i+1)}
+  /^BENCH kernel-only with/ && !/with 1000 / {for (i = 1; i <= NF; i++) if ($i == "p50") k2 = $(i+1)}
   END {
     if (base > 0 && ours > 0) printf "RATIO program from empty, nodeagent / ipvsadm -R: %.3f (target <= 0.5)\n", ours / base
     if (l1 > 0 && l2 > 0) printf "RATIO change p50, large table / 1,000 services: %.2f (target <= 1.2)\n", l2 / l1
     if (e > 0 && l2 > 0) printf "RATIO change p50, nodeagent / ipvsadm -e: %.4f (target <= 0.1)\n", l2 / e
+    if (k1 > 0 && k2 > 0) printf "INFO kernel alone (one prebuilt IPVS_CMD_SET_DEST), large table / 1,000 services: %.2f\n", k2 / k1
   }' "$out"

@@ -18,7 +18,7 @@ class FakeServiceTable final : public ServiceTable {
   };
   std::map<ServiceKey, Entry> table;
   std::vector<Op> log;  // every op applied, in order
-  size_t lists = 0, destLists = 0;
+  size_t lists = 0, destLists = 0, applies = 0;
 
   Result<std::vector<ServiceState>> list(bool withDests) override {
     ++lists;
@@ -40,6 +40,7 @@ class FakeServiceTable final : public ServiceTable {
     return out;
   }
   Result<std::vector<OpResult>> apply(std::span<const Op> ops) override {
+    ++applies;
     std::vector<OpResult> out;
     for (const auto& op : ops) {
       log.push_back(op);

@@ -151,7 +151,11 @@ TEST_F(ReconcilerTest, OneChangeIsOneOpWhateverTheTableSize) {
   for (int i = 0; i < 2000; ++i) put(want, svc("10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1), 80, 3));
   auto r = sync(want, true);
   EXPECT_EQ(r.applied, 2000u * 4);
+  EXPECT_EQ(r.plannedTotal, 2000u * 4);
+  EXPECT_EQ(r.planned.size(), kPlannedKept);  // the report keeps the first ops only
+  EXPECT_GE(kernel_.applies, 2000u * 4 / kApplyBatch);  // sent in batches, not as one plan
   EXPECT_EQ(kernel_.table.size(), 2000u);
+  EXPECT_EQ(own_->keys().size(), 2000u);
   size_t before = kernel_.log.size(), lists = kernel_.lists;
   editFirst(want).dests.begin()->weight = 7;
   r = sync(want);
