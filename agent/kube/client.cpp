@@ -1,6 +1,7 @@
 #include "agent/kube/client.h"
 
-#include <curl/curl.h>
+#include "agent/kube/curl_library.h"
+
 #include <sys/stat.h>
 
 #include <cstring>
@@ -19,7 +20,8 @@ class HttpCategory final : public std::error_category {
   std::string message(int c) const override { return "HTTP " + std::to_string(c); }
 };
 
-std::once_flag curlInit;
+// Only called once Client::create() has loaded the library.
+const CurlLibrary& curl() { return **curlLibrary(); }
 
 std::string trim(std::string s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
@@ -129,15 +131,15 @@ Client::Client(ClusterConfig cluster, ClientOptions options)
       rng_(std::random_device{}()) {}
 
 Client::~Client() {
-  if (handle_) curl_easy_cleanup(static_cast<CURL*>(handle_));
+  if (handle_) curl().easyCleanup(static_cast<CURL*>(handle_));
 }
 
 Result<std::unique_ptr<Client>> Client::create(ClusterConfig cluster, ClientOptions options) {
-  std::call_once(curlInit, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  if (auto lib = curlLibrary(); !lib) return fail(lib.error());
   if (cluster.server.rfind("https://", 0) != 0) return failInvalid("API server must be https://, got " + cluster.server);
   while (!cluster.server.empty() && cluster.server.back() == '/') cluster.server.pop_back();
   std::unique_ptr<Client> c(new Client(std::move(cluster), std::move(options)));
-  c->handle_ = curl_easy_init();
+  c->handle_ = curl().easyInit();
   if (!c->handle_) return failInvalid("curl_easy_init failed");
   if (!c->cluster_.tokenFile.empty()) {
     auto t = readFile(c->cluster_.tokenFile);
@@ -201,27 +203,27 @@ Result<void> Client::applyTls(void* h) {
   CURL* c = static_cast<CURL*>(h);
   if (!cluster_.caData.empty()) {
     curl_blob blob{cluster_.caData.data(), cluster_.caData.size(), CURL_BLOB_COPY};
-    curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+    curl().easySetopt(c, CURLOPT_CAINFO_BLOB, &blob);
   } else if (!cluster_.caFile.empty()) {
-    curl_easy_setopt(c, CURLOPT_CAINFO, cluster_.caFile.c_str());
+    curl().easySetopt(c, CURLOPT_CAINFO, cluster_.caFile.c_str());
   }
   if (cluster_.insecureSkipVerify) {
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    curl().easySetopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl().easySetopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
   }
   if (!cluster_.certData.empty()) {
     curl_blob blob{cluster_.certData.data(), cluster_.certData.size(), CURL_BLOB_COPY};
-    curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &blob);
-    curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
+    curl().easySetopt(c, CURLOPT_SSLCERT_BLOB, &blob);
+    curl().easySetopt(c, CURLOPT_SSLCERTTYPE, "PEM");
   } else if (!cluster_.certFile.empty()) {
-    curl_easy_setopt(c, CURLOPT_SSLCERT, cluster_.certFile.c_str());
+    curl().easySetopt(c, CURLOPT_SSLCERT, cluster_.certFile.c_str());
   }
   if (!cluster_.keyData.empty()) {
     curl_blob blob{cluster_.keyData.data(), cluster_.keyData.size(), CURL_BLOB_COPY};
-    curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &blob);
-    curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
+    curl().easySetopt(c, CURLOPT_SSLKEY_BLOB, &blob);
+    curl().easySetopt(c, CURLOPT_SSLKEYTYPE, "PEM");
   } else if (!cluster_.keyFile.empty()) {
-    curl_easy_setopt(c, CURLOPT_SSLKEY, cluster_.keyFile.c_str());
+    curl().easySetopt(c, CURLOPT_SSLKEY, cluster_.keyFile.c_str());
   }
   return {};
 }
@@ -230,51 +232,51 @@ Client::Attempt Client::perform(void* h, const std::string& method, const std::s
                                 const std::string& contentType, const std::function<bool(std::string_view)>* onLine,
                                 std::chrono::milliseconds timeout, const std::atomic<bool>* cancel) {
   CURL* c = static_cast<CURL*>(h);
-  curl_easy_reset(c);  // keeps the connection cache
+  curl().easyReset(c);  // keeps the connection cache
   Attempt a;
   Transfer t{&a.body, onLine, {}, false, std::chrono::milliseconds(0), &interrupted_, cancel};
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
-  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(opts_.connectTimeout.count()));
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
-  curl_easy_setopt(c, CURLOPT_USERAGENT, opts_.userAgent.c_str());
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, onWrite);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, onHeader);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
-  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, onProgress);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
-  curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl().easySetopt(c, CURLOPT_URL, url.c_str());
+  curl().easySetopt(c, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+  curl().easySetopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+  curl().easySetopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl().easySetopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(opts_.connectTimeout.count()));
+  curl().easySetopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+  curl().easySetopt(c, CURLOPT_USERAGENT, opts_.userAgent.c_str());
+  curl().easySetopt(c, CURLOPT_WRITEFUNCTION, onWrite);
+  curl().easySetopt(c, CURLOPT_WRITEDATA, &t);
+  curl().easySetopt(c, CURLOPT_HEADERFUNCTION, onHeader);
+  curl().easySetopt(c, CURLOPT_HEADERDATA, &t);
+  curl().easySetopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl().easySetopt(c, CURLOPT_XFERINFOFUNCTION, onProgress);
+  curl().easySetopt(c, CURLOPT_XFERINFODATA, &t);
+  curl().easySetopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
   if (method == "GET") {
-    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    curl().easySetopt(c, CURLOPT_HTTPGET, 1L);
   } else if (!body.empty() || method != "DELETE") {
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    curl().easySetopt(c, CURLOPT_POSTFIELDS, body.c_str());
+    curl().easySetopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
   }
   (void)applyTls(h);
   curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, "Accept: application/json");
-  if (method != "GET") headers = curl_slist_append(headers, ("Content-Type: " + contentType).c_str());
+  headers = curl().slistAppend(headers, "Accept: application/json");
+  if (method != "GET") headers = curl().slistAppend(headers, ("Content-Type: " + contentType).c_str());
   std::string token = currentToken(false);
   std::string auth;
   if (!token.empty()) {
     auth = "Authorization: Bearer " + token;
-    headers = curl_slist_append(headers, auth.c_str());
+    headers = curl().slistAppend(headers, auth.c_str());
   }
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  curl().easySetopt(c, CURLOPT_HTTPHEADER, headers);
   char errbuf[CURL_ERROR_SIZE] = {};
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-  CURLcode rc = curl_easy_perform(c);
-  curl_slist_free_all(headers);
+  curl().easySetopt(c, CURLOPT_ERRORBUFFER, errbuf);
+  CURLcode rc = curl().easyPerform(c);
+  curl().slistFreeAll(headers);
   std::fill(auth.begin(), auth.end(), '\0');
   if (rc == CURLE_WRITE_ERROR && t.stoppedByCaller) rc = CURLE_OK;
   a.curlCode = rc;
-  if (rc != CURLE_OK) a.curlError = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+  if (rc != CURLE_OK) a.curlError = errbuf[0] ? errbuf : curl().easyStrerror(rc);
   long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  curl().easyGetinfo(c, CURLINFO_RESPONSE_CODE, &status);
   a.status = rc == CURLE_OK ? status : 0;
   a.retryAfter = t.retryAfter;
   return a;
@@ -352,14 +354,14 @@ Result<void> Client::stream(const std::string& path, const std::function<bool(st
                             std::chrono::milliseconds timeout, const std::atomic<bool>* cancel) {
   std::string what = "WATCH " + path;
   if (!limit()) return failErrno(ECANCELED, what + ": client shutting down");
-  CURL* h = curl_easy_init();
+  CURL* h = curl().easyInit();
   if (!h) return failInvalid("curl_easy_init failed");
   Attempt a = perform(h, "GET", cluster_.server + path, "", "", &onLine, timeout, cancel);
   if (cancel && cancel->load()) {
-    curl_easy_cleanup(h);
+    curl().easyCleanup(h);
     return {};
   }
-  curl_easy_cleanup(h);
+  curl().easyCleanup(h);
   count("WATCH", a.status);
   if (interrupted_) return failErrno(ECANCELED, what + ": client shutting down");
   if (a.curlCode != CURLE_OK) return fail(Error(std::make_error_code(std::errc::io_error), what + ": " + a.curlError));
