@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "ipvs/big_allocator.h"
 #include "ipvs/messages.h"
 
 namespace nodeagent::ipvs {
@@ -90,7 +91,7 @@ Result<std::vector<ServiceState>> NetlinkServiceTable::list(bool withDests) {
 Result<void> NetlinkServiceTable::forEach(bool withDests, const std::function<Result<void>(ServiceState&&)>& fn) {
   // The destination dumps need the socket, so the service dump completes first; it holds
   // services only (about 100 bytes each), destinations are read one service at a time.
-  std::vector<ServiceState> services;
+  BigVector<ServiceState> services;
   auto r = sock_.dump(buildGetServices(family_), [&](const nlmsghdr* h) -> Result<void> {
     auto s = parseServiceMessage(h);
     if (!s) return fail(s.error());

@@ -82,7 +82,33 @@ bool Reconciler::anyDraining(const ServiceKey& k) const {
   return it != draining_.end() && it->first.first == k;
 }
 
-void Reconciler::record(std::span<const Op> ops, const std::vector<OpResult>& results, const DesiredState* desired,
+void Reconciler::recordPlanned(std::span<const Op> ops, const std::vector<OpResult>& results,
+                               std::span<const PlannedService> services, const DesiredState& desired,
+                               SyncReport& report) {
+  auto log = log::get("ipvs");
+  bool debug = log->should_log(spdlog::level::debug);
+  for (const auto& ps : services) {
+    size_t n = ps.lastOp - ps.firstOp;
+    bool allOk = true;
+    for (size_t i = ps.firstOp; i < ps.lastOp && allOk; ++i) allOk = results[i].ok();
+    if (!allOk || ps.drainStarted) {
+      // Partly applied, or drained destinations stay at weight 0: record op by op.
+      record(ops.subspan(ps.firstOp, n), std::span(results).subspan(ps.firstOp, n), &desired, report);
+      continue;
+    }
+    // Everything planned for the service went through: it now is the desired entry.
+    report.applied += n;
+    if (debug)
+      for (size_t i = ps.firstOp; i < ps.lastOp; ++i) log->debug("{}", ops[i].toString());
+    const ServiceKey& k = ops[ps.firstOp].service.key;
+    if (ps.want)
+      applied_.insert_or_assign(k, ps.want);
+    else
+      applied_.erase(k);
+  }
+}
+
+void Reconciler::record(std::span<const Op> ops, std::span<const OpResult> results, const DesiredState* desired,
                         SyncReport& report) {
   using T = Op::Type;
   // Ops of one service are contiguous in a plan: copy its entry once, apply them all, then
@@ -201,6 +227,7 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
   // Plan service by service and send the ops in batches: a large first sync never holds
   // its whole plan (110,000 ops of 10,000 x 10 would take tens of MB).
   Plan plan;
+  std::vector<PlannedService> planned;  // the services in `plan`, with their ops
   std::vector<ServiceKey> deleted;
   auto apply = [&]() -> Result<void> {
     report.plannedTotal += plan.ops.size();
@@ -210,6 +237,7 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
     }
     if (req.dryRun) {
       plan = Plan{};
+      planned.clear();
       return {};
     }
     if (!plan.ops.empty()) {
@@ -218,7 +246,7 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
         needFullRead_ = true;
         return fail(results.error());
       }
-      record(plan.ops, *results, &desired, report);
+      recordPlanned(plan.ops, *results, planned, desired, report);
     }
     auto now = clock_.now();
     for (const auto& ref : plan.stopDrain) draining_.erase(ref);
@@ -238,6 +266,7 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
       }
     }
     plan = Plan{};
+    planned.clear();
     return {};
   };
   std::optional<Error> error;
@@ -249,7 +278,10 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
     }
     // Shared entries are equal by construction (drains aside): nothing to plan.
     if (want && have && *want == *have && !anyDraining(k)) return;
+    size_t firstOp = plan.ops.size(), drains = plan.startDrain.size();
     planService(k, want ? want->get() : nullptr, have ? have->get() : nullptr, isDraining, plan);
+    if (plan.ops.size() > firstOp)
+      planned.push_back({firstOp, plan.ops.size(), want ? *want : nullptr, plan.startDrain.size() > drains});
     if (plan.ops.size() >= kApplyBatch)
       if (auto r = apply(); !r) error = r.error();
   });

@@ -101,8 +101,18 @@ class Reconciler {
   [[nodiscard]] Result<void> readKernel(const DesiredState& desired);
   // Records the ops that succeeded in applied_ (one copy per touched service; a service
   // that ends equal to its desired entry shares it) and their failures in `report`.
-  void record(std::span<const Op> ops, const std::vector<OpResult>& results, const DesiredState* desired,
+  void record(std::span<const Op> ops, std::span<const OpResult> results, const DesiredState* desired,
               SyncReport& report);
+  // The ops of one planned service: ops[firstOp, lastOp).
+  struct PlannedService {
+    size_t firstOp = 0, lastOp = 0;
+    ServicePtr want;            // null: the service goes
+    bool drainStarted = false;  // some destinations stay at weight 0
+  };
+  // Like record, but a service whose planned ops all succeeded becomes its desired entry
+  // (shared, no copy made).
+  void recordPlanned(std::span<const Op> ops, const std::vector<OpResult>& results,
+                     std::span<const PlannedService> services, const DesiredState& desired, SyncReport& report);
   bool anyDraining(const ServiceKey& k) const;
   [[nodiscard]] Result<void> finishDrains(SyncReport& report, bool dryRun, const DesiredState& desired);
 

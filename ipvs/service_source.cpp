@@ -6,6 +6,7 @@
 #include <sys/inotify.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -19,6 +20,7 @@
 #include "common/config_reader.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "ipvs/big_allocator.h"
 
 namespace nodeagent::ipvs {
 
@@ -45,10 +47,25 @@ std::optional<Address> address(ConfigMap& m, std::string_view key, int wantFamil
   return *a;
 }
 
-void parseService(ConfigMap m, uint32_t index, DesiredState& out, std::map<ServiceKey, uint32_t>& seen,
-                  const DesiredState* reuse) {
-  auto ds = std::make_shared<DesiredService>();
-  Service& s = ds->service;
+// Services as parsed, before the final state is built: flat vectors only, so the many
+// short-lived allocations of YAML parsing are not interleaved with long-lived ones (the heap
+// would keep their holes: several MB on a large file).
+struct ParsedService {
+  Service service;
+  bool masquerade = false;
+  uint32_t index = 0;          // position in the services list
+  YAML::Mark keyMark;          // of its address (fwmark) key, for a duplicate's error
+  uint32_t firstDest = 0, destCount = 0;
+};
+struct Parsed {
+  BigVector<ParsedService> services;
+  BigVector<Destination> dests;
+};
+
+void parseService(ConfigMap m, uint32_t index, Parsed& out) {
+  ParsedService ps;
+  ps.firstDest = static_cast<uint32_t>(out.dests.size());
+  Service& s = ps.service;
   bool ok = true;
   if (m.has("fwmark")) {
     s.key.fwmark = static_cast<uint32_t>(m.integer("fwmark", 1, 1, 0xffffffffLL));
@@ -79,11 +96,10 @@ void parseService(ConfigMap m, uint32_t index, DesiredState& out, std::map<Servi
     s.flags |= IP_VS_SVC_F_PERSISTENT;
     s.timeout = static_cast<uint32_t>(std::max<int64_t>(1, persist.count() / 1000));
   }
-  ds->masquerade = m.boolean("masquerade", false);
+  ps.masquerade = m.boolean("masquerade", false);
   std::string fwd = m.choice("forward", "masq", {"masq", "tunnel", "route"});
   Forward forward = fwd == "tunnel" ? Forward::kTunnel : fwd == "route" ? Forward::kDirect : Forward::kMasq;
   std::set<DestKey> destSeen;
-  std::vector<Destination> dests;
   for (auto& e : m.mapList("endpoints")) {
     Destination d;
     d.forward = forward;
@@ -96,23 +112,57 @@ void parseService(ConfigMap m, uint32_t index, DesiredState& out, std::map<Servi
     d.lowerThreshold = static_cast<uint32_t>(e.integer("lower_threshold", 0, 0, 0x7fffffff));
     if (a && !destSeen.insert(d.key).second) e.error("address", "duplicate endpoint " + d.key.toString());
     e.finish();
-    dests.push_back(d);
+    out.dests.push_back(d);
   }
-  ds->dests = Dests(std::move(dests));
+  ps.destCount = static_cast<uint32_t>(out.dests.size() - ps.firstDest);
   if (ok) {
-    auto [it, inserted] = seen.emplace(s.key, index);
-    if (!inserted) {
-      m.error(s.key.fwmark ? "fwmark" : "address",
-              "duplicate service " + s.key.toString() + " (first at services[" + std::to_string(it->second) + "])");
-    } else {
-      // An entry equal to the one already loaded is shared, not held twice.
-      ServicePtr entry = ds;
-      if (reuse)
-        if (auto old = reuse->find(s.key); old != reuse->end() && *old->second == *ds) entry = old->second;
-      out.emplace_hint(out.end(), s.key, std::move(entry));
-    }
+    ps.index = index;
+    ps.keyMark = m.markOf(s.key.fwmark ? "fwmark" : "address");
+    out.services.push_back(std::move(ps));
   }
   m.finish();
+}
+
+// Sorts the services by key and reports each one whose key came before.
+void checkDuplicates(Parsed& p, ConfigErrors& errors) {
+  std::stable_sort(p.services.begin(), p.services.end(),
+                   [](const ParsedService& a, const ParsedService& b) { return a.service.key < b.service.key; });
+  for (size_t i = 1; i < p.services.size(); ++i) {
+    const auto& first = p.services[i - 1];
+    const auto& dup = p.services[i];
+    if (!(dup.service.key == first.service.key)) continue;
+    size_t f = i - 1;
+    while (f > 0 && p.services[f - 1].service.key == dup.service.key) --f;
+    errors.add(dup.keyMark,
+               "services[" + std::to_string(dup.index) + "]." + (dup.service.key.fwmark ? "fwmark" : "address"),
+               "duplicate service " + dup.service.key.toString() + " (first at services[" +
+                   std::to_string(p.services[f].index) + "])");
+  }
+}
+
+// The final state from a valid parse (services sorted by key). Entries equal to those of
+// `reuse` are shared.
+DesiredState build(Parsed& p, const DesiredState* reuse) {
+  auto byKey = [](const Destination& a, const Destination& b) { return a.key < b.key; };
+  DesiredState out;
+  for (const auto& ps : p.services) {
+    std::span<Destination> dests(p.dests.data() + ps.firstDest, ps.destCount);
+    std::sort(dests.begin(), dests.end(), byKey);
+    if (reuse) {
+      auto old = reuse->find(ps.service.key);
+      if (old != reuse->end() && old->second->service == ps.service && old->second->masquerade == ps.masquerade &&
+          std::equal(dests.begin(), dests.end(), old->second->dests.begin(), old->second->dests.end())) {
+        out.emplace_hint(out.end(), ps.service.key, old->second);
+        continue;
+      }
+    }
+    auto ds = std::make_shared<DesiredService>();
+    ds->service = ps.service;
+    ds->masquerade = ps.masquerade;
+    ds->dests = Dests(std::vector<Destination>(dests.begin(), dests.end()));
+    out.emplace_hint(out.end(), ps.service.key, std::move(ds));
+  }
+  return out;
 }
 
 // Builds yaml-cpp nodes from parser events as YAML::Load does (same marks, so the same
@@ -245,10 +295,9 @@ class ServiceStream final : public YAML::EventHandler {
 
 Result<DesiredState> parseServices(std::istream& in, const std::string& source, const DesiredState* reuse) {
   ConfigErrors errors(source);
-  DesiredState out;
-  std::map<ServiceKey, uint32_t> seen;
+  Parsed parsed;
   ServiceStream stream([&](const YAML::Node& item, uint32_t i) {
-    parseService(ConfigMap(item, "services[" + std::to_string(i) + "]", errors), i, out, seen, reuse);
+    parseService(ConfigMap(item, "services[" + std::to_string(i) + "]", errors), i, parsed);
   });
   try {
     YAML::Parser parser(in);
@@ -263,8 +312,9 @@ Result<DesiredState> parseServices(std::istream& in, const std::string& source, 
   ConfigMap top(doc, "", errors);
   top.mapList("services");  // type checks only: the items went through the stream
   top.finish();
+  checkDuplicates(parsed, errors);
   if (auto r = errors.toResult(); !r) return fail(r.error());
-  return out;
+  return build(parsed, reuse);
 }
 
 Result<DesiredState> parseServiceFile(const std::string& text, const std::string& source, const DesiredState* reuse) {
