@@ -186,9 +186,10 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
     }
   }
   auto start = std::chrono::steady_clock::now();
-  auto report = pass.fullRead
-                    ? reconciler_->sync(desired_, SyncRequest{true, pass.dryRun})
-                    : reconciler_->syncChanged(desired_, {pendingChanged_.begin(), pendingChanged_.end()}, pass.dryRun);
+  std::vector<ServiceKey> changed;
+  if (!pass.fullRead) changed.assign(pendingChanged_.begin(), pendingChanged_.end());
+  auto report = pass.fullRead ? reconciler_->sync(desired_, SyncRequest{true, pass.dryRun})
+                              : reconciler_->syncChanged(desired_, changed, pass.dryRun);
   if (!report) return report;
   if (!pass.dryRun) pendingChanged_.clear();
   if (!pass.dryRun) {
@@ -204,37 +205,77 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
       log->info("applied {} IPVS changes in {} us{}", report->applied, lastDuration_.count(),
                 report->fullRead ? " after a full read" : "");
     for (const auto& f : report->failures) log->warn("{}", f);
-    if (vips_) {
-      std::set<Address> vips;
-      for (const auto& [k, s] : desired_)
-        if (k.fwmark == 0 && reconciler_->applied().contains(k)) vips.insert(k.address);
-      if (auto r = vips_->sync(vips, pass.fullRead); !r) {
-        report->failures.push_back(r.error().message());
-        log->warn("VIPs: {}", r.error().message());
-      }
-    }
-    if (nft_) {
-      std::set<netfilter::NftService> svcs;
-      for (const auto& [k, s] : desired_) {
-        if (k.fwmark != 0 || !reconciler_->applied().contains(k)) continue;
-        netfilter::NftService n;
-        n.family = k.family;
-        n.addr = k.address.bytes;
-        n.protocol = static_cast<uint8_t>(k.protocol);
-        n.port = k.port;
-        n.masquerade = s->masquerade;
-        svcs.insert(n);
-      }
-      if (auto r = nft_->sync(svcs); !r) {
-        report->failures.push_back(r.error().message());
-        log->warn("nftables: {}", r.error().message());
-      }
+    if (auto r = syncEdges(report->fullRead || edgesStale_, changed); !r) {
+      edgesStale_ = true;  // all of it again next pass
+      report->failures.push_back(r.error().message());
+      log->warn("{}", r.error().message());
+    } else {
+      edgesStale_ = false;
     }
   }
   // A load, a full read or a large batch leaves freed memory scattered in the heap: give
   // its free pages back, so the daemon's RSS is the table it holds, not its peak.
   if (loaded || report->fullRead || report->plannedTotal >= kApplyBatch) ::malloc_trim(0);
   return report;
+}
+
+// A service is live on the node (VIP bound, nftables elements) once it is desired and in
+// the kernel.
+bool IpvsModule::live(const ServiceKey& k) const {
+  return k.fwmark == 0 && desired_.contains(k) && reconciler_->applied().contains(k);
+}
+
+// Whether some live service has address `a` (services are sorted by family, protocol,
+// address: one short range per protocol).
+bool IpvsModule::vipWanted(uint16_t family, const Address& a) const {
+  for (Protocol p : {Protocol::kTcp, Protocol::kUdp, Protocol::kSctp}) {
+    for (auto it = desired_.lower_bound(ServiceKey{family, p, a, 0, 0});
+         it != desired_.end() && it->first.family == family && it->first.protocol == p && it->first.address == a; ++it)
+      if (live(it->first)) return true;
+  }
+  return false;
+}
+
+netfilter::NftService IpvsModule::nftService(const ServiceKey& k) const {
+  netfilter::NftService n;
+  n.family = k.family;
+  n.addr = k.address.bytes;
+  n.protocol = static_cast<uint8_t>(k.protocol);
+  n.port = k.port;
+  if (auto it = desired_.find(k); it != desired_.end()) n.masquerade = it->second->masquerade;
+  return n;
+}
+
+Result<void> IpvsModule::syncEdges(bool full, const std::vector<ServiceKey>& changed) {
+  if (full) {
+    // Start, resync, after an error: the whole set (both compare with what they hold).
+    if (vips_) {
+      std::set<Address> vips;
+      for (const auto& [k, s] : desired_)
+        if (live(k)) vips.insert(k.address);
+      if (auto r = vips_->sync(vips, true); !r) return fail(r.error().wrap("VIPs"));
+    }
+    if (nft_) {
+      std::set<netfilter::NftService> svcs;
+      for (const auto& [k, s] : desired_)
+        if (live(k)) svcs.insert(nftService(k));
+      if (auto r = nft_->sync(svcs); !r) return fail(r.error().wrap("nftables"));
+    }
+    return {};
+  }
+  // Only the changed services, and the VIPs they use.
+  std::vector<std::pair<Address, bool>> vips;
+  std::vector<netfilter::NftChange> nft;
+  for (const auto& k : changed) {
+    if (k.fwmark != 0) continue;
+    if (vips_) vips.emplace_back(k.address, vipWanted(k.family, k.address));
+    if (nft_) nft.push_back({nftService(k), live(k)});
+  }
+  if (vips_ && !vips.empty())
+    if (auto r = vips_->update(vips); !r) return fail(r.error().wrap("VIPs"));
+  if (nft_ && !nft.empty())
+    if (auto r = nft_->update(nft); !r) return fail(r.error().wrap("nftables"));
+  return {};
 }
 
 Result<void> IpvsModule::reconcile(const agent::ReconcileContext& ctx) {
@@ -250,6 +291,7 @@ Result<void> IpvsModule::reconcile(const agent::ReconcileContext& ctx) {
     }
     if (ifMoved) vips_.reset();
     nft_.reset();  // table name or mark may have changed: rebuilt on the next pass
+    edgesStale_ = true;
     if (reconciler_) reconciler_->setOptions(optionsFrom(config_));
   }
   if (!config_.enabled) {
@@ -277,9 +319,7 @@ void IpvsModule::publish(const SyncReport* report, const std::optional<Error>& e
   size_t owned = reconciler_ ? reconciler_->applied().size() : 0;
   size_t draining = reconciler_ ? reconciler_->draining().size() : 0;
   size_t foreign = reconciler_ ? reconciler_->foreign().size() : 0;
-  size_t endpoints = 0;
-  if (reconciler_)
-    for (const auto& [k, a] : reconciler_->applied()) endpoints += a->dests.size();
+  size_t endpoints = reconciler_ ? reconciler_->appliedEndpoints() : 0;
   if (error) {
     s.health = agent::Health::kDegraded;
     s.summary = "IPVS not programmed: " + error->message();

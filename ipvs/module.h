@@ -51,6 +51,11 @@ class IpvsModule final : public agent::Module {
   [[nodiscard]] Result<SyncReport> syncLocked(const Pass& pass);
   [[nodiscard]] Result<void> ensureOpen();
   void publish(const SyncReport* report, const std::optional<Error>& error);
+  // VIPs and nftables elements: all of them (`full`), or those of the changed services.
+  [[nodiscard]] Result<void> syncEdges(bool full, const std::vector<ServiceKey>& changed);
+  bool live(const ServiceKey& k) const;
+  bool vipWanted(uint16_t family, const Address& a) const;
+  netfilter::NftService nftService(const ServiceKey& k) const;
   Json listJson();
 
   agent::ModuleContext ctx_;
@@ -68,6 +73,7 @@ class IpvsModule final : public agent::Module {
   std::unique_ptr<netfilter::NftProxyTable> nft_;
   DesiredState desired_;
   std::set<ServiceKey> pendingChanged_;  // changed in the source, not yet applied
+  bool edgesStale_ = true;               // VIPs and nftables need a full pass
   std::optional<Error> sourceError_;
   std::string lastSync_;
   uint64_t syncs_ = 0, opsApplied_ = 0, opFailures_ = 0, fullReads_ = 0;

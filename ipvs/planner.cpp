@@ -1,6 +1,7 @@
 #include "ipvs/planner.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace nodeagent::ipvs {
 
@@ -92,25 +93,33 @@ void planService(const ServiceKey& key, const DesiredService* want, const Desire
   }
 }
 
+size_t ServiceKeyHash::operator()(const ServiceKey& k) const {
+  uint64_t a, b;
+  std::memcpy(&a, k.address.bytes.data(), 8);
+  std::memcpy(&b, k.address.bytes.data() + 8, 8);
+  uint64_t h = (uint64_t(k.family) << 48) ^ (uint64_t(k.protocol) << 32) ^ (uint64_t(k.port) << 16) ^ k.fwmark;
+  for (uint64_t w : {a, b}) {  // multiply-xorshift mixing
+    h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+    h ^= h >> 29;
+  }
+  return static_cast<size_t>(h);
+}
+
 Plan planChanges(const DesiredState& desired, const AppliedState& applied, const std::set<DestRef>& draining) {
   Plan p;
   IsDraining isDraining = [&](const DestRef& r) { return !draining.empty() && draining.contains(r); };
-  auto a = desired.begin();
-  auto b = applied.begin();
-  while (a != desired.end() || b != applied.end()) {
-    if (b == applied.end() || (a != desired.end() && a->first < b->first)) {
-      planService(a->first, a->second.get(), nullptr, isDraining, p);
-      ++a;
-    } else if (a == desired.end() || b->first < a->first) {
-      planService(b->first, nullptr, b->second.get(), isDraining, p);
-      ++b;
-    } else {
-      planService(a->first, a->second.get(), b->second.get(), isDraining, p);
-      ++a, ++b;
-    }
+  for (const auto& [k, want] : desired) {
+    auto have = applied.find(k);
+    planService(k, want.get(), have != applied.end() ? have->second.get() : nullptr, isDraining, p);
   }
+  std::vector<ServiceKey> gone;
+  for (const auto& [k, have] : applied)
+    if (!desired.contains(k)) gone.push_back(k);
+  std::sort(gone.begin(), gone.end());
+  for (const auto& k : gone) planService(k, nullptr, applied.at(k).get(), isDraining, p);
   return p;
 }
+
 std::vector<Op> finishDrains(const std::map<DestRef, DrainEntry>& draining,
                              const std::map<DestRef, uint64_t>& conns,
                              std::chrono::steady_clock::time_point now,

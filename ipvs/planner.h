@@ -8,9 +8,11 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "ipvs/flat_map.h"
 #include "ipvs/service_table.h"
 #include "ipvs/types.h"
 
@@ -56,10 +58,15 @@ struct DesiredService {
 // of what it applied, and a reloaded file's unchanged entries point to the same object, so
 // a large table is held once. Change a service by building a new one.
 using ServicePtr = std::shared_ptr<const DesiredService>;
-using DesiredState = std::map<ServiceKey, ServicePtr>;
+// Sorted by key: merge walks, ranges by address; lookups are binary searches (FlatMap).
+using DesiredState = FlatMap<ServiceKey, ServicePtr>;
 
+struct ServiceKeyHash {
+  size_t operator()(const ServiceKey& k) const;
+};
 // What the agent believes is in the kernel for the services it owns (masquerade unused).
-using AppliedState = std::map<ServiceKey, ServicePtr>;
+// Hashed: one changed service is found in O(1), and services come and go in O(1).
+using AppliedState = std::unordered_map<ServiceKey, ServicePtr, ServiceKeyHash>;
 
 // Same IPVS programming (service and destinations); masquerade is nftables' business.
 bool sameIpvs(const DesiredService& a, const DesiredService& b);

@@ -1,5 +1,6 @@
 #include "ipvs/reconciler.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "common/files.h"
@@ -60,13 +61,15 @@ Result<void> Reconciler::readKernel(const DesiredState& desired) {
     a->dests = Dests(std::move(dests));
     auto want = desired.find(k);
     if (want != desired.end() && sameIpvs(*want->second, *a))
-      fresh.emplace_hint(fresh.end(), k, want->second);
+      fresh.emplace(k, want->second);
     else
       fresh.emplace(k, std::move(a));
     return {};
   });
   if (!r) return r;
   applied_ = std::move(fresh);
+  endpoints_ = 0;
+  for (const auto& [k, a] : applied_) endpoints_ += a->dests.size();
   foreign_ = std::move(foreign);
   // Drains of destinations that vanished are over; weight-0 leftovers are picked up by
   // the planner (not desired, found at weight 0: drained, then deleted).
@@ -101,10 +104,14 @@ void Reconciler::recordPlanned(std::span<const Op> ops, const std::vector<OpResu
     if (debug)
       for (size_t i = ps.firstOp; i < ps.lastOp; ++i) log->debug("{}", ops[i].toString());
     const ServiceKey& k = ops[ps.firstOp].service.key;
-    if (ps.want)
-      applied_.insert_or_assign(k, ps.want);
-    else
-      applied_.erase(k);
+    if (ps.applied != applied_.end()) endpoints_ -= ps.applied->second->dests.size();
+    if (ps.want) endpoints_ += ps.want->dests.size();
+    if (ps.applied != applied_.end() && ps.want)
+      ps.applied->second = ps.want;
+    else if (ps.applied != applied_.end())
+      applied_.erase(ps.applied);
+    else if (ps.want)
+      applied_.emplace(k, ps.want);
   }
 }
 
@@ -121,12 +128,20 @@ void Reconciler::record(std::span<const Op> ops, std::span<const OpResult> resul
   auto flush = [&] {
     if (!cur || !touched) return;
     if (!work) {
-      applied_.erase(*cur);
+      if (auto it = applied_.find(*cur); it != applied_.end()) {
+        endpoints_ -= it->second->dests.size();
+        applied_.erase(it);
+      }
     } else {
       ServicePtr keep = work;
       if (desired)
         if (auto it = desired->find(*cur); it != desired->end() && sameIpvs(*it->second, *work)) keep = it->second;
-      applied_.insert_or_assign(*cur, std::move(keep));
+      endpoints_ += keep->dests.size();
+      auto [it, inserted] = applied_.try_emplace(*cur, keep);
+      if (!inserted) {
+        endpoints_ -= it->second->dests.size();
+        it->second = std::move(keep);
+      }
     }
     work.reset();
     touched = false;
@@ -180,6 +195,10 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
     needFullRead_ = false;
     report.fullRead = true;
   }
+  // Entries are recorded through iterators kept from the walk: no rehash during the pass
+  // (it only inserts services it visits).
+  size_t need = applied_.size() + (changed ? changed->size() : desired.size());
+  if (need > applied_.bucket_count() * applied_.max_load_factor()) applied_.reserve(need);
   IsDraining isDraining = [&](const DestRef& r) { return !draining_.empty() && draining_.contains(r); };
   // Walks the services to consider: only the changed ones, or all of desired and applied.
   auto walk = [&](const auto& visit) {
@@ -187,25 +206,24 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
       for (const auto& k : *changed) {
         auto w = desired.find(k);
         auto h = applied_.find(k);
-        visit(k, w != desired.end() ? &w->second : nullptr, h != applied_.end() ? &h->second : nullptr);
+        visit(k, w != desired.end() ? &w->second : nullptr, h != applied_.end() ? &h->second : nullptr, h);
       }
       return;
     }
+    // Desired services in key order, then the applied ones that are not desired (sorted).
     // Iterators move on before a visit: applying a batch may erase the visited entry.
-    auto a = desired.begin();
-    auto b = applied_.begin();
-    while (a != desired.end() || b != applied_.end()) {
-      if (b == applied_.end() || (a != desired.end() && a->first < b->first)) {
-        auto w = a++;
-        visit(w->first, &w->second, nullptr);
-      } else if (a == desired.end() || b->first < a->first) {
-        auto h = b++;
-        visit(h->first, nullptr, &h->second);
-      } else {
-        auto w = a++;
-        auto h = b++;
-        visit(w->first, &w->second, &h->second);
-      }
+    for (auto a = desired.begin(); a != desired.end();) {
+      auto w = a++;
+      auto h = applied_.find(w->first);
+      visit(w->first, &w->second, h != applied_.end() ? &h->second : nullptr, h);
+    }
+    std::vector<ServiceKey> gone;
+    for (const auto& [k, have] : applied_)
+      if (!desired.contains(k)) gone.push_back(k);
+    std::sort(gone.begin(), gone.end());
+    for (const auto& k : gone) {
+      auto h = applied_.find(k);
+      visit(k, nullptr, &h->second, h);
     }
   };
   // Never take over a service someone else made: it is not planned.
@@ -214,9 +232,11 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
   };
 
   // Record intent before creating, so a crash right after cannot leave an unowned service.
-  if (!req.dryRun) {
+  // A full walk records all its new services up front (one save, not one per batch);
+  // each batch checks its own adds too.
+  if (!req.dryRun && !changed) {
     bool ownershipChanged = false;
-    walk([&](const ServiceKey& k, const ServicePtr* want, const ServicePtr* have) {
+    walk([&](const ServiceKey& k, const ServicePtr* want, const ServicePtr* have, AppliedState::iterator) {
       if (want && !have && !foreignClash(k, want, have)) ownershipChanged |= ownership_.insert(k);
     });
     if (ownershipChanged) {
@@ -241,6 +261,12 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
       return {};
     }
     if (!plan.ops.empty()) {
+      bool ownershipChanged = false;
+      for (const auto& op : plan.ops)
+        if (op.type == Op::Type::kAddService) ownershipChanged |= ownership_.insert(op.service.key);
+      if (ownershipChanged) {
+        if (auto r = ownership_.save(); !r) return fail(r.error().wrap("record IPVS ownership"));
+      }
       auto results = table_.apply(plan.ops);
       if (!results) {
         needFullRead_ = true;
@@ -270,7 +296,7 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
     return {};
   };
   std::optional<Error> error;
-  walk([&](const ServiceKey& k, const ServicePtr* want, const ServicePtr* have) {
+  walk([&](const ServiceKey& k, const ServicePtr* want, const ServicePtr* have, AppliedState::iterator at) {
     if (error) return;
     if (foreignClash(k, want, have)) {
       report.conflicts.push_back(k.toString() + " exists and was not created by nodeagent: left alone");
@@ -281,7 +307,7 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
     size_t firstOp = plan.ops.size(), drains = plan.startDrain.size();
     planService(k, want ? want->get() : nullptr, have ? have->get() : nullptr, isDraining, plan);
     if (plan.ops.size() > firstOp)
-      planned.push_back({firstOp, plan.ops.size(), want ? *want : nullptr, plan.startDrain.size() > drains});
+      planned.push_back({firstOp, plan.ops.size(), want ? *want : nullptr, at, plan.startDrain.size() > drains});
     if (plan.ops.size() >= kApplyBatch)
       if (auto r = apply(); !r) error = r.error();
   });

@@ -87,6 +87,7 @@ class Reconciler {
 
   bool owns(const ServiceKey& k) const;
   const AppliedState& applied() const { return applied_; }
+  size_t appliedEndpoints() const { return endpoints_; }  // destinations in applied()
   const std::map<DestRef, DrainEntry>& draining() const { return draining_; }
   // Services seen in the kernel at the last full read that the agent does not own.
   const std::set<ServiceKey>& foreign() const { return foreign_; }
@@ -106,8 +107,9 @@ class Reconciler {
   // The ops of one planned service: ops[firstOp, lastOp).
   struct PlannedService {
     size_t firstOp = 0, lastOp = 0;
-    ServicePtr want;            // null: the service goes
-    bool drainStarted = false;  // some destinations stay at weight 0
+    ServicePtr want;                  // null: the service goes
+    AppliedState::iterator applied;   // its entry in applied_, or end()
+    bool drainStarted = false;        // some destinations stay at weight 0
   };
   // Like record, but a service whose planned ops all succeeded becomes its desired entry
   // (shared, no copy made).
@@ -125,6 +127,7 @@ class Reconciler {
   std::set<ServiceKey> foreign_;
   std::map<DestRef, DrainEntry> draining_;
   bool needFullRead_ = true;
+  size_t endpoints_ = 0;
 };
 
 }  // namespace nodeagent::ipvs

@@ -130,6 +130,26 @@ Result<void> VipManager::sync(const std::set<Address>& vips, bool fullRead) {
   return {};
 }
 
+Result<void> VipManager::update(std::span<const std::pair<Address, bool>> changes) {
+  if (auto r = ensureSocket(); !r) return r;
+  if (ifindex_ == 0) {
+    if (auto r = ensureInterface(); !r) return r;
+    if (auto r = readAddresses(); !r) return r;
+  }
+  for (const auto& [a, want] : changes) {
+    if (want == bound_.contains(a)) continue;
+    if (auto r = changeAddress(a, want); !r) {
+      ifindex_ = 0;  // look again next time (the interface may have gone)
+      return r;
+    }
+    if (want)
+      bound_.insert(a);
+    else
+      bound_.erase(a);
+  }
+  return {};
+}
+
 Result<void> VipManager::remove() {
   if (!pathExists(stateFile_)) return {};
   if (auto r = ensureSocket(); !r) return r;

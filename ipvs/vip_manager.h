@@ -5,7 +5,9 @@
 #pragma once
 
 #include <set>
+#include <span>
 #include <string>
+#include <utility>
 
 #include "common/result.h"
 #include "ipvs/types.h"
@@ -24,6 +26,8 @@ class VipManager {
   // Makes the interface hold exactly `vips`. Reads the kernel's addresses when `fullRead`
   // (start, resync); otherwise sends only the difference from the last sync.
   [[nodiscard]] Result<void> sync(const std::set<Address>& vips, bool fullRead);
+  // Binds (true) or unbinds (false) just these addresses: cost follows the changes.
+  [[nodiscard]] Result<void> update(std::span<const std::pair<Address, bool>> changes);
   // Removes the interface when the agent created it (module disabled, all services gone).
   [[nodiscard]] Result<void> remove();
   const std::set<Address>& bound() const { return bound_; }

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include <cstring>
+#include <map>
 #include <memory>
 
 #include "common/netlink_socket.h"
@@ -335,6 +336,71 @@ Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebu
   built_ = true;
   current_ = services;
   return {};
+}
+
+namespace {
+// The entry of `current` for the service of `s` (any masquerade flag), or end.
+std::set<NftService>::const_iterator findService(const std::set<NftService>& current, const NftService& s) {
+  NftService probe = s;
+  probe.masquerade = false;
+  auto it = current.lower_bound(probe);
+  for (int i = 0; i < 2 && it != current.end(); ++i, ++it)
+    if (it->family == s.family && it->addr == s.addr && it->protocol == s.protocol && it->port == s.port) return it;
+  return current.end();
+}
+
+// Whether any service of `current` has the VIP of `s`.
+bool hasVip(const std::set<NftService>& current, const NftService& s) {
+  NftService probe;
+  probe.family = s.family;
+  probe.addr = s.addr;
+  auto it = current.lower_bound(probe);
+  return it != current.end() && it->family == s.family && it->addr == s.addr;
+}
+}  // namespace
+
+Result<void> NftProxyTable::update(std::span<const NftChange> changes) {
+  if (!built_) {
+    std::set<NftService> all = current_;
+    for (const auto& c : changes) {
+      if (auto it = findService(all, c.service); it != all.end()) all.erase(it);
+      if (c.present) all.insert(c.service);
+    }
+    return sync(all, false);
+  }
+  std::vector<std::vector<uint8_t>> add[6], del[6];  // vips4 vips6 svc4 svc6 masq4 masq6
+  std::map<std::vector<uint8_t>, std::pair<NftService, bool>> vipBefore;  // touched VIPs: had one before
+  for (const auto& c : changes) {
+    const NftService& s = c.service;
+    auto key = vipKey(s);
+    if (!vipBefore.contains(key)) vipBefore.emplace(key, std::pair{s, hasVip(current_, s)});
+    auto it = findService(current_, s);
+    bool had = it != current_.end(), hadMasq = had && it->masquerade;
+    bool want = c.present, wantMasq = want && s.masquerade;
+    int v6 = s.family == AF_INET6;
+    if (had && !want) del[2 + v6].push_back(nftServiceKey(s));
+    if (!had && want) add[2 + v6].push_back(nftServiceKey(s));
+    if (hadMasq && !wantMasq) del[4 + v6].push_back(nftServiceKey(s));
+    if (!hadMasq && wantMasq) add[4 + v6].push_back(nftServiceKey(s));
+    if (had) current_.erase(it);
+    if (want) current_.insert(s);
+  }
+  for (const auto& [key, before] : vipBefore) {
+    bool after = hasVip(current_, before.first);
+    int v6 = before.first.family == AF_INET6;
+    if (before.second && !after) del[v6].push_back(key);
+    if (!before.second && after) add[v6].push_back(key);
+  }
+  Batch b((64 << 10) + 4 * 64 * changes.size());
+  static const char* kSets[6] = {"vips4", "vips6", "svc4", "svc6", "masq4", "masq6"};
+  for (int i = 0; i < 6; ++i) {
+    if (!del[i].empty()) putElems(b, table_, kSets[i], del[i], false);
+    if (!add[i].empty()) putElems(b, table_, kSets[i], add[i], true);
+  }
+  if (b.count() == 0) return {};
+  auto r = send(b.finish(), b.count());
+  if (!r) built_ = false;  // current_ holds what is wanted: the next call rebuilds from it
+  return r;
 }
 
 Result<void> NftProxyTable::remove() {

@@ -17,6 +17,7 @@
 #include <array>
 #include <cstdint>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,13 @@ struct NftService {
 // to 4 bytes as nft's concatenations are).
 std::vector<uint8_t> nftServiceKey(const NftService& s);
 
+// One service's entry: `present` false removes whatever entry the service (family,
+// address, protocol, port) has; true makes it exactly `service` (masquerade included).
+struct NftChange {
+  NftService service;
+  bool present = true;
+};
+
 class NftProxyTable {
  public:
   NftProxyTable(std::string table, uint32_t mark) : table_(std::move(table)), mark_(mark) {}
@@ -44,6 +52,10 @@ class NftProxyTable {
   // replaces the whole table in one atomic batch (delete + create: never a moment without
   // it); later calls send only element additions and deletions.
   [[nodiscard]] Result<void> sync(const std::set<NftService>& services, bool rebuild = false);
+  // Applies changes to the last synced set: element changes for those services only (and
+  // their VIPs), so one changed service costs the same whatever the table size. Before the
+  // table is built (or after a failed batch), rebuilds it whole with the changes applied.
+  [[nodiscard]] Result<void> update(std::span<const NftChange> changes);
   // nft delete table inet NAME (when the module is disabled).
   [[nodiscard]] Result<void> remove();
 

@@ -2,7 +2,9 @@
 //   ipvs_bench rules N D           print `ipvsadm -R` input for N services x D endpoints
 //   ipvs_bench services N D        print a services file for nodeagentd with the same set
 //   ipvs_bench program N D         time the reconciler programming N x D from empty
-//   ipvs_bench latency N D K       K single-endpoint changes with N x D present: p50/p99
+//   ipvs_bench latency N D K [W N2] K single-endpoint changes with N x D present (after W
+//                                  untimed ones), then the same with N2 x D: p50/p99 of the
+//                                  agent's path and of the kernel alone, change by change
 //   ipvs_bench ipvsadm-e N D K     the same K changes made by running `ipvsadm -e`
 #include <spawn.h>
 #include <sys/socket.h>
@@ -33,15 +35,20 @@ namespace {
 std::string vip(int i) { return "10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1); }
 std::string backend(int d) { return "10.244." + std::to_string(d / 250) + "." + std::to_string(d % 250 + 1); }
 
-DesiredState desired(int n, int d) {
-  DesiredState st;
-  for (int i = 0; i < n; ++i) {
+// Services [from, n) of the benchmark set, added to `st`.
+void addServices(DesiredState& st, int from, int n, int d) {
+  for (int i = from; i < n; ++i) {
     auto s = std::make_shared<DesiredService>();
     s->service.key = ServiceKey{AF_INET, Protocol::kTcp, *Address::parse(vip(i)), 80, 0};
     s->service.scheduler = "rr";
     for (int j = 0; j < d; ++j) s->dests.insert({DestKey{*Address::parse(backend(j)), 8080}, Forward::kMasq, 1, 0, 0});
     st.emplace(s->service.key, std::move(s));
   }
+}
+
+DesiredState desired(int n, int d) {
+  DesiredState st;
+  addServices(st, 0, n, d);
   return st;
 }
 
@@ -125,62 +132,85 @@ int main(int argc, char** argv) {
     return 0;
   }
   mustSync(*e.rec, st, true);  // the table being measured against
+  std::mt19937 rng(42);
   std::vector<DesiredState::iterator> its;
-  for (auto it = st.begin(); it != st.end(); ++it) its.push_back(it);
-  // K changes made by `how`, each to one endpoint of a random service: p50/p99 in us.
-  auto measure = [&](const std::string& how) -> std::vector<double> {
-    std::mt19937 rng(42);
-    std::vector<double> us;
-    us.reserve(k);
-    for (int c = 0; c < k; ++c) {
-      // The desired change: a new entry for one service with one endpoint's weight flipped.
-      auto& entry = its[rng() % its.size()]->second;
-      auto changed = std::make_shared<DesiredService>(*entry);
-      auto dit = std::next(changed->dests.begin(), static_cast<long>(rng() % changed->dests.size()));
-      dit->weight = dit->weight == 1 ? 2 : 1;
-      entry = changed;
-      const DesiredService& s = *changed;
-      auto t0 = Clk::now();
-      if (how == "latency") {
-        auto r = e.rec->syncChanged(st, {s.service.key}, false);
-        if (!r || r->applied != 1) {
-          std::fprintf(stderr, "expected one op per change\n");
-          std::exit(1);
-        }
-      } else if (how == "kernel-only") {
-        // The floor: the same change as one prebuilt op straight to the netlink table.
-        Op op{Op::Type::kEditDest, s.service, *dit};
-        auto r = e.table->apply(std::span<const Op>(&op, 1));
-        if (!r || !(*r)[0].ok()) {
-          std::fprintf(stderr, "kernel-only change failed\n");
-          std::exit(1);
-        }
-      } else {
-        std::string svc = s.service.key.address.toString() + ":80";
-        if (run({"ipvsadm", "-e", "-t", svc, "-r", dit->key.toString(), "-m", "-w", std::to_string(dit->weight)}) !=
-            0) {
-          std::fprintf(stderr, "ipvsadm -e failed\n");
-          std::exit(1);
-        }
-      }
-      us.push_back(std::chrono::duration<double, std::micro>(Clk::now() - t0).count());
-    }
-    return us;
+  auto index = [&] {
+    its.clear();
+    for (auto it = st.begin(); it != st.end(); ++it) its.push_back(it);
   };
-  auto report = [&](const std::string& how, const std::vector<double>& us) {
-    std::printf("%s with %d services x %d endpoints, %d changes: p50 %.1f us  p99 %.1f us\n", how.c_str(), n, d, k,
-                percentile(us, 0.5), percentile(us, 0.99));
+  index();
+  // One change made by `how` to one endpoint of a random service, in us.
+  auto change = [&](const std::string& how) -> double {
+    auto& entry = its[rng() % its.size()]->second;
+    size_t which = rng() % entry->dests.size();
+    if (how == "kernel-only") {
+      // The floor: one prebuilt IPVS_CMD_SET_DEST straight to the netlink table, setting
+      // an endpoint to the weight it has (the kernel does the same lookups and update).
+      Op op{Op::Type::kEditDest, entry->service, *std::next(entry->dests.begin(), static_cast<long>(which))};
+      auto t0 = Clk::now();
+      auto r = e.table->apply(std::span<const Op>(&op, 1));
+      double us = std::chrono::duration<double, std::micro>(Clk::now() - t0).count();
+      if (!r || !(*r)[0].ok()) {
+        std::fprintf(stderr, "kernel-only change failed\n");
+        std::exit(1);
+      }
+      return us;
+    }
+    // The desired change: a new entry for the service with one endpoint's weight flipped.
+    auto changed = std::make_shared<DesiredService>(*entry);
+    auto dit = std::next(changed->dests.begin(), static_cast<long>(which));
+    dit->weight = dit->weight == 1 ? 2 : 1;
+    entry = changed;
+    const DesiredService& s = *changed;
+    auto t0 = Clk::now();
+    if (how == "latency") {
+      auto r = e.rec->syncChanged(st, {s.service.key}, false);
+      if (!r || r->applied != 1) {
+        std::fprintf(stderr, "expected one op per change\n");
+        std::exit(1);
+      }
+    } else {
+      std::string svc = s.service.key.address.toString() + ":80";
+      if (run({"ipvsadm", "-e", "-t", svc, "-r", dit->key.toString(), "-m", "-w", std::to_string(dit->weight)}) != 0) {
+        std::fprintf(stderr, "ipvsadm -e failed\n");
+        std::exit(1);
+      }
+    }
+    return std::chrono::duration<double, std::micro>(Clk::now() - t0).count();
+  };
+  auto report = [&](const std::string& how, int size, const std::vector<double>& us) {
+    std::printf("%s with %d services x %d endpoints, %d changes: p50 %.1f us  p99 %.1f us\n", how.c_str(), size, d,
+                static_cast<int>(us.size()), percentile(us, 0.5), percentile(us, 0.99));
+    std::fflush(stdout);
   };
   if (mode != "latency") {
-    report(mode, measure(mode));
+    std::vector<double> us;
+    for (int c = 0; c < k; ++c) us.push_back(change(mode));
+    report(mode, n, us);
     return 0;
   }
-  // The agent's path, then the kernel alone on the same table (how much of any growth
-  // with table size is the kernel's: IPVS hashes services into 256 buckets).
-  auto ours = measure("latency");
-  auto kernel = measure("kernel-only");
-  report("latency", ours);
-  std::fflush(stdout);
-  report("kernel-only", kernel);
+  // The agent's path and the kernel alone, change by change (both see the same noise),
+  // after `warm` untimed rounds; then the table grows to n2 services in the same VM and
+  // the same is measured again.
+  int warm = argc > 5 ? std::atoi(argv[5]) : 0;
+  int n2 = argc > 6 ? std::atoi(argv[6]) : 0;
+  auto measure = [&](int size) {
+    for (int c = 0; c < warm; ++c) change("latency"), change("kernel-only");
+    std::vector<double> ours, kernel;
+    for (int c = 0; c < k; ++c) {
+      ours.push_back(change("latency"));
+      kernel.push_back(change("kernel-only"));
+    }
+    report("latency", size, ours);
+    report("kernel-only", size, kernel);
+  };
+  int repeat = argc > 7 ? std::atoi(argv[7]) : 1;
+  for (int i = 0; i < repeat; ++i) measure(n);
+  if (n2 > n) {
+    addServices(st, n, n2, d);
+    mustSync(*e.rec, st, false);
+    index();
+    for (int i = 0; i < repeat; ++i) measure(n2);
+  }
   return 0;
 }

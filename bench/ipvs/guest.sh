@@ -15,8 +15,8 @@ case "$PHASE" in
   program)
     echo "BENCH $(ipvs_bench program "$N" "$D")"
     [ "$(count)" -eq "$N" ] || { echo "nodeagent did not program $N services"; exit 1; } ;;
-  latency)
-    ipvs_bench latency "$LN" "$D" "$K" | sed 's/^/BENCH /' ;;
+  latency)  # 1,000 services, then grown to N in the same VM: K changes each, after W untimed
+    ipvs_bench latency 1000 "$D" "$K" "${W:-500}" "$N" "${REPEAT:-1}" | sed 's/^/BENCH /' ;;
   ipvsadm-e)
     echo "BENCH $(ipvs_bench ipvsadm-e "$N" "$D" "$KE")" ;;
   rss)

@@ -56,6 +56,31 @@ TEST(NftProxyTable, BuildsTableAndUpdatesElementsInANetns) {
   EXPECT_NE(out.find("10.96.0.11 . tcp . 8080"), std::string::npos);
   EXPECT_EQ(run("nft -a list chain inet nodeagent-ipvs input | grep -o 'handle [0-9]*'"), handles);
 
+  // Incremental updates: one service's elements (and its VIP when it was the last one).
+  std::vector<NftChange> changes = {{svc("10.96.0.11", IPPROTO_TCP, 8080, false), true},  // masquerade off
+                                    {svc("fd00::10", IPPROTO_TCP, 443, false), false},    // gone, and its VIP
+                                    {svc("10.96.0.12", IPPROTO_UDP, 53, true), true}};    // new, new VIP
+  r = t.update(changes);
+  ASSERT_TRUE(r) << r.error().message();
+  out = run("nft list table inet nodeagent-ipvs");
+  EXPECT_EQ(out.find("fd00::10"), std::string::npos) << out;
+  EXPECT_NE(out.find("10.96.0.12 . udp . 53"), std::string::npos) << out;
+  EXPECT_EQ(run("nft list set inet nodeagent-ipvs masq4 | grep -c '10.96.0.11 . tcp . 8080'"), "0\n");
+  EXPECT_EQ(run("nft list set inet nodeagent-ipvs svc4 | grep -c '10.96.0.11 . tcp . 8080'"), "1\n");
+  EXPECT_NE(run("nft list set inet nodeagent-ipvs masq4").find("10.96.0.12 . udp . 53"), std::string::npos);
+  EXPECT_NE(run("nft list set inet nodeagent-ipvs vips4").find("10.96.0.12"), std::string::npos);
+  EXPECT_EQ(run("nft -a list chain inet nodeagent-ipvs input | grep -o 'handle [0-9]*'"), handles);
+  // One of two services of a VIP goes: the VIP stays; the last one goes: so does the VIP.
+  r = t.update(std::vector<NftChange>{{svc("10.96.0.10", IPPROTO_UDP, 5353, false), true},
+                                      {svc("10.96.0.10", IPPROTO_TCP, 80, true), false}});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(run("nft list set inet nodeagent-ipvs vips4 | grep -cE '10\\.96\\.0\\.10([^0-9]|$)'"), "1\n");
+  r = t.update(std::vector<NftChange>{{svc("10.96.0.10", IPPROTO_UDP, 5353, false), false},
+                                      {svc("10.96.0.10", IPPROTO_TCP, 80, true), false}});  // already gone: no-op
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(run("nft list table inet nodeagent-ipvs | grep -cE '10\\.96\\.0\\.10([^0-9]|$)'"), "0\n");
+  want = {svc("10.96.0.11", IPPROTO_TCP, 8080, false), svc("10.96.0.12", IPPROTO_UDP, 53, true)};
+
   // A new process (restart) rebuilds the table atomically, without duplicating rules.
   NftProxyTable again("nodeagent-ipvs", 0x4000);
   ASSERT_TRUE(again.sync(want));

@@ -52,12 +52,13 @@ DesiredService svc(const std::string& vip, uint16_t port, int ndest, Protocol pr
 void put(DesiredState& st, DesiredService s) { st[s.service.key] = std::make_shared<const DesiredService>(std::move(s)); }
 
 // Entries are shared and immutable: a test changes one by replacing it with an edited copy.
-DesiredService& edit(std::map<ServiceKey, ServicePtr>& st, const ServiceKey& k) {
+template <class State>
+DesiredService& edit(State& st, const ServiceKey& k) {
   auto copy = std::make_shared<DesiredService>(*st.at(k));
   st[k] = copy;
   return *copy;
 }
-DesiredService& editFirst(std::map<ServiceKey, ServicePtr>& st) { return edit(st, st.begin()->first); }
+DesiredService& editFirst(DesiredState& st) { return edit(st, st.begin()->first); }
 
 class ReconcilerTest : public ::testing::Test {
  protected:
@@ -97,7 +98,7 @@ TEST(Planner, AddUpdateWeightSchedulerRemove) {
   EXPECT_EQ(p.ops[0].type, T::kAddService);
   EXPECT_EQ(p.ops[1].type, T::kAddDest);
 
-  have = want;
+  have = AppliedState(want.begin(), want.end());
   EXPECT_TRUE(planChanges(want, have, {}).empty());
 
   editFirst(want).dests.begin()->weight = 5;
@@ -125,7 +126,7 @@ TEST(Planner, TcpEndpointDrainsUdpEndpointGoesAtOnce) {
   put(want, svc("10.96.0.1", 80, 2));
   put(want, svc("10.96.0.53", 53, 2, Protocol::kUdp));
   AppliedState have;
-  have = want;
+  have = AppliedState(want.begin(), want.end());
   for (auto& [k, s] : want) {
     auto& e = edit(want, k);
     e.dests.erase(e.dests.begin()->key);
@@ -140,7 +141,7 @@ TEST(Planner, TcpEndpointDrainsUdpEndpointGoesAtOnce) {
   EXPECT_EQ(p.flushBackend[0].second.toString(), "10.244.0.1:8080");
   // Already draining: nothing more to do.
   std::set<DestRef> draining(p.startDrain.begin(), p.startDrain.end());
-  editFirst(have).dests.begin()->weight = 0;
+  edit(have, want.begin()->first).dests.begin()->weight = 0;  // the TCP one
   p = planChanges(want, have, draining);
   EXPECT_EQ(p.ops.size(), 1u);  // only the UDP delete (not yet recorded in `have`)
   EXPECT_TRUE(p.startDrain.empty());
@@ -152,6 +153,7 @@ TEST_F(ReconcilerTest, OneChangeIsOneOpWhateverTheTableSize) {
   auto r = sync(want, true);
   EXPECT_EQ(r.applied, 2000u * 4);
   EXPECT_EQ(r.plannedTotal, 2000u * 4);
+  EXPECT_EQ(rec_->appliedEndpoints(), 2000u * 3);
   EXPECT_EQ(r.planned.size(), kPlannedKept);  // the report keeps the first ops only
   EXPECT_GE(kernel_.applies, 2000u * 4 / kApplyBatch);  // sent in batches, not as one plan
   EXPECT_EQ(kernel_.table.size(), 2000u);
@@ -253,7 +255,9 @@ TEST_F(ReconcilerTest, DrainDeletesWhenIdleOrAfterTimeout) {
   EXPECT_EQ(kernel_.table[key].dests.at(gone1).dest.weight, 0u);
   EXPECT_EQ(rec_->draining().size(), 2u);
   kernel_.table[key].dests[gone2].inactiveConns = 0;  // its connections closed
+  EXPECT_EQ(rec_->appliedEndpoints(), 3u);  // draining ones are still there
   auto r = sync(want);
+  EXPECT_EQ(rec_->appliedEndpoints(), 2u);
   EXPECT_FALSE(kernel_.table[key].dests.contains(gone2));
   EXPECT_TRUE(kernel_.table[key].dests.contains(gone1));
   EXPECT_EQ(r.drainsFinished, 1u);
