@@ -63,19 +63,24 @@ class FlatMap {
     return it->second;
   }
   V& operator[](const K& k) { return emplace(k, V{}).first->second; }
-  // Inserts when `k` is absent; returns the entry and whether it was inserted.
-  std::pair<iterator, bool> emplace(const K& k, V v) {
+  // Inserts when `k` is absent; returns the entry and whether it was inserted. The value
+  // is made from `args` only when inserted (like std::map::emplace; `k` may point into them).
+  template <class... Args>
+  std::pair<iterator, bool> emplace(const K& k, Args&&... args) {
     auto it = lower_bound(k);
     if (it != v_.end() && it->first == k) return {it, false};
-    return {v_.insert(it, value_type(k, std::move(v))), true};
+    K key = k;
+    return {v_.insert(it, value_type(std::move(key), V(std::forward<Args>(args)...))), true};
   }
   // Appends in O(1) when `k` sorts after every key (building in order); else emplace.
-  iterator emplace_hint(const_iterator, const K& k, V v) {
+  template <class... Args>
+  iterator emplace_hint(const_iterator, const K& k, Args&&... args) {
     if (v_.empty() || v_.back().first < k) {
-      v_.emplace_back(k, std::move(v));
+      K key = k;
+      v_.emplace_back(std::move(key), V(std::forward<Args>(args)...));
       return v_.end() - 1;
     }
-    return emplace(k, std::move(v)).first;
+    return emplace(k, std::forward<Args>(args)...).first;
   }
   size_t erase(const K& k) {
     auto it = find(k);

@@ -5,6 +5,7 @@
 
 #include "common/files.h"
 #include "common/log.h"
+#include "ipvs/big_allocator.h"
 
 namespace nodeagent::ipvs {
 
@@ -45,31 +46,51 @@ bool Reconciler::owns(const ServiceKey& k) const {
 }
 
 Result<void> Reconciler::readKernel(const DesiredState& desired) {
-  AppliedState fresh;
+  // Merged into applied_ in place: entries that match the kernel stay as they are, so a
+  // periodic resync of a large table allocates (and scatters in the heap) nothing.
   std::set<ServiceKey> foreign;
+  BigVector<ServiceKey> seen;
+  std::vector<Destination> dests;
   auto r = table_.forEach(true, [&](ServiceState&& s) -> Result<void> {
     const ServiceKey& k = s.service.key;
     if (!owns(k)) {
       foreign.insert(k);
       return {};
     }
-    std::vector<Destination> dests;
-    dests.reserve(s.dests.size());
+    seen.push_back(k);
+    dests.clear();
     for (const auto& d : s.dests) dests.push_back(d.dest);
-    auto a = std::make_shared<DesiredService>();
-    a->service = s.service;
-    a->dests = Dests(std::move(dests));
-    auto want = desired.find(k);
-    if (want != desired.end() && sameIpvs(*want->second, *a))
-      fresh.emplace(k, want->second);
-    else
-      fresh.emplace(k, std::move(a));
+    std::sort(dests.begin(), dests.end(), [](const Destination& a, const Destination& b) { return a.key < b.key; });
+    auto matches = [&](const DesiredService& e) {
+      return e.service == s.service && std::equal(dests.begin(), dests.end(), e.dests.begin(), e.dests.end());
+    };
+    auto have = applied_.find(k);
+    if (have != applied_.end() && matches(*have->second)) return {};
+    ServicePtr entry;
+    if (auto want = desired.find(k); want != desired.end() && matches(*want->second)) {
+      entry = want->second;
+    } else {
+      auto a = std::make_shared<DesiredService>();
+      a->service = s.service;
+      a->dests = Dests(dests);
+      entry = std::move(a);
+    }
+    if (have != applied_.end()) {
+      endpoints_ += entry->dests.size() - have->second->dests.size();
+      have->second = std::move(entry);
+    } else {
+      endpoints_ += entry->dests.size();
+      applied_.emplace(k, std::move(entry));
+    }
     return {};
   });
   if (!r) return r;
-  applied_ = std::move(fresh);
-  endpoints_ = 0;
-  for (const auto& [k, a] : applied_) endpoints_ += a->dests.size();
+  std::sort(seen.begin(), seen.end());
+  std::erase_if(applied_, [&](const auto& e) {
+    if (std::binary_search(seen.begin(), seen.end(), e.first)) return false;
+    endpoints_ -= e.second->dests.size();
+    return true;
+  });
   foreign_ = std::move(foreign);
   // Drains of destinations that vanished are over; weight-0 leftovers are picked up by
   // the planner (not desired, found at weight 0: drained, then deleted).

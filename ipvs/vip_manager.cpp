@@ -7,6 +7,10 @@
 #include <linux/if_addr.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
 #include "common/files.h"
 #include "common/log.h"
 
@@ -70,7 +74,9 @@ Result<void> VipManager::ensureInterface() {
 Result<void> VipManager::readAddresses() {
   nl_cache* cache = nullptr;
   if (int err = rtnl_addr_alloc_cache(sock_, &cache); err < 0) return nlFail(err, "list addresses");
-  bound_.clear();
+  // Collected apart and compared: a resync that finds what it expects leaves bound_ (and
+  // the heap) alone instead of rebuilding it among the cache's freed objects.
+  std::vector<Address> found;
   for (nl_object* o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
     auto* a = reinterpret_cast<rtnl_addr*>(o);
     if (rtnl_addr_get_ifindex(a) != ifindex_) continue;
@@ -80,9 +86,11 @@ Result<void> VipManager::readAddresses() {
     addr.family = static_cast<uint8_t>(nl_addr_get_family(local));
     if (addr.family != AF_INET && addr.family != AF_INET6) continue;
     std::memcpy(addr.bytes.data(), nl_addr_get_binary_addr(local), std::min<unsigned>(16, nl_addr_get_len(local)));
-    bound_.insert(addr);
+    found.push_back(addr);
   }
   nl_cache_free(cache);
+  std::sort(found.begin(), found.end());
+  if (!std::equal(found.begin(), found.end(), bound_.begin(), bound_.end())) bound_ = std::set<Address>(found.begin(), found.end());
   return {};
 }
 

@@ -239,6 +239,7 @@ Result<void> NftProxyTable::send(const std::vector<uint8_t>& batch, int messages
 }
 
 Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebuild) {
+  if (built_ && !rebuild && services == current_) return {};  // a resync that finds it as it was
   // Room for the table, chains and rules plus every element (each about 40 bytes) of a
   // rebuild: svc, masq and vips entries for each service.
   Batch b((256 << 10) + 3 * 64 * (services.size() + current_.size()));
