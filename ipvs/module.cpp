@@ -4,6 +4,8 @@
 #include <sys/utsname.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <mutex>
 
 #include "agent/config.h"
 #include "agent/state_store.h"
@@ -110,6 +112,12 @@ void IpvsModule::reload(const agent::Config& config) {
 }
 
 Result<void> IpvsModule::ensureOpen() {
+  // Large transient buffers (a kernel dump, an nftables batch for 10,000 services) must
+  // stay out of the heap: glibc raises its mmap threshold after one is freed, later ones
+  // then land in the heap and leave holes that pin pages of the long-lived table. A fixed
+  // threshold (glibc's default, 128 KiB) turns that adjustment off, for the process.
+  static std::once_flag fixedMmapThreshold;
+  std::call_once(fixedMmapThreshold, [] { ::mallopt(M_MMAP_THRESHOLD, 128 << 10); });
   if (!table_) {
     auto t = NetlinkServiceTable::open();
     if (!t) return fail(t.error());
@@ -295,6 +303,8 @@ Result<void> IpvsModule::reconcile(const agent::ReconcileContext& ctx) {
     if (reconciler_) reconciler_->setOptions(optionsFrom(config_));
   }
   if (!config_.enabled) {
+    if (auto r = teardown(ctx.dryRun || ctx_.dryRun); !r)
+      log::get("ipvs")->warn("removing what the IPVS proxy made: {}", r.error().message());
     agent::ModuleState s;
     s.name = name();
     s.health = agent::Health::kDisabled;
@@ -310,6 +320,68 @@ Result<void> IpvsModule::reconcile(const agent::ReconcileContext& ctx) {
   publish(&*report, std::nullopt);
   if (!report->failures.empty())
     return failInvalid(std::to_string(report->failures.size()) + " IPVS changes failed; first: " + report->failures.front());
+  return {};
+}
+
+// Switched off after having run (a reload, or a start with a state directory from an
+// earlier run): what the agent made goes, so nothing keeps steering traffic to backends
+// nobody updates. Owned services (foreign ones stay), the VIPs and the dummy interface,
+// the nftables table. A node that never ran the proxy has no state directory for it and
+// is not touched.
+Result<void> IpvsModule::teardown(bool dryRun) {
+  std::string dir = ctx_.stateDir + "/ipvs";
+  if (!pathExists(dir)) return {};
+  auto log = log::get("ipvs");
+  if (source_) {
+    source_->stop();
+    source_.reset();
+  }
+  if (dryRun) {
+    log->info("ipvs disabled: would remove the IPVS services, VIPs, interface {} and nftables table {} nodeagent made "
+              "(dry run)",
+              config_.interface, config_.nftTable);
+    return {};
+  }
+  log->info("ipvs disabled: removing the IPVS services, VIPs, interface {} and nftables table {} nodeagent made",
+            config_.interface, config_.nftTable);
+  std::optional<Error> firstError;
+  auto note = [&](Result<void> r, const char* what) {
+    if (!r && !firstError) firstError = r.error().wrap(what);
+  };
+  if (!table_) {
+    if (auto t = NetlinkServiceTable::open()) table_ = std::move(*t);  // no IPVS in the kernel: no services
+  }
+  if (table_) {
+    if (!flusher_) flusher_ = std::make_unique<ConntrackFlusher>();
+    if (!ownership_) {
+      ownership_ = std::make_unique<Ownership>(dir + "/owned-services");
+      note(ownership_->load(), "read owned services");
+    }
+    if (!reconciler_)
+      reconciler_ = std::make_unique<Reconciler>(*table_, *ownership_, SystemClock::instance(), optionsFrom(config_),
+                                                 flusher_.get());
+    auto r = reconciler_->sync(DesiredState{}, SyncRequest{true, false});
+    if (!r) note(fail(r.error()), "remove owned IPVS services");
+    else if (!r->failures.empty()) note(failInvalid(r->failures.front()), "remove owned IPVS services");
+    else log->info("removed {} owned IPVS services", r->applied);
+  }
+  if (!vips_) vips_ = std::make_unique<VipManager>(config_.interface, dir + "/interface");
+  note(vips_->remove(), "remove the VIP interface");
+  if (!nft_) nft_ = std::make_unique<netfilter::NftProxyTable>(config_.nftTable, config_.masqueradeMark);
+  note(nft_->remove(), "remove the nftables table");
+  if (firstError) return fail(*firstError);  // state kept: tried again next pass
+  reconciler_.reset();
+  ownership_.reset();
+  table_.reset();
+  vips_.reset();
+  nft_.reset();
+  desired_ = DesiredState{};
+  pendingChanged_.clear();
+  edgesStale_ = true;
+  sourceChanged_ = true;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  log->info("ipvs disabled: nothing of the IPVS proxy is left");
   return {};
 }
 

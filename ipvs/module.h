@@ -52,6 +52,7 @@ class IpvsModule final : public agent::Module {
   [[nodiscard]] Result<void> ensureOpen();
   void publish(const SyncReport* report, const std::optional<Error>& error);
   // VIPs and nftables elements: all of them (`full`), or those of the changed services.
+  [[nodiscard]] Result<void> teardown(bool dryRun);
   [[nodiscard]] Result<void> syncEdges(bool full, const std::vector<ServiceKey>& changed);
   bool live(const ServiceKey& k) const;
   bool vipWanted(uint16_t family, const Address& a) const;

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Real IPVS in the VM: programmed services read back by ipvsadm, real TCP through a VIP to
 # backends in other namespaces, a foreign service left alone, a hand-deleted service
-# restored at resync, a draining endpoint keeping its connection.
+# restored at resync, a draining endpoint keeping its connection, and everything the agent
+# made removed when the module is switched off.
 source /opt/nodeagent/lib.sh
 trap '' PIPE
 echo 1 > /proc/sys/net/ipv4/ip_forward
@@ -101,6 +102,22 @@ check "owned services removed" wait_for 15 bash -c "! ipvsadm -Ln | grep -q '10.
 check "nft elements removed" wait_for 10 bash -c "! nft list set inet nodeagent-ipvs svc4 | grep -q 10.96.0"
 check "VIPs removed" wait_for 10 bash -c "! ip addr show dev nodeagent-ipvs0 | grep -q 10.96.0"
 check "foreign service still there" bash -c "ipvsadm -Ln | grep -q '10.1.1.1:80'"
+
+# Switched off by a reload: what the agent made goes (owned services, VIPs, the dummy
+# interface, the nftables table); the foreign service and other tables stay.
+printf 'services:\n  - {address: 10.96.0.20, port: 80, endpoints: [{address: 10.244.1.2, port: 8080}]}\n' > /tmp/na/services.yaml
+check "a service programmed again" wait_for 15 bash -c "ipvsadm -Ln | grep -q '10.96.0.20:80'"
+check "its VIP bound again" wait_for 10 bash -c "ip addr show dev nodeagent-ipvs0 | grep -q 10.96.0.20"
+nft add table inet someone-else
+sed -i 's/^  enabled: true/  enabled: false/' /tmp/na/config.yaml
+kill -HUP "$agent_pid"
+check "disabled: owned services removed" wait_for 15 bash -c "! ipvsadm -Ln | grep -q '10.96.0.20'"
+check "disabled: dummy interface removed" wait_for 10 bash -c "! ip link show nodeagent-ipvs0"
+check "disabled: nftables table removed" wait_for 10 bash -c "! nft list table inet nodeagent-ipvs"
+check "disabled: other nftables table kept" bash -c "nft list table inet someone-else"
+check "disabled: foreign service kept" bash -c "ipvsadm -Ln -t 10.1.1.1:80 | grep -q '10.9.9.9:80 .*Masq    7'"
+check "disabled: said so in the log" grep -q "ipvs disabled: removing" /tmp/na/agent.log
+check "disabled: module reports disabled" bash -c "nodeagentctl status -o json | grep -q 'ipvs.enabled: false'"
 kill "$agent_pid"; wait "$agent_pid"
 [ "$fails" -eq 0 ] || show_log
 echo "e2e: $fails failures"
