@@ -156,19 +156,26 @@ void putSet(Batch& b, const std::string& table, const std::string& name, uint32_
   nftnl_set_free(s);
 }
 
+// The payload of one NFT_MSG_NEWSETELEM / NFT_MSG_DELSETELEM message.
+void putElemsPayload(nlmsghdr* h, const std::string& table, const std::string& set,
+                     std::span<const std::vector<uint8_t>> keys) {
+  auto* s = setFor(table, set);
+  for (const auto& k : keys) {
+    auto* e = nftnl_set_elem_alloc();
+    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, k.data(), static_cast<uint32_t>(k.size()));
+    nftnl_set_elem_add(s, e);
+  }
+  nftnl_set_elems_nlmsg_build_payload(h, s);
+  nftnl_set_free(s);
+}
+
 // Adds (or deletes) elements, in messages of at most 256 elements.
 void putElems(Batch& b, const std::string& table, const std::string& set, const std::vector<std::vector<uint8_t>>& keys,
               bool add) {
   for (size_t i = 0; i < keys.size(); i += 256) {
-    auto* s = setFor(table, set);
-    for (size_t j = i; j < std::min(keys.size(), i + 256); ++j) {
-      auto* e = nftnl_set_elem_alloc();
-      nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, keys[j].data(), static_cast<uint32_t>(keys[j].size()));
-      nftnl_set_elem_add(s, e);
-    }
-    nftnl_set_elems_nlmsg_build_payload(b.header(add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, add ? NLM_F_CREATE : 0), s);
+    std::span<const std::vector<uint8_t>> chunk(keys.data() + i, std::min<size_t>(256, keys.size() - i));
+    putElemsPayload(b.header(add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, add ? NLM_F_CREATE : 0), table, set, chunk);
     b.next();
-    nftnl_set_free(s);
   }
 }
 
@@ -194,6 +201,16 @@ std::vector<uint8_t> vipKey(const NftService& s) {
 }
 
 }  // namespace
+
+std::vector<uint8_t> buildSetElemsMessage(const std::string& table, const std::string& set,
+                                          std::span<const std::vector<uint8_t>> keys, bool add, uint32_t seq) {
+  std::vector<uint8_t> buf(MNL_SOCKET_BUFFER_SIZE);
+  auto* h = nftnl_nlmsg_build_hdr(reinterpret_cast<char*>(buf.data()), add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM,
+                                  NFPROTO_INET, (add ? NLM_F_CREATE : 0) | NLM_F_ACK, seq);
+  putElemsPayload(h, table, set, keys);
+  buf.resize(h->nlmsg_len);
+  return buf;
+}
 
 std::vector<uint8_t> nftServiceKey(const NftService& s) {
   std::vector<uint8_t> k = vipKey(s);

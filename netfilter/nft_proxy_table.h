@@ -45,6 +45,12 @@ struct NftChange {
   bool present = true;
 };
 
+// nft add element inet TABLE SET { KEY, ... } (add), nft delete element ... (!add): one
+// NFT_MSG_NEWSETELEM / NFT_MSG_DELSETELEM message with sequence number `seq`, as the table
+// sends them inside its batches (a service change is made of these).
+std::vector<uint8_t> buildSetElemsMessage(const std::string& table, const std::string& set,
+                                          std::span<const std::vector<uint8_t>> keys, bool add, uint32_t seq);
+
 class NftProxyTable {
  public:
   NftProxyTable(std::string table, uint32_t mark) : table_(std::move(table)), mark_(mark) {}
