@@ -1,6 +1,5 @@
 #include "agent/control_server.h"
 
-#include <grp.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -172,11 +171,11 @@ Result<void> ControlServer::start(const SocketSpec& socket) {
   socketPath_ = socket.path;
   if (::chmod(socket.path.c_str(), socket.mode) != 0) return failErrno("chmod " + socket.path);
   if (!socket.group.empty()) {
-    if (struct group* g = ::getgrnam(socket.group.c_str())) {
-      if (::chown(socket.path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0)
+    if (auto gid = localGroupId(socket.group)) {
+      if (::chown(socket.path.c_str(), static_cast<uid_t>(-1), *gid) != 0)
         return failErrno("chown " + socket.path + " to group " + socket.group);
     } else {
-      log::get("control")->debug("group {} does not exist; socket keeps the default group", socket.group);
+      log::get("control")->debug("group {} is not in /etc/group; socket keeps the default group", socket.group);
     }
   }
   return {};

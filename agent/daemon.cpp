@@ -20,6 +20,7 @@
 #include "agent/version.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/memory.h"
 #include "systemd/notify.h"
 
 namespace nodeagent::agent {
@@ -179,15 +180,54 @@ class Daemon {
     systemd::notify("READY=1");
   }
 
+  // Unmaps code and read-only data that start-up or a burst of work touched and that an
+  // idle daemon does not run (see common/memory.h); the idle resident set is then what
+  // the daemon really uses.
+  void releaseMemory(const char* after) {
+    {
+      std::lock_guard l(configMu_);
+      if (!config_.agent.releaseIdlePages) return;
+    }
+    auto r = releaseIdleMemory();
+    if (!r) {
+      logger_->debug("cannot release idle memory: {}", r.error().message());
+      return;
+    }
+    logger_->debug("released {:.1f} MB of clean file pages from {} mappings after {}",
+                   static_cast<double>(r->mappedBytes) / (1 << 20), r->mappings, after);
+  }
+
   // Tells systemd READY=1 once every module finished its first pass, and STATUS= whenever
-  // the one-line summary changes. Wakes only on state changes.
+  // the one-line summary changes. Once the daemon has gone quiet after work (start-up, a
+  // reload, a resync: every pass publishes state), releases the pages that work mapped
+  // (common/memory.h); control calls publish nothing, so a release also comes every few
+  // minutes. Wakes only on state changes and for those releases.
   void notifierLoop() {
+    constexpr auto kQuiet = std::chrono::seconds(3);
+    constexpr auto kMinGap = std::chrono::seconds(30);
+    constexpr auto kMaxGap = std::chrono::minutes(5);
     bool ready = false;
     std::string lastStatus;
     uint64_t seen = 0;
+    constexpr auto kNone = steady_clock::time_point::max();
+    steady_clock::time_point lastRelease = kNone, releaseAt = kNone;
     for (;;) {
-      seen = store_.waitForChange(seen, steady_clock::now() + std::chrono::hours(24));
+      auto now = steady_clock::now();
+      auto deadline = now + std::chrono::hours(24);
+      deadline = std::min(deadline, releaseAt);
+      if (lastRelease != kNone) deadline = std::min(deadline, lastRelease + kMaxGap);
+      uint64_t version = store_.waitForChange(seen, deadline);
       if (stopping_) return;
+      now = steady_clock::now();
+      if (version == seen) {
+        if (ready && now >= deadline) {
+          releaseMemory(releaseAt != kNone ? "work" : "idle period");
+          lastRelease = now;
+          releaseAt = kNone;
+        }
+        continue;
+      }
+      seen = version;
       auto status = summarize(store_.snapshot());
       if (!ready && allFirstPassesDone()) {
         ready = true;
@@ -198,6 +238,7 @@ class Daemon {
         lastStatus = status;
         systemd::notify("STATUS=" + status);
       }
+      if (ready) releaseAt = lastRelease == kNone ? now + kQuiet : std::max(now + kQuiet, lastRelease + kMinGap);
     }
   }
 

@@ -1,10 +1,12 @@
 #include "common/files.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <filesystem>
 
 #include "common/fd.h"
@@ -85,6 +87,23 @@ Result<void> makeDirs(const std::string& path, mode_t mode) {
 bool pathExists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;
+}
+
+std::optional<gid_t> localGroupId(const std::string& nameOrId, const std::string& groupFile) {
+  if (nameOrId.empty()) return std::nullopt;
+  if (nameOrId.find_first_not_of("0123456789") == std::string::npos && nameOrId.size() < 10)
+    return static_cast<gid_t>(std::stoul(nameOrId));
+  FILE* f = std::fopen(groupFile.c_str(), "re");
+  if (!f) return std::nullopt;
+  std::optional<gid_t> gid;
+  while (struct group* g = ::fgetgrent(f)) {
+    if (nameOrId == g->gr_name) {
+      gid = g->gr_gid;
+      break;
+    }
+  }
+  std::fclose(f);
+  return gid;
 }
 
 }  // namespace nodeagent

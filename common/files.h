@@ -1,6 +1,7 @@
 // Small file helpers: whole-file read and atomic replace (temp file + fsync + rename).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
@@ -20,5 +21,11 @@ namespace nodeagent {
 [[nodiscard]] Result<void> makeDirs(const std::string& path, mode_t mode = 0755);
 
 bool pathExists(const std::string& path);
+
+// The gid of a local group: a number, or a name looked up in `groupFile` with fgetgrent.
+// Deliberately not getgrnam: NSS modules (systemd, sss, ldap) would be loaded into the
+// daemon for one lookup and may wait on a network directory at boot, while a node-local
+// socket group is a local group (systemd-sysusers creates it from the shipped file).
+std::optional<gid_t> localGroupId(const std::string& nameOrId, const std::string& groupFile = "/etc/group");
 
 }  // namespace nodeagent

@@ -51,5 +51,15 @@ TEST_F(FilesTest, ReadMissingFileNamesIt) {
   EXPECT_EQ(r.error().message(), "open " + dir_ + "/nope: No such file or directory");
 }
 
+TEST_F(FilesTest, LocalGroupIdReadsTheGroupFileOrANumber) {
+  ASSERT_TRUE(writeFileAtomic(dir_ + "/group", "root:x:0:\nadm:x:4:syslog\nnodeagent:x:998:\n"));
+  EXPECT_EQ(localGroupId("nodeagent", dir_ + "/group"), std::optional<gid_t>(998));
+  EXPECT_EQ(localGroupId("adm", dir_ + "/group"), std::optional<gid_t>(4));
+  EXPECT_EQ(localGroupId("1234", dir_ + "/group"), std::optional<gid_t>(1234));
+  EXPECT_EQ(localGroupId("missing", dir_ + "/group"), std::nullopt);
+  EXPECT_EQ(localGroupId("node", dir_ + "/group"), std::nullopt);  // no prefix match
+  EXPECT_EQ(localGroupId("nodeagent", dir_ + "/no-such-file"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace nodeagent
