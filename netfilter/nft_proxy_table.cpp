@@ -29,8 +29,10 @@ constexpr uint32_t concatType(uint32_t a, uint32_t b, uint32_t c) { return (((a 
 // Collects the messages of one batch into a buffer.
 class Batch {
  public:
-  explicit Batch(size_t capacity = 64 << 10) : buf_(capacity) {
-    batch_ = mnl_nlmsg_batch_start(buf_.data(), buf_.size());
+  // The buffer is left uninitialised: a large one (a rebuild of 10,000 services) only
+  // becomes resident as far as it is written.
+  explicit Batch(size_t capacity = 64 << 10) : buf_(new uint8_t[capacity]), capacity_(capacity) {
+    batch_ = mnl_nlmsg_batch_start(buf_.get(), capacity_);
     nftnl_batch_begin(static_cast<char*>(mnl_nlmsg_batch_current(batch_)), seq_++);
     mnl_nlmsg_batch_next(batch_);
   }
@@ -41,16 +43,16 @@ class Batch {
                                  flags | NLM_F_ACK, seq_++);
   }
   void next() { mnl_nlmsg_batch_next(batch_); }
-  std::vector<uint8_t> finish() {
+  std::span<const uint8_t> finish() {
     nftnl_batch_end(static_cast<char*>(mnl_nlmsg_batch_current(batch_)), seq_++);
     mnl_nlmsg_batch_next(batch_);
-    auto* h = static_cast<uint8_t*>(mnl_nlmsg_batch_head(batch_));
-    return std::vector<uint8_t>(h, h + mnl_nlmsg_batch_size(batch_));
+    return {static_cast<const uint8_t*>(mnl_nlmsg_batch_head(batch_)), mnl_nlmsg_batch_size(batch_)};
   }
   int count() const { return count_; }
 
  private:
-  std::vector<uint8_t> buf_;
+  std::unique_ptr<uint8_t[]> buf_;
+  size_t capacity_;
   mnl_nlmsg_batch* batch_;
   uint32_t seq_ = 1;
   int count_ = 0;
@@ -221,7 +223,7 @@ std::vector<uint8_t> nftServiceKey(const NftService& s) {
   return k;
 }
 
-Result<void> NftProxyTable::send(const std::vector<uint8_t>& batch, int messages) {
+Result<void> NftProxyTable::send(std::span<const uint8_t> batch, int messages) {
   auto sock = NetlinkSocket::open(NETLINK_NETFILTER);
   if (!sock) return fail(sock.error());
   // The batch must go out in one sendmsg; ACKs come back one per message.

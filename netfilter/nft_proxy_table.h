@@ -66,7 +66,7 @@ class NftProxyTable {
   [[nodiscard]] Result<void> remove();
 
  private:
-  [[nodiscard]] Result<void> send(const std::vector<uint8_t>& batch, int messages);
+  [[nodiscard]] Result<void> send(std::span<const uint8_t> batch, int messages);
   std::string table_;
   uint32_t mark_;
   bool built_ = false;
