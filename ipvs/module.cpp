@@ -337,9 +337,11 @@ Result<void> IpvsModule::teardown(bool dryRun) {
     source_.reset();
   }
   if (dryRun) {
-    log->info("ipvs disabled: would remove the IPVS services, VIPs, interface {} and nftables table {} nodeagent made "
-              "(dry run)",
-              config_.interface, config_.nftTable);
+    if (!teardownLogged_)
+      log->info("ipvs disabled: would remove the IPVS services, VIPs, interface {} and nftables table {} nodeagent "
+                "made (dry run)",
+                config_.interface, config_.nftTable);
+    teardownLogged_ = true;
     return {};
   }
   log->info("ipvs disabled: removing the IPVS services, VIPs, interface {} and nftables table {} nodeagent made",

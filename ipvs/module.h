@@ -75,6 +75,7 @@ class IpvsModule final : public agent::Module {
   DesiredState desired_;
   std::set<ServiceKey> pendingChanged_;  // changed in the source, not yet applied
   bool edgesStale_ = true;               // VIPs and nftables need a full pass
+  bool teardownLogged_ = false;          // a dry run said what switching off would remove
   std::optional<Error> sourceError_;
   std::string lastSync_;
   uint64_t syncs_ = 0, opsApplied_ = 0, opFailures_ = 0, fullReads_ = 0;

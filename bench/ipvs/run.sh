@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # IPVS benchmarks in the QEMU VM (real IPVS; TCG makes absolute times slow: the ratios
 # are the figures). Each phase boots a fresh VM (see guest.sh for why).
-#   bench/ipvs/run.sh            10,000 services x 10 endpoints, 1,000 changes
+#   bench/ipvs/run.sh            10,000 services x 10 endpoints, 1,000 changes, 3 latency rounds
 #   N=2000 bench/ipvs/run.sh     smaller
+#   LR=5 bench/ipvs/run.sh       more latency rounds (their median is the ratio)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
