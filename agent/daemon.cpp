@@ -1,5 +1,6 @@
 #include "agent/daemon.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -309,6 +310,11 @@ int runDaemon(const DaemonOptions& options) {
   sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // Large transient buffers (a kernel dump, an nftables batch for 10,000 services) must
+  // stay out of the heap: glibc raises its mmap threshold after one is freed, later ones
+  // then land in the heap and leave holes that pin pages of long-lived data. A fixed
+  // threshold (glibc's default, 128 KiB) turns that adjustment off.
+  ::mallopt(M_MMAP_THRESHOLD, 128 << 10);
   Daemon d(options);
   return d.run(std::move(*config));
 }

@@ -112,12 +112,6 @@ void IpvsModule::reload(const agent::Config& config) {
 }
 
 Result<void> IpvsModule::ensureOpen() {
-  // Large transient buffers (a kernel dump, an nftables batch for 10,000 services) must
-  // stay out of the heap: glibc raises its mmap threshold after one is freed, later ones
-  // then land in the heap and leave holes that pin pages of the long-lived table. A fixed
-  // threshold (glibc's default, 128 KiB) turns that adjustment off, for the process.
-  static std::once_flag fixedMmapThreshold;
-  std::call_once(fixedMmapThreshold, [] { ::mallopt(M_MMAP_THRESHOLD, 128 << 10); });
   if (!table_) {
     auto t = NetlinkServiceTable::open();
     if (!t) return fail(t.error());

@@ -181,6 +181,18 @@ void putElems(Batch& b, const std::string& table, const std::string& set, const 
   }
 }
 
+// Element keys to add and delete per set, indexed as kElemSets.
+using ElemKeys = std::vector<std::vector<uint8_t>>[6];
+constexpr const char* kElemSets[6] = {"vips4", "vips6", "svc4", "svc6", "masq4", "masq6"};
+
+// All element changes of one pass, set by set, deletes before adds (one transaction).
+void putElemChanges(Batch& b, const std::string& table, const ElemKeys& add, const ElemKeys& del) {
+  for (int i = 0; i < 6; ++i) {
+    if (!del[i].empty()) putElems(b, table, kElemSets[i], del[i], false);
+    if (!add[i].empty()) putElems(b, table, kElemSets[i], add[i], true);
+  }
+}
+
 // nft add table inet T; nft delete table inet T [; nft add table inet T]: the add makes
 // the delete valid when the table is absent; all in one transaction.
 void putTableReset(Batch& b, const std::string& table, bool recreate) {
@@ -317,7 +329,7 @@ Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebu
   std::set<std::vector<uint8_t>> haveVips, wantVips;
   for (const auto& s : current_) haveVips.insert(vipKey(s));
   for (const auto& s : services) wantVips.insert(vipKey(s));
-  std::vector<std::vector<uint8_t>> add[6], del[6];  // vips4 vips6 svc4 svc6 masq4 masq6
+  ElemKeys add, del;
   for (const auto& v : wantVips)
     if (!haveVips.contains(v)) add[v.size() == 16].push_back(v);
   for (const auto& v : haveVips)
@@ -342,11 +354,7 @@ Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebu
     std::erase_if(add[i], [&](const auto& k) { return d.contains(k); });
     std::erase_if(del[i], [&](const auto& k) { return a.contains(k); });
   }
-  static const char* kSets[6] = {"vips4", "vips6", "svc4", "svc6", "masq4", "masq6"};
-  for (int i = 0; i < 6; ++i) {
-    if (!del[i].empty()) putElems(b, table_, kSets[i], del[i], false);
-    if (!add[i].empty()) putElems(b, table_, kSets[i], add[i], true);
-  }
+  putElemChanges(b, table_, add, del);
   if (b.count() == 0) return {};
   auto r = send(b.finish(), b.count());
   if (!r) {
@@ -388,7 +396,7 @@ Result<void> NftProxyTable::update(std::span<const NftChange> changes) {
     }
     return sync(all, false);
   }
-  std::vector<std::vector<uint8_t>> add[6], del[6];  // vips4 vips6 svc4 svc6 masq4 masq6
+  ElemKeys add, del;
   std::map<std::vector<uint8_t>, std::pair<NftService, bool>> vipBefore;  // touched VIPs: had one before
   for (const auto& c : changes) {
     const NftService& s = c.service;
@@ -412,11 +420,7 @@ Result<void> NftProxyTable::update(std::span<const NftChange> changes) {
     if (!before.second && after) add[v6].push_back(key);
   }
   Batch b((64 << 10) + 4 * 64 * changes.size());
-  static const char* kSets[6] = {"vips4", "vips6", "svc4", "svc6", "masq4", "masq6"};
-  for (int i = 0; i < 6; ++i) {
-    if (!del[i].empty()) putElems(b, table_, kSets[i], del[i], false);
-    if (!add[i].empty()) putElems(b, table_, kSets[i], add[i], true);
-  }
+  putElemChanges(b, table_, add, del);
   if (b.count() == 0) return {};
   auto r = send(b.finish(), b.count());
   if (!r) built_ = false;  // current_ holds what is wanted: the next call rebuilds from it

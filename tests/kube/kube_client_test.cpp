@@ -13,22 +13,13 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::TestServer;
+using testing::eventually;
 
 std::unique_ptr<Client> makeClient(ClusterConfig c, ClientOptions o = {}) {
   o.backoffBase = 50ms;
   auto r = Client::create(std::move(c), o);
   EXPECT_TRUE(r.has_value()) << r.error().message();
   return std::move(*r);
-}
-
-template <class F>
-bool eventually(F f, std::chrono::milliseconds within = 10s) {
-  auto end = std::chrono::steady_clock::now() + within;
-  while (std::chrono::steady_clock::now() < end) {
-    if (f()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return f();
 }
 
 TEST(KubeClient, GetsNodeOverTlsWithBearerToken) {

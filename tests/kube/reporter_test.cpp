@@ -20,16 +20,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using kube::testing::TestServer;
-
-template <class F>
-bool eventually(F f, std::chrono::milliseconds within = 10s) {
-  auto end = std::chrono::steady_clock::now() + within;
-  while (std::chrono::steady_clock::now() < end) {
-    if (f()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return f();
-}
+using kube::testing::eventually;
 
 // A fake module: publishes one condition (and a metric) like the real ones do.
 void publish(StateStore& store, const std::string& module, const std::string& type, bool status,

@@ -3,7 +3,9 @@
 // /_test/ control endpoints.
 #pragma once
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/kube/client.h"
@@ -54,5 +56,16 @@ class TestServer {
   int port_ = 0;
   std::unique_ptr<Client> admin_;
 };
+
+// Polls `f` every 20 ms until it holds or `within` has passed; the last poll decides.
+template <class F>
+bool eventually(F f, std::chrono::milliseconds within = std::chrono::seconds(10)) {
+  auto end = std::chrono::steady_clock::now() + within;
+  while (std::chrono::steady_clock::now() < end) {
+    if (f()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return f();
+}
 
 }  // namespace nodeagent::kube::testing

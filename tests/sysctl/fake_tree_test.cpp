@@ -9,18 +9,13 @@
 #include "agent/state_store.h"
 #include "common/files.h"
 #include "sysctl/module.h"
+#include "tests/sysctl/null_output.h"
 #include "sysctl/tuner.h"
 
 namespace nodeagent::sysctl {
 namespace {
 
 namespace fs = std::filesystem;
-
-class NullOutput : public agent::CallOutput {
- public:
-  void progress(const Json&) override {}
-  bool cancelled() const override { return false; }
-};
 
 class FakeTree : public ::testing::Test {
  protected:

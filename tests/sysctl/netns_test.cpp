@@ -15,17 +15,12 @@
 #include "common/fd.h"
 #include "common/files.h"
 #include "sysctl/module.h"
+#include "tests/sysctl/null_output.h"
 
 namespace nodeagent::sysctl {
 namespace {
 
 namespace fs = std::filesystem;
-
-class NullOutput : public agent::CallOutput {
- public:
-  void progress(const Json&) override {}
-  bool cancelled() const override { return false; }
-};
 
 std::string kernel(const std::string& key) {
   std::string path = "/proc/sys/";

@@ -1,0 +1,14 @@
+// A CallOutput for calling module commands directly in tests: drops progress, never cancels.
+#pragma once
+
+#include "agent/module.h"
+
+namespace nodeagent::sysctl {
+
+class NullOutput : public agent::CallOutput {
+ public:
+  void progress(const Json&) override {}
+  bool cancelled() const override { return false; }
+};
+
+}  // namespace nodeagent::sysctl
