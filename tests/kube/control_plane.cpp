@@ -178,6 +178,9 @@ std::string ControlPlane::createToken(const std::string& boundSecret) const {
 }
 
 void ControlPlane::createNode(const std::string& name) {
+  // A control plane attached with NODEAGENT_K8S_ENV may still have it from an earlier run.
+  if (auto d = admin_->request("DELETE", "/api/v1/nodes/" + name); !d && httpStatus(d.error()) != 404)
+    throw std::runtime_error("delete node " + name + ": " + d.error().message());
   auto r = admin_->request("POST", "/api/v1/nodes",
                            Json::object()
                                .set("apiVersion", "v1")
