@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test tier: unit, netns (real kernel in network namespaces), vm (real IPVS in a
-# QEMU VM), cri (real containerd and registry on 127.0.0.1), kube (API test server).
+# QEMU VM), cri (real containerd and registry on 127.0.0.1), kube (API test server), deploy
+# (Debian package, container image and deploy/ manifests, with Docker Engine).
 # Needs root (namespaces, VMs) and the packages of scripts/install-deps.sh.
 # A tier that cannot run fails; nothing passes by skipping. Extra args go to ctest
 # (e.g. -L unit, -R sysctl).
