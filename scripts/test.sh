@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
 # Runs every test tier: unit, netns (real kernel in network namespaces), vm (real IPVS in a
-# Runs every test tier: unit, netns (real kernel in network namespaces), vm (real IPVS in a
 # QEMU VM), cri (real containerd and registry on 127.0.0.1), kube (a real kube-apiserver and
 # etcd built by tests/k8s/build.sh into /var/cache/nodeagent, started per test process),
 # deploy (Debian package, container image and deploy/ manifests, with Docker Engine).
