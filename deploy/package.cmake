@@ -1,9 +1,13 @@
 # Debian package: `cpack -G DEB` in the build directory makes nodeagent_<version>_amd64.deb
 # (binaries, unit, sysusers file, /etc/nodeagent/config.yaml as a conffile). Depends comes
 # from dpkg-shlibdeps on the binaries, plus libcurl4: the Kubernetes client dlopens it on
-# first use (agent/kube/curl_library.h), which shlibdeps cannot see. tests/deploy/package_test.sh
-# installs the package into a fresh Debian 12.
+# first use (agent/kube/curl_library.h), which shlibdeps cannot see, and procps, whose
+# /bin/kill the unit's ExecReload runs (a minimal Debian has neither).
+# tests/deploy/package_test.sh installs the package into a fresh Debian 12.
 set(CPACK_GENERATOR DEB)
+# cpack installs what scripts/build.sh built instead of building every target (tests and
+# benchmarks included) again first; `make install` likewise expects a build.
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 set(CPACK_PACKAGE_NAME nodeagent)
 set(CPACK_PACKAGE_VENDOR nodeagent)
 set(CPACK_PACKAGE_CONTACT "nodeagent maintainers <nodeagent@localhost>")
@@ -20,7 +24,7 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "libcurl4")
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "libcurl4, procps")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${CMAKE_CURRENT_LIST_DIR}/debian/conffiles

@@ -30,7 +30,7 @@ if grep -q '^\./usr/local' <<<"$contents"; then echo "package installs under /us
   { echo "conffiles: $(dpkg-deb -I "$deb" conffiles)"; exit 1; }
 depends="$(dpkg-deb -f "$deb" Depends)"
 echo "Depends: $depends"
-for want in libc6 libcurl4 libsystemd0; do
+for want in libc6 libcurl4 libsystemd0 procps; do
   grep -qE "(^|, )$want( |,|$)" <<<"$depends" || { echo "Depends lacks $want"; exit 1; }
 done
 dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/lib/systemd/system/nodeagent.service > "$D/unit"
@@ -45,7 +45,7 @@ mkdir "$D/ctx"
 cp "$src/tests/deploy/node.Containerfile" "$D/ctx/Containerfile"
 cp "$src/scripts/packages/runtime.txt" "$D/ctx/runtime.txt"
 t0=$SECONDS
-DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$base" -t nodeagent/test-node:12 "$D/ctx" >"$D/node.log" 2>&1 ||
+DOCKER_BUILDKIT=0 docker build -q -f "$D/ctx/Containerfile" --build-arg "BASE=$base" -t nodeagent/test-node:12 "$D/ctx" >"$D/node.log" 2>&1 ||
   { cat "$D/node.log"; exit 1; }
 echo "node image ready ($((SECONDS - t0)) s)"
 
