@@ -86,13 +86,14 @@ import json, sys
 seen = set()
 for line in open(sys.argv[1]):
     e = json.loads(line)
-    if e["user"]["username"] != sys.argv[2] or "objectRef" not in e:
+    # The agent's own requests (its user agent), not control-plane.sh's kubectl checks.
+    if e["user"]["username"] != sys.argv[2] or "objectRef" not in e or not e.get("userAgent", "").startswith("nodeagent"):
         continue
     o = e["objectRef"]
     res = o["resource"] + ("/" + o["subresource"] if o.get("subresource") else "")
     if o.get("apiGroup"):
         res = o["resource"] + "." + o["apiGroup"] + ("/" + o["subresource"] if o.get("subresource") else "")
-    seen.add((e["verb"], res, o.get("namespace", ""), e["responseStatus"]["code"]))
+    seen.add((e["verb"], res, o.get("namespace") or "-", e["responseStatus"]["code"]))
 for s in sorted(seen):
     print(*s)
 PY
@@ -119,6 +120,7 @@ echo "allowed:"
 while read -r verb res ns _; do
   sub=""; base="$res"
   case "$res" in */*) base="${res%%/*}"; sub="--subresource=${res#*/}";; esac
+  [ "$ns" = - ] && ns=""
   check yes "$verb" "$base" ${sub:+"$sub"} ${ns:+-n "$ns"}
 done <<<"$used"
 check yes get nodes; check yes list nodes; check yes watch nodes
