@@ -47,7 +47,13 @@ kind: Node
 metadata: {name: $node}
 YAML
 
+# The host's address on docker's default bridge: the IPAM gateway, or (older engines leave
+# it out) the bridge interface's IPv4 address.
 gw="$(docker network inspect bridge -f '{{(index .IPAM.Config 0).Gateway}}')"
+if [ -z "$gw" ]; then
+  br="$(docker network inspect bridge -f '{{index .Options "com.docker.network.bridge.name"}}')"
+  gw="$(ip -4 -o addr show dev "${br:-docker0}" | awk '{print $4}' | cut -d/ -f1 | head -1)"
+fi
 [ -n "$gw" ] || { echo "no gateway address on docker's bridge network"; exit 1; }
 socat "TCP-LISTEN:$APISERVER_PORT,bind=$gw,fork,reuseaddr" "TCP:127.0.0.1:$APISERVER_PORT" 2>"$D/relay.log" &
 RELAY=$!
@@ -64,6 +70,36 @@ host_sysctls() {  # global state the agent must not touch, minus counters that m
 }
 host_sysctls > "$D/sysctl.before"
 
+# privileged: true. Where this machine's own root lacks capabilities (a CI runner inside a
+# container: CAP_SYS_RESOURCE is missing here), runc cannot grant them all and
+# `--privileged` fails; the test then grants every capability the machine has, with
+# seccomp, AppArmor and the masked/read-only /proc paths off, which is what the agent
+# uses of privileged (a writable /proc/sys, netlink with CAP_NET_ADMIN).
+if ! docker run --rm --privileged --network none --entrypoint /bin/true "$image" 2>"$D/priv.log"; then
+  missing="$(python3 - <<'PY'
+names = ("chown dac_override dac_read_search fowner fsetid kill setgid setuid setpcap linux_immutable "
+         "net_bind_service net_broadcast net_admin net_raw ipc_lock ipc_owner sys_module sys_rawio sys_chroot "
+         "sys_ptrace sys_pacct sys_admin sys_boot sys_nice sys_resource sys_time sys_tty_config mknod lease "
+         "audit_write audit_control setfcap mac_override mac_admin syslog wake_alarm block_suspend audit_read "
+         "perfmon bpf checkpoint_restore").split()
+bnd = int(next(l for l in open("/proc/self/status") if l.startswith("CapBnd:")).split()[1], 16)
+print(" ".join(n.upper() for i, n in enumerate(names) if not bnd >> i & 1))
+PY
+)"
+  [ -n "$missing" ] || { echo "docker run --privileged fails:"; cat "$D/priv.log"; exit 1; }
+  echo "--privileged is not possible here (this machine's root lacks: $missing); using every other capability"
+  args=()
+  for a in "${RUN_ARGS[@]}"; do
+    if [ "$a" = --privileged ]; then
+      args+=(--cap-add ALL --security-opt seccomp=unconfined --security-opt apparmor=unconfined
+             --security-opt systempaths=unconfined)
+      for c in $missing; do args+=(--cap-drop "$c"); done
+    else
+      args+=("$a")
+    fi
+  done
+  RUN_ARGS=("${args[@]}")
+fi
 docker run -d --name "$name" "${RUN_ARGS[@]}" \
   -e KUBERNETES_SERVICE_HOST=kubernetes.default.svc -e "KUBERNETES_SERVICE_PORT=$APISERVER_PORT" \
   --add-host "kubernetes.default.svc:$gw" \
