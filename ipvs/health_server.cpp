@@ -75,8 +75,16 @@ Result<void> HealthCheckServer::update(const std::map<uint16_t, HealthTarget>& t
   {
     std::lock_guard l(mu_);
     targets_ = targets;
-    for (auto it = sockets_.begin(); it != sockets_.end();)
-      it = targets.contains(it->first) ? std::next(it) : sockets_.erase(it);
+    for (auto it = sockets_.begin(); it != sockets_.end();) {
+      if (targets.contains(it->first)) {
+        ++it;
+        continue;
+      }
+      // The poll thread may still hold the socket until it wakes; shutdown stops the
+      // listening at once, so the port refuses connections as soon as update() returns.
+      ::shutdown(it->second.get(), SHUT_RDWR);
+      it = sockets_.erase(it);
+    }
     for (const auto& [port, _] : targets) {
       if (sockets_.contains(port)) continue;
       auto fd = listenOn(bindAddress_, port);
