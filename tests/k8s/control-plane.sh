@@ -206,7 +206,7 @@ kubectl -n kube-system create token nodeagent --duration 48h >"$dir/agent.token"
 chmod 600 "$dir/agent.token"
 kubeconfig "$api_url" "{tokenFile: \"$dir/agent.token\"}" >"$dir/agent.kubeconfig"
 kubeconfig "$guest_url" "{tokenFile: \"$dir/agent.token\"}" >"$dir/agent-guest.kubeconfig"
-kubectl --kubeconfig "$dir/agent.kubeconfig" auth can-i patch nodes --subresource=status >/dev/null
+kubectl --kubeconfig "$dir/agent.kubeconfig" auth can-i patch nodes --subresource=status >/dev/null 2>&1
 
 cat >"$dir/env.tmp" <<ENV
 CP_DIR=$dir
