@@ -326,6 +326,7 @@ void KubeServiceSource::watch(std::function<void()> onChange) {
     o.path = path;
     o.fieldSelector = fieldSelector;
     o.pageSize = opts_.pageSize;
+    o.watchTimeout = opts_.watchTimeout;
     auto lw = std::make_unique<kube::ListWatch>(client_, o, std::move(h));
     auto* raw = lw.get();
     watches_.push_back(std::move(lw));

@@ -31,6 +31,7 @@ struct KubeSourceOptions {
   k8s::ProxyOptions proxy;
   std::vector<Cidr> nodePortCidrs;  // empty: every address
   int pageSize = 500;
+  std::chrono::milliseconds watchTimeout{std::chrono::minutes(5)};  // asked of the server per watch
   // The node's own addresses, where NodePorts listen (before nodePortCidrs). Default: the
   // kernel's addresses except loopback, IPv6 link-local and `vipInterface`.
   std::function<std::vector<Address>()> localAddresses;

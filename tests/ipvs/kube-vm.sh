@@ -18,19 +18,24 @@ trap cleanup EXIT
 "$root/tests/k8s/control-plane.sh" start "$work/cp" >/dev/null
 # shellcheck disable=SC1091
 source "$work/cp/env"
-# The admin kubeconfig with the guest's address of the apiserver (its certificate names 10.0.2.2).
-sed "s#$APISERVER_URL#$APISERVER_GUEST_URL#" "$KUBECONFIG_ADMIN" > "$work/admin-guest.kubeconfig"
-grep -q "$APISERVER_GUEST_URL" "$work/admin-guest.kubeconfig" || { echo "kube-vm: cannot rewrite the admin kubeconfig" >&2; exit 1; }
+# The guest mounts a tmpfs on /tmp, so the control plane's files go to /opt/nodeagent/cp
+# there: kubeconfigs and env rewritten to that folder and to the guest's address of the
+# apiserver (its certificate names 10.0.2.2).
+g=/opt/nodeagent/cp
+mkdir -p "$work/guest"
+guestify() { sed -e "s#$APISERVER_URL#$APISERVER_GUEST_URL#g" -e "s#$CP_DIR#$g#g" "$1"; }
+guestify "$KUBECONFIG_ADMIN" > "$work/guest/admin.kubeconfig"
+guestify "$KUBECONFIG_AGENT_GUEST" > "$work/guest/agent-guest.kubeconfig"
+guestify "$work/cp/env" | sed "s#^KUBECONFIG_AGENT_GUEST=.*#KUBECONFIG_AGENT_GUEST=$g/agent-guest.kubeconfig#" > "$work/guest/env"
+for f in "$work/guest/admin.kubeconfig" "$work/guest/agent-guest.kubeconfig"; do
+  grep -q "$APISERVER_GUEST_URL" "$f" && ! grep -q "$CP_DIR" "$f" || { echo "kube-vm: cannot rewrite $f" >&2; exit 1; }
+done
 files=(--file "$root/tests/ipvs/vm/lib.sh:/opt/nodeagent/lib.sh"
        --file "$root/tests/ipvs/vm/kube.sh:/opt/nodeagent/kube.sh"
-       --file "$work/cp/env:/opt/nodeagent/cp.env"
-       --file "$work/admin-guest.kubeconfig:/opt/nodeagent/admin-guest.kubeconfig"
-       --file "$KUBECONFIG_AGENT_GUEST:$KUBECONFIG_AGENT_GUEST"
-       --file "$AGENT_TOKEN_FILE:$AGENT_TOKEN_FILE"
-       --file "$CA_FILE:$CA_FILE")
-# The admin client certificate and key the admin kubeconfig names, at the same paths.
-for f in $(grep -oE '(client-certificate|client-key): "?[^",}]+' "$KUBECONFIG_ADMIN" | sed -E 's/^[a-z-]+: "?//'); do
-  files+=(--file "$f:$f")
-done
+       --file "$work/guest/env:/opt/nodeagent/cp.env"
+       --file "$work/guest/admin.kubeconfig:/opt/nodeagent/admin-guest.kubeconfig"
+       --file "$work/guest/agent-guest.kubeconfig:$g/agent-guest.kubeconfig"
+       --file "$AGENT_TOKEN_FILE:${AGENT_TOKEN_FILE/#$CP_DIR/$g}"
+       --file "$CP_DIR/pki:$g/pki")
 "$root/tests/vm/run-vm.sh" --net --timeout 1500 --mem 1536 \
   --bin "$1" --bin "$2" --bin "$BIN_DIR/kubectl" "${files[@]}" -- bash /opt/nodeagent/kube.sh
