@@ -14,6 +14,7 @@
 #include "agent/kube/client.h"
 #include "agent/kube/config.h"
 #include "agent/module.h"
+#include "common/handoff.h"
 #include "ipvs/config.h"
 #include "ipvs/health_server.h"
 #include "ipvs/kube_source.h"
@@ -101,7 +102,8 @@ class IpvsModule final : public agent::Module {
   uint64_t eventsSent_ = 0, eventsFailed_ = 0;
   mutable std::mutex mu_;  // guards everything below (reconcile thread vs. control calls)
   Config config_;
-  std::optional<Config> pendingConfig_;
+  std::atomic<int64_t> resyncMs_;  // config_.resyncInterval, readable without mu_
+  Handoff<Config> pendingConfig_;  // from reload(); its own lock, not mu_
   std::unique_ptr<ServiceSource> source_;
   std::atomic<bool> sourceChanged_{true};
   std::unique_ptr<ServiceTable> table_;

@@ -77,7 +77,6 @@ class NftProxyTable {
   [[nodiscard]] Result<void> remove();
 
  private:
-  [[nodiscard]] Result<void> send(std::span<const uint8_t> batch, int messages);
   std::string table_;
   uint32_t mark_;
   std::vector<Prefix> clusterCidrs_;
