@@ -213,12 +213,7 @@ echo "affinity responses:$sticky"
 check "ClientIP affinity holds the client to one backend" bash -c "! (grep -q be1 <<< '$sticky' && grep -q be2 <<< '$sticky') && grep -q be <<< '$sticky'"
 
 # Terminating: the established connection stays, new ones go elsewhere.
-ip netns exec be1 sh -c 'sleep 600 | nc -l -p 9000 > /tmp/be1-9000.out' &
-ip netns exec be2 sh -c 'sleep 600 | nc -l -p 9000 > /tmp/be2-9000.out' &
-sleep 0.5
-mkfifo /tmp/cl.in
-ip netns exec cl sh -c 'nc 10.96.0.15 9000 < /tmp/cl.in' &
-exec 3> /tmp/cl.in
+hold_connection 10.96.0.15 9000
 echo "hello-before" >&3
 wait_for 10 bash -c "grep -q hello-before /tmp/be1-9000.out || grep -q hello-before /tmp/be2-9000.out"
 if grep -q hello-before /tmp/be1-9000.out; then idx=0; addr=10.244.1.2; out=/tmp/be1-9000.out; other=10.244.2.2
