@@ -18,6 +18,13 @@ sysctl::Config sysctlConfigFor(const Config& config) {
       c.contributed.push_back({.key = w.key, .value = w.value, .mode = sysctl::Mode::kExact, .reason = w.reason,
                                .source = "ipvs"});
   }
+  // kube-proxy's strictARP: service addresses on the dummy interface are not answered
+  // over ARP on the node's other interfaces (MetalLB's L2 mode announces them instead).
+  if (config.ipvs.enabled && config.ipvs.source == "kubernetes" && config.ipvs.kubernetes.strictArp) {
+    for (const auto& w : ipvs::strictArpSysctls())
+      c.contributed.push_back({.key = w.key, .value = w.value, .mode = sysctl::Mode::kExact, .reason = w.reason,
+                               .source = "ipvs"});
+  }
   return c;
 }
 
@@ -28,7 +35,8 @@ Result<std::vector<ComposedModule>> createModules(
   modules.push_back({std::make_unique<core::NodeModule>(makeContext("node"), options.procRoot, options.sysRoot),
                      [](const Config&) {}});
   // Always present so `status` shows it; it changes nothing unless ipvs.enabled is set.
-  auto ipvsModule = std::make_unique<ipvs::IpvsModule>(makeContext("ipvs"), config.ipvs, options.procRoot);
+  auto ipvsModule = std::make_unique<ipvs::IpvsModule>(makeContext("ipvs"), config.ipvs, options.procRoot,
+                                                        ipvs::KubeAccess{config.kube, resolveNodeName(config)});
   auto* ipvsPtr = ipvsModule.get();
   modules.push_back({std::move(ipvsModule), [ipvsPtr](const Config& c) { ipvsPtr->reload(c.ipvs); }});
   if (config.sysctl.enabled) {

@@ -70,12 +70,7 @@ check "foreign service untouched" bash -c "ipvsadm -Ln -t 10.1.1.1:80 | grep -q 
 check "plan is empty when in sync" bash -c "[ -z \"\$(nodeagentctl ipvs plan -o json | grep ipvsadm)\" ]"
 
 # Drain: an established connection to be1:9000 survives be1's removal from the service.
-ip netns exec be1 sh -c 'sleep 600 | nc -l -p 9000 > /tmp/be1-9000.out' &
-ip netns exec be2 sh -c 'sleep 600 | nc -l -p 9000 > /tmp/be2-9000.out' &
-sleep 0.5
-mkfifo /tmp/cl.in
-ip netns exec cl sh -c 'nc 10.96.0.11 9000 < /tmp/cl.in' &
-exec 3> /tmp/cl.in
+hold_connection 10.96.0.11 9000
 echo "hello-before" >&3
 check "connection established to be1" wait_for 10 grep -q hello-before /tmp/be1-9000.out
 sed -i 's/{address: 10.244.1.2, port: 9000, weight: 5}/{address: 10.244.2.2, port: 9000}/' /tmp/na/services.yaml

@@ -41,6 +41,17 @@ start_agent() {
   nodeagentd --config /tmp/na/config.yaml --log-level debug >> /tmp/na/agent.log 2>&1 &
   agent_pid=$!
 }
+# hold_connection VIP PORT: be1 and be2 listen on port 9000 (what arrives lands in
+# /tmp/beN-9000.out); the client namespace connects to VIP:PORT and the connection stays
+# open behind fd 3 (a fifo), so a scenario writes to it later and closes it with `exec 3>&-`.
+hold_connection() {
+  ip netns exec be1 sh -c 'sleep 600 | nc -l -p 9000 > /tmp/be1-9000.out' &
+  ip netns exec be2 sh -c 'sleep 600 | nc -l -p 9000 > /tmp/be2-9000.out' &
+  sleep 0.5
+  mkfifo /tmp/cl.in
+  ip netns exec cl sh -c "nc $1 $2 < /tmp/cl.in" &
+  exec 3> /tmp/cl.in
+}
 # ipvs_in_sync: the IPVS module's last pass found nothing to change.
 ipvs_in_sync() { { nodeagentctl status -o json || true; } | grep -qE 'services, [0-9]+ endpoints, [0-9]+ draining, in sync'; }
 show_log() { echo "---- agent log (tail) ----"; tail -40 /tmp/na/agent.log; }
