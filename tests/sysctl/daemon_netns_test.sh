@@ -44,11 +44,11 @@ somax_before=$(cat /proc/sys/net/core/somaxconn)
 pid=$!
 trap "kill $pid 2>/dev/null || true" EXIT
 for i in $(seq 1 100); do
-  "$ctl" --socket $tmp/sock sysctl status -o json > $tmp/status.json 2>/dev/null && \
-    python3 -c "import json,sys; sys.exit(0 if json.load(open(\"$tmp/status.json\"))[\"items\"] else 1)" && break
+  "$ctl" --socket $tmp/sock sysctl status -o json > $tmp/cli-sysctl-status.json 2>/dev/null && \
+    python3 -c "import json,sys; sys.exit(0 if json.load(open(\"$tmp/cli-sysctl-status.json\"))[\"items\"] else 1)" && break
   sleep 0.1
 done
-python3 - $tmp/status.json <<PY || { cat $tmp/daemon.log; fail "status after the first pass"; }
+python3 - $tmp/cli-sysctl-status.json <<PY || { cat $tmp/daemon.log; fail "status after the first pass"; }
 import json, sys
 items = {i["key"]: i for i in json.load(open(sys.argv[1]))["items"]}
 def want(k, state, value=None):
