@@ -2,6 +2,9 @@
 # nodeagentd end to end against the kube API test server: the real modules' conditions
 # reach the Node through one strategic merge patch, `nodeagentctl status` shows the
 # reporter's figures, the status file is written, /metrics answers, the token is never logged.
+# The daemon runs outside any sandbox, so it touches nothing of the host: sysctl off, every
+# path (socket, state, status file) in the temp dir, no container runtime (the imagepull
+# module's condition is the real one of a runtime it cannot reach).
 # Usage: daemon_e2e.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build="$1"; src="$2"
@@ -29,7 +32,9 @@ agent: {node_name: e2e-node, state_dir: $D/state}
 control: {socket: $D/s.sock}
 kube: {mode: kubeconfig, kubeconfig: $D/kc}
 metrics: {address: "127.0.0.1:0"}
-sysctl: {profile: none}
+status_file: {path: $D/status.json}
+sysctl: {enabled: false}
+imagepull: {runtime_endpoint: "unix://$D/no-runtime.sock", start_spread: 0s, images: {base: ["127.0.0.1:1/base:v1"]}}
 YAML
 "$build/agent/nodeagentd" -c cfg.yaml --log-format text --log-level debug > d.log 2>&1 &
 DP=$!
@@ -50,7 +55,8 @@ echo "$node" | python3 -c '
 import json,sys
 n=json.load(sys.stdin); t={c["type"]: c for c in n["status"]["conditions"]}
 assert t["Ready"]["reason"] == "KubeletReady", t
-assert "NodeAgentSysctlTuned" in t and "NodeAgentConntrackPressure" in t, t
+assert t["NodeAgentBaseImagesPresent"]["status"] == "False", t
+assert t["NodeAgentBaseImagesPresent"]["reason"] == "RuntimeUnavailable", t
 print("node conditions:", sorted(t))'
 for _ in $(seq 50); do [ -s status.json ] && break; sleep 0.1; done
 python3 -c 'import json; s=json.load(open("status.json")); assert s["node"]=="e2e-node"; print("status file ok")'
