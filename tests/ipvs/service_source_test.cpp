@@ -81,23 +81,23 @@ TEST(ServiceFile, RejectsWhatTheKernelWouldRefuse) {
   const std::string svc = "services:\n  - address: 10.96.0.1\n    port: 80\n";
   // ERANGE from the kernel: a lower threshold alone, or above the upper one.
   expectError(svc + "    endpoints:\n      - {address: 10.0.0.1, port: 80, lower_threshold: 5}\n",
-              "svc.yaml:5:48: services[0].endpoints[0].lower_threshold: needs an upper_threshold");
+              "svc.yaml:5:39: services[0].endpoints[0].lower_threshold: needs an upper_threshold");
   expectError(svc + "    endpoints:\n      - {address: 10.0.0.1, port: 80, upper_threshold: 4, lower_threshold: 5}\n",
-              "svc.yaml:5:68: services[0].endpoints[0].lower_threshold: must not exceed upper_threshold (4)");
+              "svc.yaml:5:59: services[0].endpoints[0].lower_threshold: must not exceed upper_threshold (4)");
   EXPECT_TRUE(parseServiceFile(svc + "    endpoints:\n      - {address: 10.0.0.1, port: 80, upper_threshold: 5, "
                                      "lower_threshold: 5}\n", "svc.yaml"));
   // EINVAL: only tunnelling mixes families; route and masq (fwmark services too) do not.
   expectError(svc + "    forward: route\n    endpoints:\n      - {address: fd00::1, port: 80}\n",
-              "svc.yaml:6:18: services[0].endpoints[0].address: \"fd00::1\" is not of the service's address family");
+              "svc.yaml:6:10: services[0].endpoints[0].address: \"fd00::1\" is not of the service's address family");
   expectError("services:\n  - fwmark: 7\n    forward: masq\n    endpoints:\n      - {address: fd00::1}\n",
-              "svc.yaml:5:18: services[0].endpoints[0].address: \"fd00::1\" is not of the service's address family");
+              "svc.yaml:5:10: services[0].endpoints[0].address: \"fd00::1\" is not of the service's address family");
   expectError("services:\n  - fwmark: 7\n    family: inet6\n    endpoints:\n      - {address: 10.0.0.1}\n",
               "services[0].endpoints[0].address: \"10.0.0.1\" is not of the service's address family");
   EXPECT_TRUE(parseServiceFile(svc + "    forward: tunnel\n    endpoints:\n      - {address: fd00::1, port: 80}\n",
                                "svc.yaml"));
   // Direct routing and tunnelling cannot rewrite the port.
   expectError(svc + "    forward: route\n    endpoints:\n      - {address: 10.0.0.1, port: 8080}\n",
-              "svc.yaml:6:37: services[0].endpoints[0].port: must equal the service port 80 with forward: route");
+              "svc.yaml:6:29: services[0].endpoints[0].port: must equal the service port 80 with forward: route");
   expectError(svc + "    forward: tunnel\n    endpoints:\n      - {address: 10.0.0.1, port: 8080}\n",
               "services[0].endpoints[0].port: must equal the service port 80 with forward: tunnel");
   EXPECT_TRUE(parseServiceFile(svc + "    forward: route\n    endpoints:\n      - {address: 10.0.0.1, port: 80}\n",
