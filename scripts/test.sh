@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test tier: unit, netns (real kernel in network namespaces), vm (real IPVS in a
-# QEMU VM), cri (real containerd and registry on 127.0.0.1), kube (API test server).
+# QEMU VM), cri (real containerd and registry on 127.0.0.1), kube (a real kube-apiserver and
+# etcd built by tests/k8s/build.sh into /var/cache/nodeagent, started per test process).
 # Needs root (namespaces, VMs) and the packages of scripts/install-deps.sh.
 # A tier that cannot run fails; nothing passes by skipping. Extra args go to ctest
 # (e.g. -L unit, -R sysctl).
@@ -12,6 +13,12 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 "$root/scripts/build.sh"
+# The kube tier's Kubernetes components (a hash check when warm; a cold build takes long).
+# Skipped only when the selection clearly leaves the kube tier out.
+case " $* " in
+  *" -L "* | *" -R "*) [[ " $* " == *kube* ]] && bash "$root/tests/k8s/build.sh" kube-apiserver etcd kubectl >/dev/null ;;
+  *) bash "$root/tests/k8s/build.sh" kube-apiserver etcd kubectl >/dev/null ;;
+esac
 # Tests touch only what they create: the host's sysctl.d, its /proc/sys values and
 # /run/nodeagent must be as they were after the whole suite (scripts/host_snapshot.sh).
 snap="$(mktemp -d /tmp/nodeagent-host-snapshot-XXXXXX)"
