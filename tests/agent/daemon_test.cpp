@@ -40,14 +40,15 @@ RunResult run(const std::vector<std::string>& argv, const std::string& dir, cons
   std::string outPath = dir + "/cmd.out", errPath = dir + "/cmd.err";
   pid_t pid = fork();
   if (pid == 0) {
-    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) _exit(126);
-    if (uid >= 0 && (::setgroups(0, nullptr) != 0 || ::setgid(static_cast<gid_t>(uid)) != 0 ||
-                     ::setuid(static_cast<uid_t>(uid)) != 0))
-      _exit(126);
+    // The output files are opened before any change of user (the test's dir is root's).
     int o = ::open(outPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     int e = ::open(errPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     dup2(o, 1);
     dup2(e, 2);
+    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) _exit(126);
+    if (uid >= 0 && (::setgroups(0, nullptr) != 0 || ::setgid(static_cast<gid_t>(uid)) != 0 ||
+                     ::setuid(static_cast<uid_t>(uid)) != 0))
+      _exit(126);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -386,7 +387,8 @@ TEST_F(DaemonTest, CliSocketPathsPermissionsAndTimeouts) {
   EXPECT_EQ(denied.exitCode, 3);
   EXPECT_NE(denied.err.find("permission denied on " + socket_ + " (mode 0660, group " + rootGroup + "): "),
             std::string::npos) << denied.err;
-  EXPECT_NE(denied.err.find(" is not in the group \"" + rootGroup + "\""), std::string::npos) << denied.err;
+  EXPECT_NE(denied.err.find(" is not in the group \"" + rootGroup + "\""), std::string::npos)
+      << denied.err << " (exit " << denied.exitCode << ")";
 
   // --timeout running out on a pull that waits (the runtime is not there): 5, not 3.
   auto pull = run({NODEAGENTCTL, "--socket", socket_, "--timeout", "1s", "images", "pull", "127.0.0.1:1/waits:v1"},

@@ -242,8 +242,11 @@ TEST_F(ReconcilerTest, ForeignServiceCreatedAfterTheFullReadIsNotTakenOver) {
   EXPECT_FALSE(rec_->owns(theirs.key));
   EXPECT_FALSE(rec_->applied().contains(theirs.key));
   EXPECT_TRUE(rec_->foreign().contains(theirs.key));
-  for (const auto& op : kernel_.log)
-    if (op.service.key == theirs.key) EXPECT_EQ(op.type, T::kAddService) << op.toString();
+  for (const auto& op : kernel_.log) {
+    if (op.service.key == theirs.key) {
+      EXPECT_EQ(op.type, T::kAddService) << op.toString();
+    }
+  }
   EXPECT_EQ(kernel_.table.at(theirs.key).service.scheduler, "wrr");
   EXPECT_EQ(kernel_.table.at(theirs.key).dests.size(), 1u);
   // The other new service went in whole.
