@@ -4,12 +4,14 @@
 //   0 healthy / command succeeded      1 degraded or failed / command failed
 //   2 usage error or rejected request  3 daemon unreachable
 //   4 daemon still starting (status only)
+//   5 --timeout ran out while the daemon was working on the command (it goes on with it)
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <map>
 
@@ -24,7 +26,8 @@ namespace {
 using nodeagent::Json;
 using namespace nodeagent::cli;
 
-constexpr int kExitOk = 0, kExitFailed = 1, kExitUsage = 2, kExitUnreachable = 3, kExitStarting = 4;
+constexpr int kExitOk = 0, kExitFailed = 1, kExitUsage = 2, kExitUnreachable = 3, kExitStarting = 4,
+              kExitTimedOut = 5;
 
 struct Globals {
   std::string socket = "/run/nodeagent/nodeagent.sock";
@@ -36,7 +39,11 @@ struct Globals {
 };
 
 int unreachable(const Globals& g, const grpc::Status& s) {
-  if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
+  // The file system usually knows why: no socket, or a user outside the socket's group.
+  std::string why = s.error_code() == grpc::StatusCode::UNAVAILABLE ? socketAccessMessage(inspectSocket(g.socket)) : "";
+  if (!why.empty())
+    std::fprintf(stderr, "nodeagentctl: %s\n", why.c_str());
+  else if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
     std::fprintf(stderr, "nodeagentctl: cannot reach nodeagentd at %s: %s\n(is it running? try: systemctl status nodeagent)\n",
                  g.socket.c_str(), s.error_message().c_str());
   else if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
@@ -229,11 +236,22 @@ int cmdModule(const Globals& g, const CommandSpec& spec, const std::vector<std::
   nodeagent::v1::CallEvent ev;
   ProgressPrinter progress(::isatty(STDERR_FILENO) && g.format == OutputFormat::kTable);
   std::optional<nodeagent::v1::CallResult> result;
+  bool answered = false;  // the daemon is up: it sent something
   while (reader->Read(&ev)) {
+    answered = true;
     if (ev.has_progress_json()) progress.show(parseOr(ev.progress_json()));
     if (ev.has_result()) result = ev.result();
   }
   auto s = reader->Finish();
+  if (!s.ok() && s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && (answered || spec.longRunning)) {
+    // Not "unreachable": the daemon took the command and works on; only this wait ended.
+    std::fprintf(stderr,
+                 "nodeagentctl: %s %s: --timeout %s ran out before the daemon finished; it carries on with it "
+                 "(see nodeagentctl %s status)\n",
+                 (spec.group.empty() ? spec.module : spec.group).c_str(), spec.command.c_str(), g.timeout.c_str(),
+                 (spec.group.empty() ? spec.module : spec.group).c_str());
+    return kExitTimedOut;
+  }
   if (!s.ok()) return unreachable(g, s);
   if (!result) {
     std::fprintf(stderr, "nodeagentctl: the daemon ended the call without a result\n");
@@ -263,7 +281,8 @@ int main(int argc, char** argv) {
   Globals g;
   if (const char* env = std::getenv("NODEAGENT_SOCKET"); env && *env) g.socket = env;
   CLI::App app{"nodeagentctl: ask nodeagentd what it is doing\n\n"
-               "exit codes: 0 ok/healthy, 1 failed/degraded, 2 usage, 3 daemon unreachable, 4 starting"};
+               "exit codes: 0 ok/healthy, 1 failed/degraded, 2 usage, 3 daemon unreachable, 4 starting,\n"
+               "5 --timeout ran out while the daemon works on the command"};
   app.set_version_flag("--version", std::string("nodeagentctl ") + nodeagent::kVersion);
   app.add_option("--socket", g.socket, "control socket of nodeagentd ($NODEAGENT_SOCKET)")->capture_default_str();
   app.add_option("-o,--output", g.output, "output format")
@@ -285,6 +304,12 @@ int main(int argc, char** argv) {
     }
     g.deadline = *d;
     g.timeoutGiven = timeoutOpt->count() > 0;
+    // gRPC reads "unix:rel/path" as a host name: the path must be absolute.
+    if (!g.socket.empty() && g.socket.front() != '/') {
+      std::error_code ec;
+      auto abs = std::filesystem::absolute(g.socket, ec);
+      if (!ec) g.socket = abs.lexically_normal().string();
+    }
     return true;
   };
 

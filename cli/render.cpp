@@ -1,7 +1,15 @@
 #include "cli/render.h"
 
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <filesystem>
 
 namespace nodeagent::cli {
 
@@ -103,6 +111,42 @@ std::string render(const Json& payload, OutputFormat format) {
     case OutputFormat::kTable: return renderTable(payload);
   }
   return {};
+}
+
+SocketAccess inspectSocket(const std::string& socket) {
+  SocketAccess a;
+  a.path = socket;
+  if (::access(socket.c_str(), R_OK | W_OK) == 0) return a;
+  int err = errno;
+  if (err == ENOENT) {
+    a.missing = true;
+    return a;
+  }
+  if (err != EACCES) return a;
+  a.denied = true;
+  struct stat st{};
+  if (::stat(socket.c_str(), &st) != 0) {
+    // The socket's directory cannot be entered: it is the one to name.
+    a.path = std::filesystem::path(socket).parent_path().string();
+    if (::stat(a.path.c_str(), &st) != 0) return a;
+  }
+  a.mode = st.st_mode & 07777;
+  if (const group* g = ::getgrgid(st.st_gid)) a.group = g->gr_name;
+  else a.group = std::to_string(st.st_gid);
+  if (const passwd* p = ::getpwuid(::getuid())) a.user = p->pw_name;
+  else a.user = "uid " + std::to_string(::getuid());
+  return a;
+}
+
+std::string socketAccessMessage(const SocketAccess& a) {
+  if (a.missing) return "no control socket at " + a.path + " (is nodeagentd running? try: systemctl status nodeagent)";
+  if (!a.denied) return "";
+  if (a.group.empty()) return "permission denied on " + a.path;
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", a.mode);
+  return "permission denied on " + a.path + " (mode " + mode + ", group " + a.group + "): " + a.user +
+         " is not in the group \"" + a.group + "\"; add it (usermod -aG " + a.group + " " + a.user +
+         ", then log in again) or run as root";
 }
 
 }  // namespace nodeagent::cli

@@ -22,4 +22,19 @@ std::string alignColumns(const std::vector<std::vector<std::string>>& rows);
 // A cell's text: strings as they are, other scalars as JSON, containers compact.
 std::string cellText(const Json& v);
 
+// What the file system says about a control socket nodeagentctl cannot use (stat and
+// access(2) of it and its directory), for the messages below.
+struct SocketAccess {
+  std::string path;        // the socket, or the directory that cannot be entered
+  std::string user;        // who runs nodeagentctl
+  std::string group;       // the path's group (a name, or the gid when /etc/group has none)
+  unsigned mode = 0;       // the path's permission bits
+  bool missing = false;    // no such socket
+  bool denied = false;     // EACCES on it or on its directory
+};
+// The file system's view of `socket` (nothing set when it can be used).
+SocketAccess inspectSocket(const std::string& socket);
+// The error line for it; empty when the file system shows no reason.
+std::string socketAccessMessage(const SocketAccess& a);
+
 }  // namespace nodeagent::cli

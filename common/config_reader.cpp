@@ -2,6 +2,13 @@
 
 #include <charconv>
 #include <cmath>
+#include <limits>
+#include <optional>
+#include <sstream>
+
+#include <yaml-cpp/eventhandler.h>
+
+#include "common/files.h"
 
 namespace nodeagent {
 
@@ -28,6 +35,10 @@ bool parseInt(const std::string& s, int64_t& out) {
 }  // namespace
 
 void ConfigErrors::add(const YAML::Mark& mark, const std::string& keyPath, const std::string& message) {
+  if (errors_.size() >= kMaxErrors) {
+    ++dropped_;
+    return;
+  }
   errors_.push_back(where(file_, mark) + ": " + (keyPath.empty() ? "" : keyPath + ": ") + message);
 }
 
@@ -38,6 +49,7 @@ Result<void> ConfigErrors::toResult() const {
     if (i) msg += "\n";
     msg += errors_[i];
   }
+  if (dropped_) msg += "\n... and " + std::to_string(dropped_) + " more error" + (dropped_ == 1 ? "" : "s");
   return failInvalid(msg);
 }
 
@@ -45,8 +57,12 @@ Result<std::chrono::milliseconds> parseDuration(std::string_view text) {
   using namespace std::chrono;
   std::string s(text);
   int64_t whole;
+  // The largest duration in milliseconds that fits; checked before multiplying.
+  constexpr int64_t kMaxMs = std::numeric_limits<int64_t>::max();
+  auto tooLarge = [&] { return failInvalid("duration \"" + s + "\" is too large"); };
   if (parseInt(s, whole)) {
     if (whole < 0) return failInvalid("negative duration \"" + s + "\"");
+    if (whole > kMaxMs / 1000) return tooLarge();
     return milliseconds(whole * 1000);
   }
   if (s.empty()) return failInvalid("empty duration");
@@ -67,6 +83,8 @@ Result<std::chrono::milliseconds> parseDuration(std::string_view text) {
     else if (unit == "h") factor = 3'600'000;
     else return failInvalid("invalid duration \"" + s + "\" (units: ms, s, m, h)");
     totalMs += value * factor;
+    // 2^63 is exactly representable; anything at or above it does not fit in int64.
+    if (!std::isfinite(totalMs) || totalMs >= 9223372036854775808.0) return tooLarge();
   }
   return milliseconds(static_cast<int64_t>(std::llround(totalMs)));
 }
@@ -266,14 +284,53 @@ void ConfigMap::finish() {
   }
 }
 
+namespace {
+// Keeps nothing but where a document starts (yaml-cpp reports the `---` token's mark).
+class DocumentStartMark final : public YAML::EventHandler {
+ public:
+  std::optional<YAML::Mark> mark;
+  void OnDocumentStart(const YAML::Mark& m) override {
+    if (!mark) mark = m;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+}  // namespace
+
+std::optional<YAML::Mark> nextDocumentMark(YAML::Parser& parser) {
+  DocumentStartMark next;
+  if (!parser.HandleNextDocument(next)) return std::nullopt;
+  return next.mark.value_or(YAML::Mark());
+}
+
+std::string secondDocumentError(const std::string& file, const YAML::Mark& mark) {
+  return where(file, mark) + ": a second YAML document starts here; the file must hold exactly one";
+}
+
 Result<YAML::Node> loadYaml(const std::string& text, const std::string& file) {
   try {
     YAML::Node n = YAML::Load(text);
+    // YAML::Load keeps the first document only: look for another one.
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    DocumentStartMark first;
+    parser.HandleNextDocument(first);
+    if (auto second = nextDocumentMark(parser)) return failInvalid(secondDocumentError(file, *second));
     if (!n.IsDefined() || n.IsNull()) return YAML::Node(YAML::NodeType::Map);
     return n;
   } catch (const YAML::Exception& e) {
     return failInvalid(where(file, e.mark) + ": " + e.msg);
   }
+}
+
+Result<std::string> readConfigFile(const std::string& path, size_t maxBytes) {
+  return readRegularFile(path, maxBytes);
 }
 
 }  // namespace nodeagent

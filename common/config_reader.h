@@ -18,20 +18,29 @@
 
 namespace nodeagent {
 
-// Collects all errors of one config load, so a user sees every problem at once.
+// Largest config file the daemon reads: a real config is a few KB; anything near this is
+// a mistake (a wrong path, a generated file), rejected before parsing.
+inline constexpr size_t kMaxConfigBytes = 1 << 20;
+
+// Collects the errors of one config load, so a user sees every problem at once. Only the
+// first kMaxErrors are kept (a wrong file would otherwise print one line per key); the
+// rest are counted and summed up as "... and N more".
 class ConfigErrors {
  public:
+  static constexpr size_t kMaxErrors = 20;
   explicit ConfigErrors(std::string file) : file_(std::move(file)) {}
   void add(const YAML::Mark& mark, const std::string& keyPath, const std::string& message);
   bool empty() const { return errors_.empty(); }
   const std::vector<std::string>& all() const { return errors_; }
+  size_t count() const { return errors_.size() + dropped_; }
   const std::string& file() const { return file_; }
-  // Ok when empty, else one Error whose message lists every problem, one per line.
+  // Ok when empty, else one Error whose message lists the kept problems, one per line.
   [[nodiscard]] Result<void> toResult() const;
 
  private:
   std::string file_;
   std::vector<std::string> errors_;
+  size_t dropped_ = 0;
 };
 
 // Parses a duration: "250ms", "10s", "5m", "1h", "1h30m", or a bare integer of seconds.
@@ -84,7 +93,18 @@ class ConfigMap {
 };
 
 // Loads YAML text. Syntax errors are reported with line and column; an empty document
-// becomes an empty mapping.
+// becomes an empty mapping. A second document is an error at its `---` (yaml-cpp would
+// silently drop it).
 [[nodiscard]] Result<YAML::Node> loadYaml(const std::string& text, const std::string& file);
+
+// Where the document after the one `parser` just read starts, if there is one. Reads
+// that document (without keeping it).
+std::optional<YAML::Mark> nextDocumentMark(YAML::Parser& parser);
+// The error for a second document at `mark`.
+std::string secondDocumentError(const std::string& file, const YAML::Mark& mark);
+
+// Reads a whole config file: a regular file of at most `maxBytes` (a directory, a device
+// or an oversized file is an error naming the path).
+[[nodiscard]] Result<std::string> readConfigFile(const std::string& path, size_t maxBytes = kMaxConfigBytes);
 
 }  // namespace nodeagent

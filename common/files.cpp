@@ -13,21 +13,46 @@
 
 namespace nodeagent {
 
-Result<std::string> readFile(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return failErrno("open " + path);
+// Reads to the end; more than `maxBytes` is an error (a file that grew after a size check).
+static Result<std::string> readAll(int fd, const std::string& path, size_t maxBytes) {
   std::string out;
-  char buf[4096];
+  char buf[16384];
   for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
       return failErrno("read " + path);
     }
     if (n == 0) break;
     out.append(buf, static_cast<size_t>(n));
+    if (out.size() > maxBytes) return failInvalid(path + ": larger than the limit of " + std::to_string(maxBytes) + " bytes");
   }
   return out;
+}
+
+Result<std::string> readFile(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return failErrno("open " + path);
+  return readAll(fd.get(), path, std::string().max_size());
+}
+
+Result<Fd> openRegularFile(const std::string& path, size_t maxBytes) {
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below anyway.
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) return failErrno("open " + path);
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0) return failErrno("stat " + path);
+  if (S_ISDIR(st.st_mode)) return failErrno(EISDIR, path);
+  if (!S_ISREG(st.st_mode)) return failInvalid(path + ": not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > maxBytes)
+    return failInvalid(path + ": larger than the limit of " + std::to_string(maxBytes) + " bytes");
+  return fd;
+}
+
+Result<std::string> readRegularFile(const std::string& path, size_t maxBytes) {
+  auto fd = openRegularFile(path, maxBytes);
+  if (!fd) return fail(fd.error());
+  return readAll(fd->get(), path, maxBytes);
 }
 
 static Result<void> writeAll(int fd, std::string_view data, const std::string& what) {

@@ -6,11 +6,17 @@
 #include <string_view>
 #include <sys/types.h>
 
+#include "common/fd.h"
 #include "common/result.h"
 
 namespace nodeagent {
 
 [[nodiscard]] Result<std::string> readFile(const std::string& path);
+// Reads a regular file of at most `maxBytes`: a directory, a device, a FIFO or a larger
+// file is an error naming the path (user input: a config, never a kernel file).
+[[nodiscard]] Result<std::string> readRegularFile(const std::string& path, size_t maxBytes);
+// Opens it for reading with the same checks (for a reader that streams it).
+[[nodiscard]] Result<Fd> openRegularFile(const std::string& path, size_t maxBytes);
 
 // Writes `content` to `path` so that readers see either the old or the new file, never a
 // partial one: a temp file in the same directory, fsync, rename, fsync of the directory.

@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 
@@ -17,15 +18,12 @@ void appendIndent(std::string& out, int n) { out.append(static_cast<size_t>(n), 
 
 std::string formatDouble(double d) {
   if (!std::isfinite(d)) return "null";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", d);
-  // Prefer the shortest form that round-trips.
-  for (int prec = 1; prec <= 17; ++prec) {
-    char shorter[32];
-    std::snprintf(shorter, sizeof shorter, "%.*g", prec, d);
-    if (std::strtod(shorter, nullptr) == d) return shorter;
-  }
-  return buf;
+  // The shortest text that reads back as the same double, fixed or scientific, whichever
+  // is shorter: 80 is "80" (printf's shortest %g would say "8e+01").
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+  if (ec != std::errc()) return "null";
+  return std::string(buf, end);
 }
 
 // A YAML plain scalar is safe when it cannot be read back as another type or as syntax.

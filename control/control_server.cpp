@@ -156,7 +156,10 @@ Result<void> ControlServer::start(const SocketSpec& socket) {
       if (::chown(socket.path.c_str(), static_cast<uid_t>(-1), *gid) != 0)
         return failErrno("chown " + socket.path + " to group " + socket.group);
     } else {
-      log::get("control")->debug("group {} is not in /etc/group; socket keeps the default group", socket.group);
+      // Not fatal (root still gets in), but nobody else will: say so where it is seen.
+      log::get("control")->warn("control.socket_group \"{}\" is not in /etc/group: {} keeps the daemon's group "
+                                "and only root can use nodeagentctl (create it: groupadd --system {})",
+                                socket.group, socket.path, socket.group);
     }
   }
   return {};

@@ -98,7 +98,7 @@ Result<Config> parseConfig(const std::string& text, const std::string& source) {
 }
 
 Result<Config> loadConfigFile(const std::string& path) {
-  auto text = readFile(path);
+  auto text = readConfigFile(path);
   if (!text) return fail(text.error().wrap("read config"));
   return parseConfig(*text, path);
 }

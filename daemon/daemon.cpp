@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <atomic>
 #include <map>
@@ -22,11 +23,44 @@
 #include "common/files.h"
 #include "common/log.h"
 #include "common/memory.h"
+#include "ipvs/service_source.h"
 #include "systemd/notify.h"
 
 namespace nodeagent::daemon {
 
+std::string defaultStatusFile(const std::string& socket) {
+  std::filesystem::path p(socket);
+  return (p.parent_path() / (p.stem().string() + ".status.json")).string();
+}
+
+std::string planText(const std::string& module, const Json& plan) {
+  std::string out;
+  for (const auto& item : plan.get("items").asArray()) {
+    if (item.get("change").isString()) {
+      out += "  " + module + ": " + item.get("change").asString() + "\n";
+      continue;
+    }
+    const auto& action = item.get("action").asString();
+    if (action == "set") {
+      out += "  " + module + ": " + item.get("key").asString() + ": " +
+             (item.get("current").isString() ? item.get("current").asString() : std::string("?")) + " -> " +
+             item.get("write").asString() + " (" + item.get("mode").asString() + ", " +
+             item.get("source").asString() + ")\n";
+    } else if (action == "error") {
+      out += "  " + module + ": " + item.get("key").asString() + ": cannot: " + item.get("note").asString() + "\n";
+    }
+  }
+  return out;
+}
+
 namespace {
+
+// The control server's stream for calls made by the daemon itself: nothing to show.
+class NullCallOutput final : public core::CallOutput {
+ public:
+  void progress(const Json&) override {}
+  bool cancelled() const override { return false; }
+};
 
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
@@ -99,8 +133,7 @@ class Daemon {
     // Node status, /metrics and the status file. Reporting never stops the daemon: a
     // standalone node has no API server, and a busy metrics port only loses /metrics.
     auto outputs = config_.outputs;
-    if (!outputs.statusFileSet)
-      outputs.statusFile = config_.control.socket.substr(0, config_.control.socket.rfind('/')) + "/status.json";
+    if (!outputs.statusFileSet) outputs.statusFile = defaultStatusFile(config_.control.socket);
     reporter::Outputs reporting(store_, reporter::OutputsOptions{.nodeName = nodeName_, .kube = config_.kube,
                                                                  .outputs = outputs, .dryRun = opts_.dryRun});
     if (auto r = reporting.start(); !r) logger_->error("{}", r.error().message());
@@ -137,6 +170,13 @@ class Daemon {
     for (auto& m : modules_) m.module->stop();
     auto mods = store_.snapshot();
     std::cout << core::summarize(mods) << std::endl;
+    // A dry run says what it would do, key by key: each module's plan.
+    if (opts_.dryRun)
+      for (auto& m : modules_) {
+        NullCallOutput out;
+        auto plan = m.module->call(core::CallRequest{.command = "plan", .dryRun = true}, out);
+        if (plan) std::cout << planText(m.module->name(), *plan);
+      }
     return ok ? 0 : 1;
   }
 
@@ -292,8 +332,24 @@ int runDaemon(const DaemonOptions& options) {
     std::fprintf(stderr, "nodeagentd: invalid config:\n%s\n", config.error().message().c_str());
     return 2;
   }
+  // The services file the IPVS module will read is input like the config: an invalid one
+  // stops the start (a running daemon keeps its last good services instead). A missing
+  // one is waited for: the module watches its directory.
+  std::string servicesNote;
+  if (config->ipvs.enabled) {
+    auto services = ipvs::FileServiceSource(config->ipvs.servicesFile).load();
+    if (!services && services.error().errnoValue() != ENOENT) {
+      std::fprintf(stderr, "nodeagentd: invalid services file:\n%s\n", services.error().message().c_str());
+      return 2;
+    }
+    servicesNote = services ? "# services file OK: " + config->ipvs.servicesFile + " (" +
+                                  std::to_string(services->size()) + " services)\n"
+                            : "# services file " + config->ipvs.servicesFile +
+                                  " does not exist yet: the IPVS module waits for it\n";
+  }
   if (options.checkConfig) {
-    std::printf("# config OK: %s\n%s", config->source.c_str(), config->toJson().toYaml().c_str());
+    std::printf("# config OK: %s\n%s%s", config->source.c_str(), servicesNote.c_str(),
+                config->toJson().toYaml().c_str());
     return 0;
   }
   auto format = log::parseFormat(config->agent.logFormat);

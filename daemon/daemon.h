@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "common/json.h"
+
 namespace nodeagent::daemon {
 
 struct DaemonOptions {
@@ -23,5 +25,14 @@ struct DaemonOptions {
 
 // Exit codes: 0 ok, 1 runtime failure (or a failed --once pass), 2 bad config or usage.
 int runDaemon(const DaemonOptions& options);
+
+// The status file when status_file.path is not set: beside the control socket, named after
+// it ("nodeagent.sock" -> "nodeagent.status.json"), so it cannot take a caller's own
+// "status.json" in the same directory.
+std::string defaultStatusFile(const std::string& socket);
+// A module's plan (its "plan" command's answer) as one line per change, for
+// `nodeagentd --once --dry-run`: "  sysctl: KEY: CURRENT -> NEW (MODE, SOURCE)" or
+// "  ipvs: ipvsadm ...". Pure.
+std::string planText(const std::string& module, const Json& plan);
 
 }  // namespace nodeagent::daemon

@@ -19,8 +19,9 @@ struct ImageRef {
   std::string canonical() const;
 };
 
-// Parses and normalises a reference; rejects empty names, upper-case repositories, bad
-// tags and digests.
+// Parses and normalises a reference by the distribution reference grammar (what containerd
+// accepts): path components of lower-case alphanumerics with single separators (no "..",
+// no leading '-'), a valid host, a tag of at most 128 characters, a sha256/384/512 digest.
 [[nodiscard]] Result<ImageRef> parseImageRef(std::string_view text);
 
 }  // namespace nodeagent::imagepull

@@ -118,23 +118,27 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
     publish(c);
     return {};
   }
-  // The runtime must serve CRI v1; ask once until it answers.
+  // The runtime must serve CRI v1; ask until it answers, and again while the prefetcher
+  // finds it down (its answer re-queues what failed meanwhile).
   bool haveRuntime;
   {
     std::lock_guard lock(mu_);
     haveRuntime = runtime_.has_value();
   }
-  if (!haveRuntime) {
+  bool runtimeDown = prefetcher_->stats().runtimeDown;
+  if (!haveRuntime || runtimeDown) {
     auto v = service_->version();
     std::lock_guard lock(mu_);
     if (!v) {
       if (runtimeError_ != v.error().message()) logger->warn("container runtime: {}", v.error().message());
       runtimeError_ = v.error().message();
     } else {
-      logger->info("container runtime {} {} (CRI {}) at {}", v->runtimeName, v->runtimeVersion, v->apiVersion,
-                   c.runtimeEndpoint);
+      if (!haveRuntime)
+        logger->info("container runtime {} {} (CRI {}) at {}", v->runtimeName, v->runtimeVersion, v->apiVersion,
+                     c.runtimeEndpoint);
       runtime_ = *v;
       runtimeError_.clear();
+      if (runtimeDown) prefetcher_->runtimeAnswered();
     }
   }
   if (changed) {
@@ -234,6 +238,8 @@ void ImagePullModule::publish(const Config& c) {
     std::lock_guard lock(mu_);
     runtimeError = runtimeError_;
   }
+  // Down since the first answer: an outage, not a start (degraded, not "starting").
+  if (runtimeError.empty() && stats.runtimeDown) runtimeError = stats.runtimeError;
   core::Condition cond{.type = "BaseImagesPresent"};
   if (!c.active()) {
     s.health = core::Health::kDisabled;

@@ -46,9 +46,11 @@ std::string_view stateName(PullState s) {
 }
 
 RetryClass classifyError(GrpcCode code, std::string_view message) {
+  // containerd: "failed to pull and unpack image ...: invalid reference format" (Unknown).
+  if (code == GrpcCode::kInvalidArgument || containsNoCase(message, "invalid reference format"))
+    return RetryClass::kRejected;
   switch (code) {
     case GrpcCode::kNotFound:
-    case GrpcCode::kInvalidArgument:
     case GrpcCode::kPermissionDenied:
     case GrpcCode::kUnauthenticated:
     case GrpcCode::kUnimplemented:

@@ -24,10 +24,11 @@ inline bool isTerminal(PullState s) {
 
 enum class RetryClass {
   kRetryable,  // the registry or runtime may recover: Unavailable, DeadlineExceeded, Unknown...
-  kPermanent,  // retrying will not help soon: NotFound, bad reference, auth refused
+  kPermanent,  // retrying will not help soon: NotFound, auth refused
+  kRejected,   // the request itself is wrong (an invalid reference): never retried
 };
 // containerd reports many registry failures as Unknown with the HTTP status in the text,
-// so an auth refusal is recognised by its message too.
+// so an auth refusal and an invalid reference are recognised by their message too.
 RetryClass classifyError(GrpcCode code, std::string_view message);
 
 // Exponential backoff with jitter: initial * 2^(attempt-1), capped at max, then scaled into

@@ -109,9 +109,10 @@ Result<void> Prefetcher::setConfigured(const std::vector<std::string>& base, con
       r.registry = ref.registry;
       r.queuedAt = now;
       r.seq = ++seq_;
-      r.tier = tier;
-    } else if (tier < r.tier || r.configured) {
-      r.tier = tier;
+      r.tier = r.priority = tier;
+    } else {
+      r.tier = tier;  // the config says what a configured image is
+      r.priority = std::min(r.priority, tier);
     }
     r.configured = true;
   }
@@ -146,10 +147,13 @@ Result<std::string> Prefetcher::request(const std::string& image, Tier tier, boo
     r.image = key;
     r.requested = image;
     r.registry = ref->registry;
-    r.tier = tier;
-  } else if (tier < r.tier) {
-    r.tier = tier;  // a business request overtakes a queued environment prefetch
+    r.tier = r.priority = tier;
+  } else if (!r.configured && tier < r.tier) {
+    r.tier = tier;  // a request's image is what its most important request says
   }
+  // A business request overtakes a queued environment prefetch, and a configured image
+  // keeps its tier: only its place in the queue changes.
+  if (tier < r.priority) r.priority = tier;
   bool restart = fresh || r.state == PullState::kFailed || r.state == PullState::kWouldPull ||
                  (r.state == PullState::kPresent && refresh);
   if (restart) {
@@ -160,6 +164,7 @@ Result<std::string> Prefetcher::request(const std::string& image, Tier tier, boo
     r.queuedAt = now;
     r.seq = ++seq_;
   }
+  if (!isTerminal(r.state)) r.awaited = true;
   ensureWorkersLocked();
   work_.notify_all();
   changedLocked();
@@ -204,6 +209,30 @@ Result<void> Prefetcher::forget(const std::string& image) {
   return {};
 }
 
+void Prefetcher::runtimeAnswered() {
+  std::lock_guard lock(mu_);
+  runtimeAnsweredLocked();
+}
+
+void Prefetcher::runtimeAnsweredLocked() {
+  if (!stats_.runtimeDown) return;
+  stats_.runtimeDown = false;
+  stats_.runtimeError.clear();
+  auto now = steady_clock::now();
+  size_t requeued = 0;
+  for (auto& [key, r] : records_) {
+    if (!r.runtimeDown || (r.state != PullState::kRetrying && r.state != PullState::kFailed)) continue;
+    r.state = PullState::kQueued;
+    r.runtimeDown = false;
+    r.attempts = 0;
+    r.queuedAt = now;
+    ++requeued;
+  }
+  log::get("imagepull")->info("container runtime answers again; {} image(s) queued again", requeued);
+  work_.notify_all();
+  changedLocked();
+}
+
 bool Prefetcher::baseBusyLocked() const {
   return std::any_of(records_.begin(), records_.end(), [](const auto& kv) {
     const auto& r = kv.second;
@@ -225,14 +254,14 @@ ImageRecord* Prefetcher::pickLocked(SteadyTime now, SteadyTime& wake) {
         wake = std::min(wake, r.nextAttemptAt);
     }
     if (!ready) continue;
-    if (r.configured && r.tier != Tier::kBusiness && !released) {  // the start spread
+    if (r.configured && !r.awaited && !released) {  // the start spread
       wake = std::min(wake, releaseAt_);
       continue;
     }
-    if (r.tier == Tier::kEnvironment && baseBusy) continue;                  // base first
+    if (r.priority == Tier::kEnvironment && baseBusy) continue;  // base first
     auto active = activePerRegistry_.find(r.registry);
     if (active != activePerRegistry_.end() && active->second >= options_.perRegistry) continue;
-    if (!best || std::pair(r.tier, r.seq) < std::pair(best->tier, best->seq)) best = &r;
+    if (!best || std::pair(r.priority, r.seq) < std::pair(best->priority, best->seq)) best = &r;
   }
   return best;
 }
@@ -288,11 +317,16 @@ void Prefetcher::runOne(std::unique_lock<std::mutex>& lock, ImageRecord& r) {
   const std::string image = r.image, registry = r.registry, previousId = r.imageId;
   const bool refresh = r.refresh;
   const Tier tier = r.tier;
+  const unsigned attemptsBefore = r.attempts;
   const PrefetchOptions opts = options_;
   std::optional<Credential> cred;
   if (creds_) cred = creds_->lookup(registry);
 
   auto finish = [&] {
+    if (isTerminal(r.state)) {
+      r.priority = r.tier;  // the request that raised it is answered
+      r.awaited = false;
+    }
     --stats_.active;
     if (--activePerRegistry_[registry] == 0) activePerRegistry_.erase(registry);
     r.lastDuration = std::chrono::duration_cast<milliseconds>(steady_clock::now() - start);
@@ -311,6 +345,7 @@ void Prefetcher::runOne(std::unique_lock<std::mutex>& lock, ImageRecord& r) {
     lock.unlock();
     auto st = service_.status(image);
     lock.lock();
+    if (st) runtimeAnsweredLocked();
     if (st && *st) {
       fromInfo(**st);
       r.state = PullState::kPresent;
@@ -365,6 +400,7 @@ void Prefetcher::runOne(std::unique_lock<std::mutex>& lock, ImageRecord& r) {
       err = pulled.error();
     }
     lock.lock();
+    if (pulled) runtimeAnsweredLocked();
   }
   if (info) {
     bool changed = !previousId.empty() && previousId != info->id;
@@ -394,8 +430,25 @@ void Prefetcher::runOne(std::unique_lock<std::mutex>& lock, ImageRecord& r) {
   RetryClass cls = classifyError(code, err->message());
   r.lastError = err->message();
   r.lastCode = std::string(grpcCodeName(code));
-  if (r.attempts == 0) r.attempts = 1;  // a failed status check counts as an attempt
-  unsigned limit = cls == RetryClass::kPermanent ? opts.maxPermanentAttempts : opts.maxAttempts;
+  // A failed presence check is an attempt too: a runtime that is down backs off like a
+  // failing pull instead of being asked again every few seconds, forever.
+  bool statusFailed = r.attempts == attemptsBefore;
+  if (statusFailed) {
+    ++r.attempts;
+    ++stats_.attempts;
+  }
+  // Unavailable is gRPC's "could not reach the server"; a presence check that timed out is
+  // the runtime not answering too. Other failures are answers.
+  r.runtimeDown = code == GrpcCode::kUnavailable || (statusFailed && code == GrpcCode::kDeadlineExceeded);
+  if (r.runtimeDown) {
+    stats_.runtimeDown = true;
+    stats_.runtimeError = r.lastError;
+  } else if (code != GrpcCode::kDeadlineExceeded && code != GrpcCode::kCancelled) {
+    runtimeAnsweredLocked();  // the runtime itself gave the answer (not found, refused...)
+  }
+  unsigned limit = cls == RetryClass::kRejected    ? 1
+                   : cls == RetryClass::kPermanent ? opts.maxPermanentAttempts
+                                                   : opts.maxAttempts;
   if (stopping_) {
     r.state = PullState::kQueued;
   } else if (r.attempts >= limit) {

@@ -46,13 +46,19 @@ struct ImageRecord {
   std::string image;      // canonical reference, the record's key
   std::string requested;  // as first written (config or CLI)
   std::string registry;
-  Tier tier = Tier::kEnvironment;
+  Tier tier = Tier::kEnvironment;  // what the image is: a configured image keeps its tier
+  // What it is scheduled as until its pull ends: its tier, or the higher one of a request
+  // waiting for it (`images pull` of a configured environment image goes ahead of others
+  // without becoming a business image).
+  Tier priority = Tier::kEnvironment;
+  bool awaited = false;  // a request waits for it (so it does not wait for the start slot)
   PullState state = PullState::kQueued;
   bool configured = false;  // from the config (base/environment), not from a request
   bool refresh = false;     // pull even if present: a tag re-check
   unsigned attempts = 0;    // attempts of the current round
   std::string lastError;
   std::string lastCode;  // gRPC code name of the last failure
+  bool runtimeDown = false;  // the last failure was the runtime not answering
   std::string waitReason;
   std::string imageId;
   uint64_t size = 0;
@@ -76,6 +82,9 @@ struct PrefetchStats {
   std::optional<DiskUsage> disk;
   std::string diskError;
   bool diskHigh = false;
+  // The runtime did not answer (a failed ImageStatus, or Unavailable) and has not since.
+  bool runtimeDown = false;
+  std::string runtimeError;
 };
 
 class Prefetcher {
@@ -103,6 +112,9 @@ class Prefetcher {
   [[nodiscard]] Result<std::string> request(const std::string& image, Tier tier, bool refresh = false);
   // Re-checks every configured environment image by tag (and retries failed configured ones).
   void refreshEnvironment();
+  // The runtime answered (the module's probe): if it was down, every image that failed or
+  // waits because of that is queued again with fresh attempts.
+  void runtimeAnswered();
   // Drops an image the agent tracks (never a configured one). Does not delete it from the runtime.
   [[nodiscard]] Result<void> forget(const std::string& image);
 
@@ -121,6 +133,7 @@ class Prefetcher {
   ImageRecord* pickLocked(SteadyTime now, SteadyTime& wake);
   void runOne(std::unique_lock<std::mutex>& lock, ImageRecord& rec);
   void changedLocked();
+  void runtimeAnsweredLocked();
   void ensureWorkersLocked();
   bool baseBusyLocked() const;
   std::optional<DiskUsage> diskLocked(std::unique_lock<std::mutex>& lock, SteadyTime now);

@@ -51,9 +51,10 @@ std::string Op::toString() const {
 
 OpResult opResultFor(const Op& op, int error, const std::string& kernelMessage) {
   using T = Op::Type;
-  bool add = op.type == T::kAddService || op.type == T::kAddDest;
   bool del = op.type == T::kDelService || op.type == T::kDelDest;
-  if (error == 0 || (add && error == EEXIST) || (del && (error == ENOENT || error == ESRCH))) return {};
+  // A service add that meets EEXIST is not success: someone else may have made it.
+  if (error == 0 || (op.type == T::kAddDest && error == EEXIST) || (del && (error == ENOENT || error == ESRCH)))
+    return {};
   OpResult r;
   r.error = error;
   r.message = op.toString() + ": " + std::strerror(error);

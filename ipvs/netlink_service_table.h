@@ -29,8 +29,9 @@ class NetlinkServiceTable final : public ServiceTable {
   uint16_t family_;
 };
 
-// Maps a kernel errno for an op to the op's result: EEXIST on add and ENOENT/ESRCH on
-// delete are success; others become a message naming the op.
+// Maps a kernel errno for an op to the op's result: EEXIST on a destination add and
+// ENOENT/ESRCH on delete are success; others (EEXIST on a service add too: the service may
+// be someone else's) become a message naming the op.
 OpResult opResultFor(const Op& op, int error, const std::string& kernelMessage);
 
 }  // namespace nodeagent::ipvs

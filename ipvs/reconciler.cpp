@@ -36,8 +36,9 @@ Reconciler::Reconciler(ServiceTable& table, Ownership& ownership, const Clock& c
                        ReconcilerOptions options, FlowFlusher* flusher)
     : table_(table), ownership_(ownership), clock_(clock), options_(std::move(options)), flusher_(flusher) {}
 
-bool Reconciler::owns(const ServiceKey& k) const {
-  if (ownership_.contains(k)) return true;
+bool Reconciler::owns(const ServiceKey& k) const { return ownership_.contains(k) || ownedByCidr(k); }
+
+bool Reconciler::ownedByCidr(const ServiceKey& k) const {
   if (k.fwmark != 0) return false;
   for (const auto& c : options_.ownedCidrs)
     if (c.contains(k.address)) return true;
@@ -105,13 +106,63 @@ bool Reconciler::anyDraining(const ServiceKey& k) const {
   return it != draining_.end() && it->first.first == k;
 }
 
+Result<std::vector<OpResult>> Reconciler::applyNewServicesFirst(std::span<const Op> ops,
+                                                                std::set<ServiceKey>& existed) {
+  std::vector<Op> adds;
+  for (const auto& op : ops)
+    if (op.type == Op::Type::kAddService) adds.push_back(op);
+  if (adds.empty()) return table_.apply(ops);
+  auto added = table_.apply(adds);
+  if (!added) return added;
+  for (size_t i = 0; i < adds.size(); ++i)
+    if ((*added)[i].error == EEXIST) existed.insert(adds[i].service.key);
+  std::vector<Op> rest;
+  for (const auto& op : ops)
+    if (op.type != Op::Type::kAddService && !existed.contains(op.service.key)) rest.push_back(op);
+  Result<std::vector<OpResult>> restResults = std::vector<OpResult>{};
+  if (!rest.empty()) restResults = table_.apply(rest);
+  if (!restResults) return restResults;
+  std::vector<OpResult> out;
+  out.reserve(ops.size());
+  size_t a = 0, r = 0;
+  for (const auto& op : ops) {
+    if (op.type == Op::Type::kAddService)
+      out.push_back((*added)[a++]);
+    else if (existed.contains(op.service.key))
+      out.push_back(OpResult{EEXIST, op.toString() + ": not sent, the service was not created by nodeagent"});
+    else
+      out.push_back((*restResults)[r++]);
+  }
+  return out;
+}
+
+Result<void> Reconciler::settleExisting(const std::set<ServiceKey>& existed, SyncReport& report) {
+  bool ownershipChanged = false;
+  for (const auto& k : existed) {
+    if (ownedByCidr(k)) {
+      // Ours by configuration whoever made it: read it at the next pass and converge.
+      log::get("ipvs")->info("{} already exists inside owned_cidrs: adopted at the next full read", k.toString());
+      needFullRead_ = true;
+      continue;
+    }
+    ownershipChanged |= ownership_.erase(k);
+    foreign_.insert(k);
+    report.conflicts.push_back(k.toString() + " appeared in the kernel before nodeagent added it: not created by "
+                               "nodeagent, left alone");
+  }
+  if (ownershipChanged)
+    if (auto r = ownership_.save(); !r) return fail(r.error().wrap("record IPVS ownership"));
+  return {};
+}
+
 void Reconciler::recordPlanned(std::span<const Op> ops, const std::vector<OpResult>& results,
                                std::span<const PlannedService> services, const DesiredState& desired,
-                               SyncReport& report) {
+                               const std::set<ServiceKey>& existed, SyncReport& report) {
   auto log = log::get("ipvs");
   bool debug = log->should_log(spdlog::level::debug);
   for (const auto& ps : services) {
     size_t n = ps.lastOp - ps.firstOp;
+    if (!existed.empty() && existed.contains(ops[ps.firstOp].service.key)) continue;  // not ours: nothing applied
     bool allOk = true;
     for (size_t i = ps.firstOp; i < ps.lastOp && allOk; ++i) allOk = results[i].ok();
     if (!allOk || ps.drainStarted) {
@@ -289,12 +340,14 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
       if (ownershipChanged) {
         if (auto r = ownership_.save(); !r) return fail(r.error().wrap("record IPVS ownership"));
       }
-      auto results = table_.apply(plan.ops);
+      std::set<ServiceKey> existed;
+      auto results = applyNewServicesFirst(plan.ops, existed);
       if (!results) {
         needFullRead_ = true;
         return fail(results.error());
       }
-      recordPlanned(plan.ops, *results, planned, desired, report);
+      recordPlanned(plan.ops, *results, planned, desired, existed, report);
+      if (auto r = settleExisting(existed, report); !r) return r;
     }
     auto now = clock_.now();
     for (const auto& ref : plan.stopDrain) draining_.erase(ref);

@@ -114,8 +114,19 @@ class Reconciler {
   };
   // Like record, but a service whose planned ops all succeeded becomes its desired entry
   // (shared, no copy made).
+  // (Services in `existed` were not applied: skipped.)
   void recordPlanned(std::span<const Op> ops, const std::vector<OpResult>& results,
-                     std::span<const PlannedService> services, const DesiredState& desired, SyncReport& report);
+                     std::span<const PlannedService> services, const DesiredState& desired,
+                     const std::set<ServiceKey>& existed, SyncReport& report);
+  // Sends the batch's service adds first, then the rest without the ops of any service
+  // whose add met EEXIST (`existed`): someone else made it since the last full read, and
+  // no destination of theirs may be touched. One result per op of `ops`.
+  [[nodiscard]] Result<std::vector<OpResult>> applyNewServicesFirst(std::span<const Op> ops,
+                                                                    std::set<ServiceKey>& existed);
+  // A service in `existed` is a conflict (ownership record removed, reported, foreign),
+  // unless owned_cidrs make it ours: then it is read and converged at the next pass.
+  [[nodiscard]] Result<void> settleExisting(const std::set<ServiceKey>& existed, SyncReport& report);
+  bool ownedByCidr(const ServiceKey& k) const;
   bool anyDraining(const ServiceKey& k) const;
   [[nodiscard]] Result<void> finishDrains(SyncReport& report, bool dryRun, const DesiredState& desired);
 

@@ -2,13 +2,14 @@
 
 #include <linux/ip_vs.h>
 #include <poll.h>
+#include <unistd.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
+#include <streambuf>
 #include <set>
 #include <spanstream>
 
@@ -102,13 +103,26 @@ void parseService(ConfigMap m, uint32_t index, Parsed& out) {
   for (auto& e : m.mapList("endpoints")) {
     Destination d;
     d.forward = forward;
-    auto a = address(e, "address", forward == Forward::kMasq && s.key.fwmark == 0 ? s.key.family : 0);
+    // Only tunnelling carries a packet of one family inside the other; the kernel refuses
+    // (EINVAL) a masq or route endpoint of the other family, fwmark services included.
+    auto a = address(e, "address", forward == Forward::kTunnel ? 0 : s.key.family);
     if (a) d.key.address = *a;
     if (s.key.fwmark == 0 && !e.has("port")) e.error("port", "is required");
     d.key.port = static_cast<uint16_t>(e.integer("port", 0, s.key.fwmark ? 0 : 1, 65535));
+    // Direct routing and tunnelling forward the packet unchanged: they cannot rewrite the
+    // port (ipvsadm silently forces the service's; here it is said).
+    if (s.key.fwmark == 0 && forward != Forward::kMasq && e.has("port") && d.key.port != s.key.port)
+      e.error("port", "must equal the service port " + std::to_string(s.key.port) + " with forward: " + fwd +
+                          " (the packet is forwarded unchanged, its port cannot be rewritten)");
     d.weight = static_cast<uint32_t>(e.integer("weight", 1, 0, 65535));
     d.upperThreshold = static_cast<uint32_t>(e.integer("upper_threshold", 0, 0, 0x7fffffff));
     d.lowerThreshold = static_cast<uint32_t>(e.integer("lower_threshold", 0, 0, 0x7fffffff));
+    // The kernel refuses (ERANGE) a lower threshold above the upper one, and an unset upper
+    // threshold is 0.
+    if (d.lowerThreshold > d.upperThreshold)
+      e.error("lower_threshold",
+              d.upperThreshold == 0 ? "needs an upper_threshold (the kernel refuses a lower threshold alone)"
+                                    : "must not exceed upper_threshold (" + std::to_string(d.upperThreshold) + ")");
     if (a && !destSeen.insert(d.key).second) e.error("address", "duplicate endpoint " + d.key.toString());
     e.finish();
     out.dests.push_back(d);
@@ -290,6 +304,42 @@ class ServiceStream final : public YAML::EventHandler {
   uint32_t index_ = 0;
 };
 
+// A read-only stream over a file descriptor that stops at a byte limit and keeps the read
+// error, instead of throwing from the middle of the YAML parser as std::ifstream does
+// (reading a directory).
+class LimitedFdBuf final : public std::streambuf {
+ public:
+  LimitedFdBuf(int fd, size_t limit) : fd_(fd), limit_(limit) {}
+  bool overLimit() const { return overLimit_; }
+  int error() const { return error_; }
+
+ protected:
+  int_type underflow() override {
+    if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
+    if (overLimit_ || error_) return traits_type::eof();
+    ssize_t n;
+    do n = ::read(fd_, buf_, sizeof buf_);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) error_ = errno;
+    if (n <= 0) return traits_type::eof();
+    total_ += static_cast<size_t>(n);
+    if (total_ > limit_) {
+      overLimit_ = true;
+      return traits_type::eof();
+    }
+    setg(buf_, buf_, buf_ + n);
+    return traits_type::to_int_type(*gptr());
+  }
+
+ private:
+  int fd_;
+  size_t limit_;
+  size_t total_ = 0;
+  bool overLimit_ = false;
+  int error_ = 0;
+  char buf_[16384];
+};
+
 }  // namespace
 
 Result<DesiredState> parseServices(std::istream& in, const std::string& source, const DesiredState* reuse) {
@@ -301,6 +351,7 @@ Result<DesiredState> parseServices(std::istream& in, const std::string& source, 
   try {
     YAML::Parser parser(in);
     parser.HandleNextDocument(stream);
+    if (auto second = nextDocumentMark(parser)) return failInvalid(secondDocumentError(source, *second));
   } catch (const YAML::Exception& e) {
     std::string where = source;
     if (e.mark.line >= 0) where += ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1);
@@ -322,9 +373,17 @@ Result<DesiredState> parseServiceFile(const std::string& text, const std::string
 }
 
 Result<DesiredState> FileServiceSource::load(const DesiredState* reuse) {
-  std::ifstream in(path_);
-  if (!in) return failErrno(errno, "read services file: open " + path_);
-  return parseServices(in, path_, reuse);
+  auto fd = openRegularFile(path_, kMaxServicesFileBytes);
+  if (!fd) return fail(fd.error().wrap("read services file"));
+  LimitedFdBuf buf(fd->get(), kMaxServicesFileBytes);
+  std::istream in(&buf);
+  auto parsed = parseServices(in, path_, reuse);
+  // The parser saw an early end of file: say why rather than what it made of the rest.
+  if (buf.error()) return failErrno(buf.error(), "read services file " + path_);
+  if (buf.overLimit())
+    return failInvalid("read services file: " + path_ + ": larger than the limit of " +
+                       std::to_string(kMaxServicesFileBytes) + " bytes");
+  return parsed;
 }
 
 void FileServiceSource::watch(std::function<void()> onChange) {

@@ -44,12 +44,19 @@ class ServiceSource {
 //       forward: masq              # masq | tunnel | route
 //       endpoints:
 //         - {address: 10.244.1.5, port: 8080, weight: 1}
-// The file is parsed as a stream: one service's YAML nodes at a time. Services equal to
+// The file is parsed as a stream: one service's YAML nodes at a time. It must be one YAML
+// document. An endpoint's address is of the service's family (except with forward: tunnel);
+// with forward: route or tunnel its port is the service's; lower_threshold needs an
+// upper_threshold at least as high. Services equal to
 // those in `reuse` share its entries.
 [[nodiscard]] Result<DesiredState> parseServices(std::istream& in, const std::string& source,
                                                  const DesiredState* reuse = nullptr);
 [[nodiscard]] Result<DesiredState> parseServiceFile(const std::string& text, const std::string& source,
                                                     const DesiredState* reuse = nullptr);
+
+// Largest services file read (checked before parsing): 10,000 services with 10 endpoints
+// each in block style are about 8 MB.
+inline constexpr size_t kMaxServicesFileBytes = 64 << 20;
 
 class FileServiceSource final : public ServiceSource {
  public:

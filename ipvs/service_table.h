@@ -22,8 +22,9 @@ struct Op {
   bool operator==(const Op&) const = default;
 };
 
-// The kernel's verdict on one op. "Already there" on add and "already gone" on delete are
-// reported as success: the table is as asked.
+// The kernel's verdict on one op. "Already there" on a destination add and "already gone"
+// on delete are reported as success: the table is as asked. A service add that finds the
+// service there reports EEXIST (the reconciler decides whose it is).
 struct OpResult {
   int error = 0;
   std::string message;

@@ -20,5 +20,18 @@ case " $* " in
   *" -L "* | *" -R "*) [[ " $* " == *kube* ]] && bash "$root/tests/k8s/build.sh" kube-apiserver etcd kubectl >/dev/null ;;
   *) bash "$root/tests/k8s/build.sh" kube-apiserver etcd kubectl >/dev/null ;;
 esac
+# Tests touch only what they create: the host's sysctl.d, its /proc/sys values and
+# /run/nodeagent must be as they were after the whole suite (scripts/host_snapshot.sh).
+snap="$(mktemp -d /tmp/nodeagent-host-snapshot-XXXXXX)"
+trap 'rm -rf "$snap"' EXIT
+"$root/scripts/host_snapshot.sh" > "$snap/before"
 cd "$build"
-ctest --output-on-failure --timeout 1800 "$@"
+rc=0
+ctest --output-on-failure --timeout 1800 "$@" || rc=$?
+"$root/scripts/host_snapshot.sh" > "$snap/after"
+if ! diff -u "$snap/before" "$snap/after" > "$snap/diff"; then
+  echo "test.sh: the test suite changed the host (before/after of scripts/host_snapshot.sh):" >&2
+  cat "$snap/diff" >&2
+  [ "$rc" -ne 0 ] || rc=1
+fi
+exit "$rc"

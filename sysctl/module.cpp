@@ -2,8 +2,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <set>
 #include <thread>
 
@@ -61,12 +64,16 @@ std::chrono::milliseconds SysctlModule::resyncInterval() const { return std::chr
 
 Result<std::vector<KeySpec>> SysctlModule::desiredKeys(const Config& config) const {
   ScaleInputs scale = config.scale;
-  if (auto facts = core::readNodeFacts(opts_.procRoot, opts_.sysRoot))
-    scale.cpus = facts->cpus;
-  else
-    scale.cpus = std::max(1u, std::thread::hardware_concurrency());
+  auto facts = core::readNodeFacts(opts_.procRoot, opts_.sysRoot);
+  if (facts) scale.cpus = facts->cpus;
   auto profile = builtinProfile(config.profile, scale);
   if (!profile) return fail(profile.error());
+  // Conntrack is sized by the node's CPUs: without them (an unreadable /proc/meminfo, a
+  // fake tree missing files) those keys fail rather than follow some other machine's count.
+  if (!facts && scale.conntrackMax == 0)
+    for (auto& k : *profile)
+      if (k.key == "net.netfilter.nf_conntrack_max" || k.key == kHashsizeKey)
+        k.unavailable = "cannot size conntrack without the node's CPU count: " + facts.error().message();
   auto keys = mergeKeys(std::move(*profile), config.contributed, config.keys, config.drop);
   if (auto r = validateKeys(keys); !r) return fail(r.error());
   return keys;
@@ -129,11 +136,25 @@ Result<SysctlModule::PassResult> SysctlModule::passLocked(bool mayApply) {
           inSync.emplace_back(r.plan[i].spec, targetValue(r.plan[i].spec, d->second));
         else if (r.applied[i].inSync && r.applied[i].after)
           inSync.emplace_back(r.plan[i].spec, *r.applied[i].after);
-      std::string text = renderDropIn(inSync, kDropInHeader);
-      if (auto w = persistDropIn(opts_.dropInPath, text); !w)
-        log->error("cannot persist {}: {}", opts_.dropInPath, w.error().message());
-      else if (*w)
-        log->info("persisted {} keys to {}", inSync.size(), opts_.dropInPath);
+      // Module parameters (paths) are not sysctls: they never go into the drop-in.
+      auto isSysctl = [](const std::string& key) { return !key.starts_with("/"); };
+      bool anyWanted = std::any_of(r.plan.begin(), r.plan.end(), [&](const PlanItem& p) { return isSysctl(p.spec.key); });
+      bool anyInSync = std::any_of(inSync.begin(), inSync.end(), [&](const auto& k) { return isSysctl(k.first.key); });
+      if (!anyWanted) {
+        // Nothing to persist (profile none, no keys): no drop-in, not even a header; one
+        // left from an earlier config would make boot apply values no longer wanted.
+        if (::unlink(opts_.dropInPath.c_str()) == 0)
+          log->info("removed {}: no sysctl keys to persist", opts_.dropInPath);
+        else if (errno != ENOENT)
+          log->error("cannot remove {}: {}", opts_.dropInPath, std::strerror(errno));
+      } else if (anyInSync) {
+        // (None in sync: every key failed this pass; the file keeps what it had.)
+        std::string text = renderDropIn(inSync, kDropInHeader);
+        if (auto w = persistDropIn(opts_.dropInPath, text); !w)
+          log->error("cannot persist {}: {}", opts_.dropInPath, w.error().message());
+        else if (*w)
+          log->info("persisted {} keys to {}", inSync.size(), opts_.dropInPath);
+      }
     }
   } else {
     for (const auto& p : r.plan)

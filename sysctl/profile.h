@@ -30,6 +30,9 @@ struct KeySpec {
   std::string reason;  // one line: why the node needs it
   std::string source;  // "profile large-cluster", "config", "ipvs", ...
   bool numeric = true;  // value is whitespace-separated integers
+  // Set when the value cannot be computed on this node (conntrack sizing without the
+  // node's facts): the key is planned as an error with this message and never written.
+  std::string unavailable;
   friend bool operator==(const KeySpec&, const KeySpec&) = default;
 };
 

@@ -129,7 +129,12 @@ std::vector<PlanItem> Tuner::plan(const std::vector<KeySpec>& keys) const {
     PlanItem item;
     item.spec = spec;
     auto cur = tree_.read(spec.key);
-    if (!cur) {
+    if (!spec.unavailable.empty()) {
+      if (cur) item.current = *cur;
+      item.action = Action::kError;
+      item.error = KeyError::kIo;
+      item.message = spec.unavailable;
+    } else if (!cur) {
       item.action = Action::kError;
       item.error = tree_.classify(spec.key, cur.error().errnoValue());
       item.message = describe(item.error, cur.error(), false);

@@ -36,5 +36,16 @@ TEST(Render, JsonAndYamlCarryTheSameData) {
   EXPECT_EQ(render(p, OutputFormat::kYaml), "items:\n  - k: v\n");
 }
 
+TEST(SocketAccess, NamesTheGroupTheUserIsNotIn) {
+  SocketAccess a{.path = "/run/nodeagent/nodeagent.sock", .user = "alice", .group = "nodeagent", .mode = 0660,
+                 .denied = true};
+  EXPECT_EQ(socketAccessMessage(a),
+            "permission denied on /run/nodeagent/nodeagent.sock (mode 0660, group nodeagent): alice is not in the "
+            "group \"nodeagent\"; add it (usermod -aG nodeagent alice, then log in again) or run as root");
+  EXPECT_EQ(socketAccessMessage(SocketAccess{.path = "/tmp/x.sock", .missing = true}),
+            "no control socket at /tmp/x.sock (is nodeagentd running? try: systemctl status nodeagent)");
+  EXPECT_EQ(socketAccessMessage(SocketAccess{.path = "/tmp/x.sock"}), "");
+}
+
 }  // namespace
 }  // namespace nodeagent::cli

@@ -1,6 +1,11 @@
 #include "common/config_reader.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
 
 namespace nodeagent {
 namespace {
@@ -83,6 +88,86 @@ TEST(LoadYaml, SyntaxErrorsCarryLineAndColumn) {
   auto r = loadYaml("a: [1, 2\nb: 3\n", "bad.yaml");
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().message().rfind("bad.yaml:", 0), 0u) << r.error().message();
+}
+
+TEST(Duration, RejectsValuesThatOverflowInsteadOfWrapping) {
+  // 18446744073709553 s times 1000 wraps a 64-bit integer to 1384 ms.
+  auto wrapped = parseDuration("18446744073709553");
+  ASSERT_FALSE(wrapped);
+  EXPECT_EQ(wrapped.error().message(), "duration \"18446744073709553\" is too large");
+  EXPECT_FALSE(parseDuration("9223372036854776"));  // just above INT64_MAX / 1000
+  EXPECT_EQ(*parseDuration("9223372036854775"), std::chrono::milliseconds(9223372036854775000));
+  EXPECT_FALSE(parseDuration("99999999999999999999h"));
+  EXPECT_FALSE(parseDuration("1e400ms"));  // digits only: 'e' is not a unit
+  Reader r("drift_interval: 18446744073709553\n");
+  ConfigMap m(r.doc, "", r.errors);
+  EXPECT_EQ(m.duration("drift_interval", 5s, 1s, 24h), 5s);
+  ASSERT_EQ(r.errors.all().size(), 1u);
+  EXPECT_EQ(r.errors.all()[0], "test.yaml:1:17: drift_interval: duration \"18446744073709553\" is too large");
+}
+
+TEST(ConfigErrors, KeepsTheFirstErrorsAndCountsTheRest) {
+  std::string text;
+  for (int i = 0; i < 1000; ++i) text += "unknown" + std::to_string(i) + ": 1\n";
+  Reader r(text);
+  ConfigMap m(r.doc, "", r.errors);
+  m.finish();
+  EXPECT_EQ(r.errors.all().size(), ConfigErrors::kMaxErrors);
+  EXPECT_EQ(r.errors.count(), 1000u);
+  auto res = r.errors.toResult();
+  ASSERT_FALSE(res);
+  const auto& msg = res.error().message();
+  EXPECT_EQ(std::count(msg.begin(), msg.end(), '\n'), static_cast<long>(ConfigErrors::kMaxErrors));
+  EXPECT_NE(msg.find("test.yaml:20:1: unknown19: unknown key\n... and 980 more errors"), std::string::npos) << msg;
+}
+
+TEST(LoadYaml, RejectsASecondDocumentAtItsMarker) {
+  auto r = loadYaml("a: 1\nb: 2\n---\nc: 3\n", "multi.yaml");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message(),
+            "multi.yaml:3:1: a second YAML document starts here; the file must hold exactly one");
+  // A leading marker opens the first document; an empty trailing one is still a second.
+  EXPECT_TRUE(loadYaml("---\na: 1\n", "one.yaml"));
+  auto empty = loadYaml("---\na: 1\n---\n", "two.yaml");
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().message().rfind("two.yaml:3:1: a second YAML document", 0), 0u) << empty.error().message();
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/config-reader-test.XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string file(const std::string& name, const std::string& content) const {
+    std::ofstream(path_ + "/" + name) << content;
+    return path_ + "/" + name;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(ReadConfigFile, RejectsDirectoriesAndOversizedFiles) {
+  TempDir dir;
+  auto ok = readConfigFile(dir.file("ok.yaml", "a: 1\n"));
+  ASSERT_TRUE(ok) << ok.error().message();
+  EXPECT_EQ(*ok, "a: 1\n");
+  auto isDir = readConfigFile(dir.path());
+  ASSERT_FALSE(isDir);
+  EXPECT_EQ(isDir.error().message(), dir.path() + ": Is a directory");
+  auto big = readConfigFile(dir.file("big.yaml", std::string(2000, '#')), 1000);
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().message(), dir.path() + "/big.yaml: larger than the limit of 1000 bytes");
+  EXPECT_TRUE(readConfigFile(dir.file("edge.yaml", std::string(1000, '#')), 1000));
+  auto fifo = dir.path() + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto f = readConfigFile(fifo);
+  ASSERT_FALSE(f);
+  EXPECT_EQ(f.error().message(), fifo + ": not a regular file");
+  EXPECT_FALSE(readConfigFile(dir.path() + "/absent.yaml"));
 }
 
 }  // namespace

@@ -37,6 +37,16 @@ TEST(Json, ParseRoundTrips) {
   EXPECT_EQ(*again, *j);
 }
 
+TEST(Json, NumbersPrintAsWrittenNotInExponentForm) {
+  // --check-config printed disk_high_water_percent: 8e+01.
+  EXPECT_EQ(Json(80.0).dump(), "80");
+  EXPECT_EQ(Json::object().set("disk_high_water_percent", 80.0).toYaml(), "disk_high_water_percent: 80\n");
+  EXPECT_EQ(Json(85.5).dump(), "85.5");
+  EXPECT_EQ(Json(0.1).dump(), "0.1");
+  EXPECT_EQ(Json(1e21).dump(), "1e+21");
+  EXPECT_EQ(Json::parse(Json(0.1 + 0.2).dump())->asDouble(), 0.1 + 0.2);  // still round-trips
+}
+
 TEST(Json, ParseRejectsInvalid) {
   auto j = Json::parse("{\"a\":");
   ASSERT_FALSE(j);

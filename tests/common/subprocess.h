@@ -3,6 +3,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,14 +20,21 @@ struct RunResult {
   std::string err;
 };
 
-inline RunResult run(const std::vector<std::string>& argv, const std::string& dir) {
+// In `cwd` when given; as user `uid` (and its own group only) when not negative.
+inline RunResult run(const std::vector<std::string>& argv, const std::string& dir, const std::string& cwd = "",
+                     int uid = -1) {
   std::string outPath = dir + "/cmd.out", errPath = dir + "/cmd.err";
   pid_t pid = fork();
   if (pid == 0) {
+    // The output files are opened before any change of user (the test's dir is root's).
     int o = ::open(outPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     int e = ::open(errPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     dup2(o, 1);
     dup2(e, 2);
+    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) _exit(126);
+    if (uid >= 0 && (::setgroups(0, nullptr) != 0 || ::setgid(static_cast<gid_t>(uid)) != 0 ||
+                     ::setuid(static_cast<uid_t>(uid)) != 0))
+      _exit(126);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);

@@ -1,6 +1,7 @@
 // Runs the real nodeagentd with a temp config and socket, and a NOTIFY_SOCKET owned by the
 // test, then talks to it with the real nodeagentctl.
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -183,7 +185,8 @@ TEST_F(DaemonTest, ReadyWatchdogStatusReloadAndStop) {
   EXPECT_FALSE(pathExists(socket_));
   auto down = ctl({"status"});
   EXPECT_EQ(down.exitCode, 3);
-  EXPECT_NE(down.err.find("cannot reach nodeagentd"), std::string::npos) << down.err;
+  EXPECT_NE(down.err.find("no control socket at " + socket_ + " (is nodeagentd running?"), std::string::npos)
+      << down.err;
 }
 
 // Without the Kubernetes features libcurl is never mapped, and once the daemon has gone
@@ -235,6 +238,136 @@ TEST_F(DaemonTest, OnceRunsOnePassAndExits) {
   EXPECT_EQ(r.exitCode, 0) << r.err;
   EXPECT_NE(r.out.find("healthy"), std::string::npos) << r.out;
   EXPECT_FALSE(pathExists(socket_));  // --once serves nothing
+}
+
+TEST_F(DaemonTest, ServicesFileIsCheckedByCheckConfigAndAtStart) {
+  std::string services = dir_ + "/services.yaml";
+  auto withIpvs = configText("info") + "ipvs:\n  enabled: true\n  services_file: " + services + "\n";
+  ASSERT_TRUE(writeFileAtomic(config_, withIpvs));
+  // Missing: waited for (the module watches for it).
+  auto r = run({NODEAGENTD, "--config", config_, "--check-config"}, dir_);
+  EXPECT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_NE(r.out.find("# services file " + services + " does not exist yet"), std::string::npos) << r.out;
+  // Valid.
+  ASSERT_TRUE(writeFileAtomic(services, "services:\n  - {address: 10.96.0.1, port: 80}\n"));
+  r = run({NODEAGENTD, "--config", config_, "--check-config"}, dir_);
+  EXPECT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_NE(r.out.find("# services file OK: " + services + " (1 services)"), std::string::npos) << r.out;
+  // Invalid: named with file, line and key, by --check-config and at start alike.
+  ASSERT_TRUE(writeFileAtomic(services, "services:\n  - address: 10.96.0.1\n    port: 0\n"));
+  for (bool check : {true, false}) {
+    std::vector<std::string> argv = {NODEAGENTD, "--config", config_};
+    if (check) argv.push_back("--check-config");
+    r = run(argv, dir_);
+    EXPECT_EQ(r.exitCode, 2) << r.err;
+    EXPECT_NE(r.err.find("invalid services file:\n" + services + ":3:11: services[0].port: value 0 out of range"),
+              std::string::npos) << r.err;
+  }
+  // A directory: an error, not an abort.
+  std::filesystem::remove(services);
+  std::filesystem::create_directory(services);
+  for (bool check : {true, false}) {
+    std::vector<std::string> argv = {NODEAGENTD, "--config", config_};
+    if (check) argv.push_back("--check-config");
+    r = run(argv, dir_);
+    EXPECT_EQ(r.exitCode, 2) << r.err;
+    EXPECT_NE(r.err.find("read services file: " + services + ": Is a directory"), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(pathExists(dir_ + "/state"));
+  EXPECT_FALSE(pathExists(socket_));
+}
+
+TEST_F(DaemonTest, CheckConfigRejectsWhatTheDaemonWouldRefuse) {
+  auto expectRejected = [&](const std::string& extra, const std::string& want) {
+    ASSERT_TRUE(writeFileAtomic(config_, configText("info") + extra));
+    auto r = run({NODEAGENTD, "--config", config_, "--check-config"}, dir_);
+    EXPECT_EQ(r.exitCode, 2) << extra;
+    EXPECT_NE(r.err.find(want), std::string::npos) << r.err;
+  };
+  // The metrics server binds addresses, it resolves no names: localhost is refused at both.
+  expectRejected("metrics:\n  address: localhost:9464\n", "metrics.address: must be IP:PORT");
+  expectRejected("metrics:\n  address: \"[::1:9464\"\n", "metrics.address: must be IP:PORT");
+  std::string first = configText("info") + "imagepull:\n  disk_high_water_percent: 80\n";
+  auto line = std::count(first.begin(), first.end(), '\n') + 1;
+  expectRejected("imagepull:\n  disk_high_water_percent: 80\n---\nagent: {}\n",
+                 config_ + ":" + std::to_string(line) + ":1: a second YAML document starts here");
+}
+
+TEST_F(DaemonTest, CheckConfigPrintsNumbersAsWritten) {
+  ASSERT_TRUE(writeFileAtomic(config_, configText("info") + "metrics:\n  address: \"[::1]:9464\"\n"));
+  auto r = run({NODEAGENTD, "--config", config_, "--check-config"}, dir_);
+  EXPECT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_NE(r.out.find("disk_high_water_percent: 80\n"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("e+"), std::string::npos) << r.out;
+}
+
+TEST_F(DaemonTest, OversizedConfigIsRejectedBeforeParsing) {
+  std::string big = configText("info");
+  while (big.size() <= (1u << 20)) big += "# padding padding padding padding padding padding padding padding\n";
+  ASSERT_TRUE(writeFileAtomic(config_, big));
+  auto r = run({NODEAGENTD, "--config", config_, "--check-config"}, dir_);
+  EXPECT_EQ(r.exitCode, 2);
+  EXPECT_NE(r.err.find(config_ + ": larger than the limit of 1048576 bytes"), std::string::npos) << r.err;
+}
+
+TEST_F(DaemonTest, OnceDryRunPrintsThePlanKeyByKey) {
+  // A fake kernel tree: the dry run reads it and changes nothing.
+  std::string proc = dir_ + "/proc", sys = dir_ + "/sys", dropIn = dir_ + "/sysctl.d/90-nodeagent.conf";
+  std::filesystem::create_directories(proc + "/sys/vm");
+  std::filesystem::create_directories(sys + "/devices/system/cpu");
+  ASSERT_TRUE(writeFileAtomic(proc + "/meminfo", "MemTotal:       16384000 kB\n"));
+  ASSERT_TRUE(writeFileAtomic(proc + "/sys/vm/max_map_count", "65530\n"));
+  ASSERT_TRUE(writeFileAtomic(sys + "/devices/system/cpu/online", "0-7\n"));
+  std::string text = configText("info");
+  text.replace(text.find("  enabled: false\n"), 17, "  enabled: true\n");
+  ASSERT_TRUE(writeFileAtomic(config_, text));
+  auto r = run({NODEAGENTD, "--config", config_, "--once", "--dry-run", "--proc-root", proc, "--sys-root", sys,
+                "--sysctl-file", dropIn},
+               dir_);
+  EXPECT_NE(r.out.find("  sysctl: vm.max_map_count: 65530 -> 262144 (min, profile large-cluster)\n"),
+            std::string::npos) << r.out << r.err;
+  EXPECT_NE(r.out.find("  sysctl: kernel.panic: cannot: absent"), std::string::npos) << r.out;
+  EXPECT_EQ(readFile(proc + "/sys/vm/max_map_count").value_or(""), "65530\n");
+  EXPECT_FALSE(pathExists(dropIn));
+}
+
+TEST_F(DaemonTest, CliSocketPathsPermissionsAndTimeouts) {
+  std::string text = configText("info") + "imagepull:\n  runtime_endpoint: unix://" + dir_ + "/no-runtime.sock\n";
+  text.insert(text.find("sysctl:\n"), "  socket_group: no-such-group-for-the-test\n");  // under control:
+  ASSERT_TRUE(writeFileAtomic(config_, text));
+  startDaemon();
+  ASSERT_TRUE(awaitNotify("READY=1")) << readFile(dir_ + "/daemon.log").value_or("");
+  auto log = readFile(dir_ + "/daemon.log").value_or("");
+  EXPECT_NE(log.find("is not in /etc/group"), std::string::npos) << log;
+  EXPECT_NE(log.find("\"warn"), std::string::npos) << log;
+
+  // A relative --socket is taken from the current directory.
+  auto rel = run({NODEAGENTCTL, "--socket", "run/nodeagent.sock", "--timeout", "5s", "version"}, dir_, dir_);
+  EXPECT_EQ(rel.exitCode, 0) << rel.err;
+
+  // Someone outside the socket's group is told so, with the group's name.
+  ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
+  ASSERT_EQ(::chmod((dir_ + "/run").c_str(), 0755), 0);
+  ASSERT_EQ(::chown(socket_.c_str(), 0, 0), 0);
+  std::string rootGroup = ::getgrgid(0) ? ::getgrgid(0)->gr_name : "0";
+  auto denied = run({NODEAGENTCTL, "--socket", socket_, "--timeout", "5s", "status"}, dir_, "/", 65534);
+  EXPECT_EQ(denied.exitCode, 3);
+  EXPECT_NE(denied.err.find("permission denied on " + socket_ + " (mode 0660, group " + rootGroup + "): "),
+            std::string::npos) << denied.err;
+  EXPECT_NE(denied.err.find(" is not in the group \"" + rootGroup + "\""), std::string::npos)
+      << denied.err << " (exit " << denied.exitCode << ")";
+
+  // --timeout running out on a pull that waits (the runtime is not there): 5, not 3.
+  auto pull = run({NODEAGENTCTL, "--socket", socket_, "--timeout", "1s", "images", "pull", "127.0.0.1:1/waits:v1"},
+                  dir_);
+  EXPECT_EQ(pull.exitCode, 5) << pull.err;
+  EXPECT_NE(pull.err.find("--timeout 1s ran out before the daemon finished"), std::string::npos) << pull.err;
+  // Invalid names are refused by the daemon, never queued.
+  auto bad = ctl({"images", "pull", "../etc"});
+  EXPECT_EQ(bad.exitCode, 2) << bad.err;
+  EXPECT_NE(bad.err.find("invalid registry host"), std::string::npos) << bad.err;
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  EXPECT_EQ(waitExit(), 0);
 }
 
 TEST_F(DaemonTest, CliUsageErrorsExitTwo) {

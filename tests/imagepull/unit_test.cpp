@@ -36,6 +36,36 @@ TEST(ImageRef, NormalisesLikeKubelet) {
   EXPECT_FALSE(parseImageRef("reg.io//x"));
 }
 
+TEST(ImageRef, FollowsTheDistributionGrammar) {
+  auto rejects = [](const std::string& ref, const std::string& why) {
+    auto r = parseImageRef(ref);
+    ASSERT_FALSE(r) << ref << " accepted as " << r->canonical();
+    EXPECT_NE(r.error().message().find(why), std::string::npos) << ref << ": " << r.error().message();
+  };
+  rejects("../etc", "invalid registry host \"..\"");
+  rejects("a/../etc", "invalid path component \"..\"");
+  rejects("-lead", "invalid path component \"-lead\"");
+  rejects("a..b", "invalid path component \"a..b\"");
+  rejects("team/a..b", "invalid path component \"a..b\"");
+  rejects("team/a_-b", "invalid path component");
+  rejects("team/a___b", "invalid path component");
+  rejects("team/trailing-", "invalid path component");
+  rejects("reg.io/x@md5:d41d8cd98f00b204e9800998ecf8427e", "unsupported algorithm \"md5\"");
+  rejects("reg.io/x@sha256:" + std::string(64, 'A'), "sha256 needs 64 lower-case hex digits");
+  rejects("reg.io/x@sha512:" + std::string(64, 'a'), "sha512 needs 128");
+  rejects("-reg.io/x", "invalid registry host");
+  rejects("reg.io:port/x", "invalid registry host");
+  rejects("reg.io/x:" + std::string(129, 'v'), "invalid tag");
+  rejects("reg.io/x:.v1", "invalid tag");
+  rejects("reg.io/" + std::string(250, 'a'), "longer than 255");
+  // What the grammar allows.
+  EXPECT_EQ(parseImageRef("team/a__b.c-d--e")->canonical(), "docker.io/team/a__b.c-d--e:latest");
+  EXPECT_EQ(parseImageRef("[::1]:5000/x:V1_a")->canonical(), "[::1]:5000/x:V1_a");
+  EXPECT_EQ(parseImageRef("My.Registry:443/x")->registry, "My.Registry:443");
+  EXPECT_EQ(parseImageRef("reg.io/x@sha512:" + std::string(128, 'f'))->digest, "sha512:" + std::string(128, 'f'));
+  EXPECT_TRUE(parseImageRef("reg.io/x:1.2@sha256:" + std::string(64, '0')));
+}
+
 TEST(Credentials, DockerConfigAuthsAndLegacyForm) {
   // "auth" is base64("alice:s3cret")
   auto s = CredentialStore::parse(R"({"auths":{"https://index.docker.io/v1/":{"auth":"YWxpY2U6czNjcmV0"},
@@ -70,6 +100,9 @@ TEST(Policy, ClassifiesByGrpcCodeAndMessage) {
   EXPECT_EQ(classifyError(GrpcCode::kUnknown, "dial tcp 127.0.0.1:1: connect: connection refused"),
             RetryClass::kRetryable);
   EXPECT_EQ(classifyError(GrpcCode::kUnknown, "failed to authorize: ... 401 Unauthorized"), RetryClass::kPermanent);
+  EXPECT_EQ(classifyError(GrpcCode::kUnknown, "failed to pull and unpack image \"x\": invalid reference format"),
+            RetryClass::kRejected);
+  EXPECT_EQ(classifyError(GrpcCode::kInvalidArgument, ""), RetryClass::kRejected);
 }
 
 TEST(Policy, BackoffGrowsIsCappedAndJittered) {
@@ -142,12 +175,23 @@ class FakeService final : public ImageService {
   std::vector<std::string> order;
   std::map<std::string, int> pulls;
   int inFlight = 0, maxInFlight = 0;
+  std::map<std::string, std::string> failureText;  // per image: the message of its failures
   std::chrono::milliseconds pullTime{30};
   uint64_t used = 10;
+  std::atomic<bool> down{false};  // the runtime's socket does not answer
+  int statusCalls = 0;
 
-  Result<RuntimeVersion> version() override { return RuntimeVersion{"fake", "1", "v1"}; }
+  static Error unreachable() {
+    return Error(makeGrpcError(GrpcCode::kUnavailable), "connection error: dial unix /run/fake.sock: no such file");
+  }
+  Result<RuntimeVersion> version() override {
+    if (down) return fail(unreachable());
+    return RuntimeVersion{"fake", "1", "v1"};
+  }
   Result<std::optional<ImageInfo>> status(const std::string& image) override {
     std::lock_guard l(mu);
+    ++statusCalls;
+    if (down) return fail(unreachable());
     if (!present.contains(image)) return std::optional<ImageInfo>{};
     return std::optional<ImageInfo>{ImageInfo{.id = "sha256:" + image, .size = 42}};
   }
@@ -163,10 +207,12 @@ class FakeService final : public ImageService {
     std::lock_guard l(mu);
     --inFlight;
     if (pullTime > timeout) return fail(Error(makeGrpcError(GrpcCode::kDeadlineExceeded), "deadline"));
+    if (down) return fail(unreachable());
     if (auto& f = failures[image]; !f.empty()) {
       auto code = f.front();
       f.erase(f.begin());
-      return fail(Error(makeGrpcError(code), "scripted failure"));
+      auto text = failureText.contains(image) ? failureText[image] : "scripted failure";
+      return fail(Error(makeGrpcError(code), text));
     }
     present.insert(image);
     return "sha256:" + image;
@@ -285,6 +331,99 @@ TEST(Prefetcher, RetriesTransientErrorsAndGivesUpOnNotFound) {
   EXPECT_EQ(g->state, PullState::kFailed);
   EXPECT_EQ(g->lastCode, "NotFound");
   EXPECT_EQ(svc.pulls["r.io/gone:latest"], 2);  // max_permanent_attempts, not forever
+}
+
+// A runtime that does not answer, and one image requested while it is down, given up on
+// after `maxAttempts`.
+struct Outage {
+  FakeService svc;
+  FakeDisk disk;
+  std::unique_ptr<Prefetcher> p;
+  std::string key;
+  explicit Outage(unsigned maxAttempts) {
+    svc.down = true;
+    auto opts = fastOptions();
+    opts.maxAttempts = maxAttempts;
+    p = std::make_unique<Prefetcher>(svc, disk, opts);
+    key = p->request("r.io/app", Tier::kBusiness).value_or("");
+  }
+  bool gaveUp() {
+    return waitFor(*p, [&] { return p->find(key) && p->find(key)->state == PullState::kFailed; });
+  }
+};
+
+TEST(Prefetcher, RuntimeOutageCountsAttemptsBacksOffAndRecovers) {
+  Outage o(4);
+  auto& svc = o.svc;
+  auto& p = *o.p;
+  auto k = &o.key;
+  // Each failed presence check is an attempt with its backoff: four, then it gives up
+  // instead of asking again every few seconds forever at "attempt 1".
+  ASSERT_TRUE(o.gaveUp());
+  auto r = p.find(*k);
+  EXPECT_EQ(r->attempts, 4u);
+  EXPECT_EQ(r->lastCode, "Unavailable");
+  EXPECT_TRUE(r->runtimeDown);
+  EXPECT_TRUE(p.stats().runtimeDown);
+  EXPECT_NE(p.stats().runtimeError.find("dial unix"), std::string::npos);
+  std::this_thread::sleep_for(200ms);
+  {
+    std::lock_guard l(svc.mu);
+    EXPECT_EQ(svc.statusCalls, 4);
+    EXPECT_EQ(svc.pulls.count("r.io/app:latest"), 0u);
+  }
+  // The runtime answers again (the module's version probe): everything it failed is queued.
+  svc.down = false;
+  p.runtimeAnswered();
+  ASSERT_TRUE(waitFor(p, [&] { return p.find(*k)->state == PullState::kPresent; }));
+  EXPECT_FALSE(p.stats().runtimeDown);
+  EXPECT_EQ(p.find(*k)->attempts, 1u);
+}
+
+TEST(Prefetcher, AnyAnswerFromTheRuntimeRequeuesWhatItsOutageFailed) {
+  Outage o(2);
+  auto& p = *o.p;
+  ASSERT_TRUE(o.gaveUp());
+  o.svc.down = false;
+  auto b = p.request("r.io/b", Tier::kBusiness);  // its presence check gets an answer
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p) && p.find(o.key)->state == PullState::kPresent; }));
+  EXPECT_EQ(p.find(*b)->state, PullState::kPresent);
+}
+
+TEST(Prefetcher, InvalidReferenceFromTheRuntimeIsNotRetried) {
+  FakeService svc;
+  FakeDisk disk;
+  svc.failures["r.io/odd:latest"] = {GrpcCode::kUnknown, GrpcCode::kUnknown};
+  svc.failureText["r.io/odd:latest"] =
+      "failed to pull and unpack image \"r.io/odd:latest\": failed to resolve reference: invalid reference format";
+  Prefetcher p(svc, disk, fastOptions());
+  auto k = p.request("r.io/odd", Tier::kBusiness);
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+  EXPECT_EQ(p.find(*k)->state, PullState::kFailed);
+  EXPECT_EQ(p.find(*k)->attempts, 1u);
+  EXPECT_EQ(svc.pulls["r.io/odd:latest"], 1);
+  EXPECT_FALSE(p.stats().runtimeDown);
+}
+
+TEST(Prefetcher, RequestOfAConfiguredImageKeepsItsTier) {
+  FakeService svc;
+  FakeDisk disk;
+  Prefetcher p(svc, disk, fastOptions());
+  ASSERT_TRUE(p.setConfigured({}, {"r.io/env"}));
+  // Before the start slot: the request does not wait for it, nor relabels the image.
+  auto k = p.request("r.io/env", Tier::kBusiness);
+  ASSERT_TRUE(k);
+  ASSERT_TRUE(waitFor(p, [&] { return p.find(*k)->state == PullState::kPresent; }));
+  auto r = p.find(*k);
+  EXPECT_EQ(r->tier, Tier::kEnvironment);
+  EXPECT_EQ(r->priority, Tier::kEnvironment);
+  EXPECT_TRUE(r->configured);
+  EXPECT_EQ(std::string(toJson(*r, std::chrono::steady_clock::now()).get("tier").asString()), "environment");
+  // An image only requested takes the tier its requests give it.
+  auto b = p.request("r.io/biz", Tier::kBusiness);
+  ASSERT_TRUE(p.request("r.io/biz", Tier::kBase));
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+  EXPECT_EQ(p.find(*b)->tier, Tier::kBase);
 }
 
 TEST(Prefetcher, DeadlineCancelsAndRetries) {

@@ -82,8 +82,12 @@ TEST_F(NetlinkVm, ProgramsWhatIpvsadmReadsBack) {
     }
   }
 
-  // Adding again is "already there"; deleting twice is "already gone"; both succeed.
-  std::vector<Op> again = {{Op::Type::kAddService, web, {}},
+  // Adding a service again is EEXIST (it may be someone else's: the reconciler decides).
+  res = table_->apply(std::vector<Op>{{Op::Type::kAddService, web, {}}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ((*res)[0].error, EEXIST) << (*res)[0].message;
+  // Adding a destination again is "already there"; deleting twice is "already gone".
+  std::vector<Op> again = {{Op::Type::kAddDest, web, Destination{{addr("10.244.1.5"), 8080}}},
                            {Op::Type::kDelDest, web, Destination{{addr("10.244.2.6"), 8080}}},
                            {Op::Type::kDelDest, web, Destination{{addr("10.244.2.6"), 8080}}},
                            {Op::Type::kEditDest, web, Destination{{addr("10.244.1.5"), 8080}, Forward::kMasq, 0, 0, 0}},

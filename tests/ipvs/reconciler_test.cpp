@@ -219,6 +219,71 @@ TEST_F(ReconcilerTest, LeavesForeignServicesAlone) {
   for (const auto& op : kernel_.log) EXPECT_NE(op.service.key, foreign.key);
 }
 
+TEST_F(ReconcilerTest, ForeignServiceCreatedAfterTheFullReadIsNotTakenOver) {
+  // The agent read the kernel (nothing there), then someone ran
+  // `ipvsadm -A -t 10.96.0.7:80 -s wrr; ipvsadm -a -t 10.96.0.7:80 -r 192.168.9.9:80`
+  // just before the source asked for the same address.
+  sync({}, true);
+  Service theirs{ServiceKey{AF_INET, Protocol::kTcp, addr("10.96.0.7"), 80, 0}, "wrr"};
+  Destination theirDest{DestKey{addr("192.168.9.9"), 80}, Forward::kMasq, 1, 0, 0};
+  ASSERT_TRUE(kernel_.apply(std::vector<Op>{{T::kAddService, theirs, {}}, {T::kAddDest, theirs, theirDest}}));
+  kernel_.log.clear();
+  DesiredState want;
+  put(want, svc("10.96.0.7", 80, 2));
+  put(want, svc("10.96.0.8", 80, 1));  // an ordinary new service in the same batch
+  auto r = rec_->syncChanged(want, {theirs.key, *parseServiceKey("TCP 10.96.0.8:80")}, false);
+  ASSERT_TRUE(r) << r.error().message();
+  // A conflict: reported, not owned, not applied, no destination op sent to it.
+  ASSERT_EQ(r->conflicts.size(), 1u);
+  EXPECT_NE(r->conflicts[0].find("TCP 10.96.0.7:80"), std::string::npos) << r->conflicts[0];
+  EXPECT_TRUE(r->failures.empty()) << r->failures[0];
+  EXPECT_FALSE(own_->contains(theirs.key));
+  EXPECT_FALSE(rec_->owns(theirs.key));
+  EXPECT_FALSE(rec_->applied().contains(theirs.key));
+  EXPECT_TRUE(rec_->foreign().contains(theirs.key));
+  for (const auto& op : kernel_.log) {
+    if (op.service.key == theirs.key) {
+      EXPECT_EQ(op.type, T::kAddService) << op.toString();
+    }
+  }
+  EXPECT_EQ(kernel_.table.at(theirs.key).service.scheduler, "wrr");
+  EXPECT_EQ(kernel_.table.at(theirs.key).dests.size(), 1u);
+  // The other new service went in whole.
+  EXPECT_EQ(kernel_.table.at(*parseServiceKey("TCP 10.96.0.8:80")).dests.size(), 1u);
+  EXPECT_TRUE(rec_->applied().contains(*parseServiceKey("TCP 10.96.0.8:80")));
+  // Later passes leave it alone too, and it stays when it leaves the source.
+  kernel_.log.clear();
+  r = rec_->sync(want, SyncRequest{true, false});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->conflicts.size(), 1u);
+  sync({}, true);
+  ASSERT_TRUE(kernel_.table.contains(theirs.key));
+  EXPECT_EQ(kernel_.table.at(theirs.key).dests.size(), 1u);
+  for (const auto& op : kernel_.log) EXPECT_NE(op.service.key, theirs.key) << op.toString();
+  // After a restart the ownership record still does not claim it.
+  restart();
+  sync({}, true);
+  EXPECT_TRUE(kernel_.table.contains(theirs.key));
+}
+
+TEST_F(ReconcilerTest, ExistingServiceInsideAnOwnedCidrIsAdoptedAtTheNextRead) {
+  ReconcilerOptions o;
+  o.ownedCidrs.push_back(*Cidr::parse("10.96.0.0/12"));
+  restart(o);
+  sync({}, true);
+  Service stale{ServiceKey{AF_INET, Protocol::kTcp, addr("10.96.0.7"), 80, 0}, "wrr"};
+  ASSERT_TRUE(kernel_.apply(std::vector<Op>{{T::kAddService, stale, {}}}));
+  DesiredState want;
+  put(want, svc("10.96.0.7", 80, 2));
+  auto r = rec_->syncChanged(want, {stale.key}, false);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->conflicts.empty());
+  EXPECT_TRUE(rec_->needsFullRead());  // ours by config: read it, then converge
+  sync(want);
+  EXPECT_EQ(kernel_.table.at(stale.key).service.scheduler, "rr");
+  EXPECT_EQ(kernel_.table.at(stale.key).dests.size(), 2u);
+}
+
 TEST_F(ReconcilerTest, OwnedCidrAdoptsServices) {
   Service stale{ServiceKey{AF_INET, Protocol::kTcp, addr("10.96.5.5"), 80, 0}, "rr"};
   ASSERT_TRUE(kernel_.apply(std::vector<Op>{{T::kAddService, stale, {}}}));

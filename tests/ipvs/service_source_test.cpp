@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "daemon/config.h"
@@ -74,6 +75,71 @@ TEST(ServiceFile, RejectsBadInputWithLineAndKey) {
               "duplicate endpoint");
   // One bad entry rejects the whole file.
   expectError("services:\n  - address: 10.96.0.1\n    port: 80\n  - address: 10.96.0.2\n    port: -1\n", "svc.yaml:5");
+}
+
+TEST(ServiceFile, RejectsWhatTheKernelWouldRefuse) {
+  const std::string svc = "services:\n  - address: 10.96.0.1\n    port: 80\n";
+  // ERANGE from the kernel: a lower threshold alone, or above the upper one.
+  expectError(svc + "    endpoints:\n      - {address: 10.0.0.1, port: 80, lower_threshold: 5}\n",
+              "svc.yaml:5:39: services[0].endpoints[0].lower_threshold: needs an upper_threshold");
+  expectError(svc + "    endpoints:\n      - {address: 10.0.0.1, port: 80, upper_threshold: 4, lower_threshold: 5}\n",
+              "svc.yaml:5:59: services[0].endpoints[0].lower_threshold: must not exceed upper_threshold (4)");
+  EXPECT_TRUE(parseServiceFile(svc + "    endpoints:\n      - {address: 10.0.0.1, port: 80, upper_threshold: 5, "
+                                     "lower_threshold: 5}\n", "svc.yaml"));
+  // EINVAL: only tunnelling mixes families; route and masq (fwmark services too) do not.
+  expectError(svc + "    forward: route\n    endpoints:\n      - {address: fd00::1, port: 80}\n",
+              "svc.yaml:6:10: services[0].endpoints[0].address: \"fd00::1\" is not of the service's address family");
+  expectError("services:\n  - fwmark: 7\n    forward: masq\n    endpoints:\n      - {address: fd00::1}\n",
+              "svc.yaml:5:10: services[0].endpoints[0].address: \"fd00::1\" is not of the service's address family");
+  expectError("services:\n  - fwmark: 7\n    family: inet6\n    endpoints:\n      - {address: 10.0.0.1}\n",
+              "services[0].endpoints[0].address: \"10.0.0.1\" is not of the service's address family");
+  EXPECT_TRUE(parseServiceFile(svc + "    forward: tunnel\n    endpoints:\n      - {address: fd00::1, port: 80}\n",
+                               "svc.yaml"));
+  // Direct routing and tunnelling cannot rewrite the port.
+  expectError(svc + "    forward: route\n    endpoints:\n      - {address: 10.0.0.1, port: 8080}\n",
+              "svc.yaml:6:29: services[0].endpoints[0].port: must equal the service port 80 with forward: route");
+  expectError(svc + "    forward: tunnel\n    endpoints:\n      - {address: 10.0.0.1, port: 8080}\n",
+              "services[0].endpoints[0].port: must equal the service port 80 with forward: tunnel");
+  EXPECT_TRUE(parseServiceFile(svc + "    forward: route\n    endpoints:\n      - {address: 10.0.0.1, port: 80}\n",
+                               "svc.yaml"));
+}
+
+TEST(ServiceFile, RejectsASecondDocument) {
+  expectError("services: []\n---\nservices:\n  - {address: 10.96.0.1, port: 80}\n",
+              "svc.yaml:2:1: a second YAML document starts here");
+}
+
+std::filesystem::path tempDir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / (name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+TEST(ServiceFile, ADirectoryOrAnOversizedFileIsAnErrorNotAnAbort) {
+  auto dir = tempDir("ipvs-src-dir");
+  std::string path = (dir / "services.yaml").string();
+  std::filesystem::create_directories(path);  // a directory where the file should be
+  FileServiceSource src(path);
+  auto d = src.load();
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().message(), "read services file: " + path + ": Is a directory");
+  std::filesystem::remove(path);
+  // Over the cap: rejected by its size before any parsing.
+  {
+    std::ofstream big(path);
+    std::string line = "# " + std::string(1022, 'x') + "\n";
+    for (size_t i = 0; i <= kMaxServicesFileBytes / line.size(); ++i) big << line;
+  }
+  d = src.load();
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().message(), "read services file: " + path + ": larger than the limit of " +
+                                     std::to_string(kMaxServicesFileBytes) + " bytes");
+  ASSERT_TRUE(writeFileAtomic(path, "services:\n  - {address: 10.96.0.1, port: 80}\n"));
+  d = src.load();
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_EQ(d->size(), 1u);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ServiceFile, StreamedParseKeepsYamlFeaturesAndMarks) {

@@ -4,6 +4,9 @@
 # the Node through strategic merge patches (the audit log shows them, from that identity),
 # `nodeagentctl status` shows the reporter's figures, the status file is written, /metrics
 # answers, the token is never logged.
+# The daemon runs outside any sandbox, so it touches nothing of the host: sysctl off, every
+# path (socket, state, status file) in the temp dir, no container runtime (the imagepull
+# module's condition is the real one of a runtime it cannot reach).
 # Usage: daemon_e2e.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build="$1"; src="$2"
@@ -31,7 +34,9 @@ agent: {node_name: e2e-node, state_dir: $D/state}
 control: {socket: $D/s.sock}
 kube: {mode: kubeconfig, kubeconfig: $KUBECONFIG_AGENT}
 metrics: {address: "127.0.0.1:0"}
-sysctl: {profile: none}
+status_file: {path: $D/status.json}
+sysctl: {enabled: false}
+imagepull: {runtime_endpoint: "unix://$D/no-runtime.sock", start_spread: 0s, images: {base: ["127.0.0.1:1/base:v1"]}}
 YAML
 "$build/bin/nodeagentd" -c cfg.yaml --log-format text --log-level debug > d.log 2>&1 &
 DP=$!
@@ -51,7 +56,8 @@ k get node e2e-node -o json | python3 -c '
 import json,sys
 n=json.load(sys.stdin); t={c["type"]: c for c in n["status"]["conditions"]}
 assert t["Ready"]["reason"] == "KubeletReady", t
-assert "NodeAgentSysctlTuned" in t and "NodeAgentConntrackPressure" in t, t
+assert t["NodeAgentBaseImagesPresent"]["status"] == "False", t
+assert t["NodeAgentBaseImagesPresent"]["reason"] == "RuntimeUnavailable", t
 print("node conditions:", sorted(t))'
 python3 - "$AUDIT_LOG" "$AGENT_SA" <<'PY'
 import json, sys

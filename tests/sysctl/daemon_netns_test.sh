@@ -72,6 +72,10 @@ PY
 [ "$(cat /proc/sys/net/core/somaxconn)" = 32768 ] || fail "net.core.somaxconn not applied"
 grep -q "^vm.max_map_count = 262144$" $tmp/sysctl.d/90-nodeagent.conf || fail "drop-in lacks vm.max_map_count"
 [ -s $tmp/state/sysctl/originals.json ] || fail "originals not saved"
+# The daemon's own status file is named after its socket: no clash with a caller's files.
+for i in $(seq 1 50); do [ -s $tmp/sock.status.json ] && break; sleep 0.1; done
+[ -s $tmp/sock.status.json ] || fail "no status file at $tmp/sock.status.json"
+[ ! -e $tmp/status.json ] || fail "a status.json beside the socket"
 
 # Overall status: healthy (host-level keys in a netns are reported, not failures).
 "$ctl" --socket $tmp/sock status -o json > $tmp/all.json || { cat $tmp/all.json; fail "nodeagentctl status not healthy"; }

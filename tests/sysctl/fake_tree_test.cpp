@@ -218,6 +218,46 @@ TEST_F(FakeTree, MissingKeyFailsAloneOthersApply) {
   EXPECT_EQ(plan->get("errors").asInt(), 1);
 }
 
+TEST_F(FakeTree, WithoutNodeFactsConntrackSizingFailsInsteadOfUsingTheHostsCpus) {
+  put(sys_ + "/devices/system/cpu/online", "0-95\n");  // 96 CPUs: 3145728 with meminfo
+  fs::remove(proc_ + "/meminfo");
+  set("net.netfilter.nf_conntrack_max", "131072");
+  auto m = makeModule(Config{});
+  ASSERT_TRUE(m->reconcile({}));
+  for (std::string key : {std::string("net.netfilter.nf_conntrack_max"), std::string(kHashsizeKey)}) {
+    auto k = keyState(key);
+    EXPECT_EQ(k.get("state").asString(), "io") << key;
+    EXPECT_NE(k.get("message").asString().find("cannot size conntrack without the node's CPU count"),
+              std::string::npos) << k.get("message").asString();
+    EXPECT_NE(k.get("message").asString().find("meminfo"), std::string::npos) << k.get("message").asString();
+  }
+  EXPECT_EQ(get("net.netfilter.nf_conntrack_max"), "131072");  // not sized by this machine's CPUs
+  EXPECT_EQ(normalize(*readFile(sys_ + "/module/nf_conntrack/parameters/hashsize")), "16384");
+  EXPECT_EQ(get("vm.max_map_count"), "262144");  // the rest of the profile applies
+  EXPECT_EQ(store_.get("sysctl")->state.health, core::Health::kDegraded);
+  // An explicit conntrack_max needs no CPU count.
+  Config c;
+  c.scale.conntrackMax = 200000;
+  auto m2 = makeModule(c);
+  ASSERT_TRUE(m2->reconcile({}));
+  EXPECT_EQ(get("net.netfilter.nf_conntrack_max"), "200000");
+}
+
+TEST_F(FakeTree, NothingToPersistWritesNoDropIn) {
+  Config none;
+  none.profile = "none";
+  auto m = makeModule(none);
+  ASSERT_TRUE(m->reconcile({}));
+  EXPECT_FALSE(pathExists(dropIn_));  // not even a header
+  // One left by an earlier config goes: boot must not apply values no longer wanted.
+  auto full = makeModule(Config{});
+  ASSERT_TRUE(full->reconcile({}));
+  ASSERT_TRUE(pathExists(dropIn_));
+  auto again = makeModule(none);
+  ASSERT_TRUE(again->reconcile({}));
+  EXPECT_FALSE(pathExists(dropIn_));
+}
+
 TEST_F(FakeTree, DryRunChangesNothing) {
   auto m = makeModule(Config{}, /*dryRun=*/true);
   ASSERT_TRUE(m->reconcile({.dryRun = true}));

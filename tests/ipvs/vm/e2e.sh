@@ -91,12 +91,37 @@ sleep 2
 check "invalid services file changes nothing" bash -c "ipvsadm -Ln | grep -q '10.96.0.10:80' && ! ipvsadm -Ln | grep -q 10.96.0.99"
 check "status names file, line and key" bash -c "nodeagentctl status -o json | grep -q 'services.yaml:3'"
 
-# Everything removed: our services and VIPs go, the foreign one stays.
+# A directory where the services file was (a bad mount, an editor accident): the daemon
+# keeps running with the last good services and says why it is degraded.
+rm -f /tmp/na/services.yaml && mkdir /tmp/na/services.yaml
+check "directory as services file: reported, naming the path" wait_for 10 bash -c "nodeagentctl status -o json | grep -q 'services.yaml: Is a directory'"
+check "directory as services file: daemon still running" kill -0 "$agent_pid"
+check "directory as services file: last good services kept" bash -c "ipvsadm -Ln | grep -q '10.96.0.10:80'"
+rmdir /tmp/na/services.yaml
+cp /tmp/na/good.yaml /tmp/na/services.yaml
+check "valid file again: in sync" wait_for 15 ipvs_in_sync
+
+# Ownership race: someone creates a service (with a destination) at an address the file
+# asks for right after. The agent's add meets EEXIST: a conflict, nothing of theirs
+# touched, and it stays when the entry leaves the file.
+ipvsadm -A -t 10.96.0.30:80 -s wrr
+ipvsadm -a -t 10.96.0.30:80 -r 10.9.9.8:80 -m -w 3
+printf '  - {address: 10.96.0.30, port: 80, endpoints: [{address: 10.244.1.2, port: 8080}]}\n' >> /tmp/na/services.yaml
+check "foreign service at a desired address: reported as a conflict" wait_for 10 bash -c "nodeagentctl status -o json | grep -q 'TCP 10.96.0.30:80 .*not created by nodeagent'"
+ipvsadm -Ln -t 10.96.0.30:80
+check "foreign service at a desired address: scheduler kept" bash -c "ipvsadm -Ln -t 10.96.0.30:80 | grep -q wrr"
+check "foreign service at a desired address: its destination kept, none added" bash -c "ipvsadm -Ln -t 10.96.0.30:80 | grep -q '10.9.9.8:80 .*Masq    3' && ! ipvsadm -Ln -t 10.96.0.30:80 | grep -q 10.244.1.2"
+check "foreign service at a desired address: not in the ownership record" bash -c "! grep -q 10.96.0.30 /tmp/na/state/ipvs/owned-services"
+grep -o 'TCP 10.96.0.30:80 [^"]*' /tmp/na/agent.log | head -2
+
+# Everything removed: our services and VIPs go, the foreign ones stay.
 echo "services: []" > /tmp/na/services.yaml
 check "owned services removed" wait_for 15 bash -c "! ipvsadm -Ln | grep -q '10.96.0.1'"
 check "nft elements removed" wait_for 10 bash -c "! nft list set inet nodeagent-ipvs svc4 | grep -q 10.96.0"
 check "VIPs removed" wait_for 10 bash -c "! ip addr show dev nodeagent-ipvs0 | grep -q 10.96.0"
 check "foreign service still there" bash -c "ipvsadm -Ln | grep -q '10.1.1.1:80'"
+check "foreign service from the race still there, as it was" bash -c "ipvsadm -Ln -t 10.96.0.30:80 | grep -q '10.9.9.8:80 .*Masq    3'"
+ipvsadm -D -t 10.96.0.30:80
 
 # Switched off by a reload: what the agent made goes (owned services, VIPs, the dummy
 # interface, the nftables table); the foreign service and other tables stay.
