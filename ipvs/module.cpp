@@ -6,8 +6,7 @@
 #include <filesystem>
 #include <mutex>
 
-#include "agent/config.h"
-#include "agent/state_store.h"
+#include "core/state_store.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "ipvs/netlink_service_table.h"
@@ -84,7 +83,7 @@ std::vector<SysctlWant> wantedSysctls(const std::string& release) {
   return out;
 }
 
-IpvsModule::IpvsModule(agent::ModuleContext ctx, Config config, std::string procRoot)
+IpvsModule::IpvsModule(core::ModuleContext ctx, Config config, std::string procRoot)
     : ctx_(std::move(ctx)), procRoot_(std::move(procRoot)), config_(std::move(config)),
       resyncMs_(config_.resyncInterval.count()) {}
 
@@ -101,10 +100,10 @@ void IpvsModule::stop() {
 
 std::chrono::milliseconds IpvsModule::resyncInterval() const { return std::chrono::milliseconds(resyncMs_.load()); }
 
-void IpvsModule::reload(const agent::Config& config) {
+void IpvsModule::reload(const Config& config) {
   // Not under mu_: a sync of 10,000 services may hold it for seconds. Applied next pass.
-  pendingConfig_.put(config.ipvs);
-  resyncMs_ = config.ipvs.resyncInterval.count();
+  pendingConfig_.put(config);
+  resyncMs_ = config.resyncInterval.count();
   sourceChanged_ = true;  // SIGHUP also re-reads the services file
 }
 
@@ -272,7 +271,7 @@ Result<void> IpvsModule::syncEdges(bool full, const std::vector<ServiceKey>& cha
   return {};
 }
 
-Result<void> IpvsModule::reconcile(const agent::ReconcileContext& ctx) {
+Result<void> IpvsModule::reconcile(const core::ReconcileContext& ctx) {
   std::lock_guard lock(mu_);
   if (auto next = pendingConfig_.take()) {
     bool sourceMoved = next->servicesFile != config_.servicesFile;
@@ -290,9 +289,9 @@ Result<void> IpvsModule::reconcile(const agent::ReconcileContext& ctx) {
   if (!config_.enabled) {
     if (auto r = teardown(ctx.dryRun || ctx_.dryRun); !r)
       log::get("ipvs")->warn("removing what the IPVS proxy made: {}", r.error().message());
-    agent::ModuleState s;
+    core::ModuleState s;
     s.name = name();
-    s.health = agent::Health::kDisabled;
+    s.health = core::Health::kDisabled;
     s.summary = "disabled (ipvs.enabled: false)";
     ctx_.store->publish(std::move(s));
     return {};
@@ -373,20 +372,20 @@ Result<void> IpvsModule::teardown(bool dryRun) {
 }
 
 void IpvsModule::publish(const SyncReport* report, const std::optional<Error>& error) {
-  agent::ModuleState s;
+  core::ModuleState s;
   s.name = name();
   size_t owned = reconciler_ ? reconciler_->applied().size() : 0;
   size_t draining = reconciler_ ? reconciler_->draining().size() : 0;
   size_t foreign = reconciler_ ? reconciler_->foreign().size() : 0;
   size_t endpoints = reconciler_ ? reconciler_->appliedEndpoints() : 0;
   if (error) {
-    s.health = agent::Health::kDegraded;
+    s.health = core::Health::kDegraded;
     s.summary = "IPVS not programmed: " + error->message();
     s.conditions.push_back({"IpvsSynced", false, error->errnoValue() == ENOENT ? "IpvsUnavailable" : "SyncFailed",
                             error->message()});
   } else {
     bool ok = report->failures.empty() && !sourceError_;
-    s.health = ok ? agent::Health::kHealthy : agent::Health::kDegraded;
+    s.health = ok ? core::Health::kHealthy : core::Health::kDegraded;
     s.summary = std::to_string(owned) + " services, " + std::to_string(endpoints) + " endpoints, " +
                 std::to_string(draining) + " draining" + (ok ? ", in sync" : "");
     if (sourceError_)
@@ -407,7 +406,7 @@ void IpvsModule::publish(const SyncReport* report, const std::optional<Error>& e
                   .set("conflicts", conflicts)
                   .set("last_sync", lastSync_)
                   .set("last_sync_us", static_cast<int64_t>(lastDuration_.count()));
-  using MT = agent::Metric::Type;
+  using MT = core::Metric::Type;
   s.metrics = {
       {"nodeagent_ipvs_services", "IPVS services owned by the agent", MT::kGauge, {}, double(owned)},
       {"nodeagent_ipvs_endpoints", "IPVS destinations of owned services", MT::kGauge, {}, double(endpoints)},
@@ -457,7 +456,7 @@ Json IpvsModule::listJson() {
   return Json::object().set("items", items).set("last_sync", lastSync_);
 }
 
-Result<Json> IpvsModule::call(const agent::CallRequest& req, agent::CallOutput& out) {
+Result<Json> IpvsModule::call(const core::CallRequest& req, core::CallOutput& out) {
   std::lock_guard lock(mu_);
   if (!config_.enabled) return failInvalid("the ipvs module is disabled (set ipvs.enabled: true)");
   if (auto r = ensureOpen(); !r) return fail(r.error());

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "agent/module.h"
 #include "common/handoff.h"
+#include "core/module.h"
 #include "ipvs/config.h"
 #include "ipvs/reconciler.h"
 #include "ipvs/service_source.h"
@@ -29,19 +29,20 @@ struct SysctlWant {
 };
 // net.ipv4.vs.* as kube-proxy sets them; conn_reuse_mode only on kernels 4.1 to 5.8
 // (from 5.9 the kernel's default no longer stalls reused connections: left as is).
-// The sysctl module applies them (agent/modules.cpp contributes them to its config).
+// The sysctl module applies them (daemon/modules.cpp contributes them to its config).
 std::vector<SysctlWant> wantedSysctls(const std::string& kernelRelease);
 std::string runningKernelRelease();  // uname -r
 
-class IpvsModule final : public agent::Module {
+class IpvsModule final : public core::Module {
  public:
-  IpvsModule(agent::ModuleContext ctx, Config config, std::string procRoot);
+  IpvsModule(core::ModuleContext ctx, Config config, std::string procRoot);
   ~IpvsModule() override;
   std::string name() const override { return "ipvs"; }
-  Result<void> reconcile(const agent::ReconcileContext& ctx) override;
-  void reload(const agent::Config& config) override;
+  Result<void> reconcile(const core::ReconcileContext& ctx) override;
+  // Takes a new, validated `ipvs:` section (SIGHUP); the next pass applies it. Main thread.
+  void reload(const Config& config);
   std::chrono::milliseconds resyncInterval() const override;
-  Result<Json> call(const agent::CallRequest& req, agent::CallOutput& out) override;
+  Result<Json> call(const core::CallRequest& req, core::CallOutput& out) override;
   void stop() override;
 
  private:
@@ -60,7 +61,7 @@ class IpvsModule final : public agent::Module {
   netfilter::NftService nftService(const ServiceKey& k) const;
   Json listJson();
 
-  agent::ModuleContext ctx_;
+  core::ModuleContext ctx_;
   std::string procRoot_;
   mutable std::mutex mu_;  // guards everything below (reconcile thread vs. control calls)
   Config config_;

@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
-bin="$build/agent"
+bin="$build/bin"
 [ -x "$bin/nodeagentd" ] || "$root/scripts/build.sh"
 work="$(mktemp -d /tmp/nodeagent-demo.XXXXXX)"
 sock="$work/run/nodeagent.sock"

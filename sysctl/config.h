@@ -41,7 +41,7 @@ struct Config {
   double fillWarningPercent = 90;
   std::vector<std::string> drop;
   std::vector<KeySpec> keys;  // the user's, source "config"
-  // Keys other modules need (source = module name), added by agent/modules.cpp, never
+  // Keys other modules need (source = module name), added by daemon/modules.cpp, never
   // read from YAML. See SysctlModule in sysctl/module.h.
   std::vector<KeySpec> contributed;
 };

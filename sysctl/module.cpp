@@ -7,17 +7,17 @@
 #include <set>
 #include <thread>
 
-#include "agent/node_module.h"
-#include "agent/state_store.h"
+#include "core/node_module.h"
+#include "core/state_store.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "netfilter/conntrack.h"
 
 namespace nodeagent::sysctl {
 
-using agent::Condition;
-using agent::Health;
-using agent::Metric;
+using core::Condition;
+using core::Health;
+using core::Metric;
 
 namespace {
 
@@ -36,10 +36,9 @@ std::string pct(double v) {
 
 }  // namespace
 
-SysctlModule::SysctlModule(agent::ModuleContext ctx, ModuleOptions opts, Config config, SelectConfig select)
+SysctlModule::SysctlModule(core::ModuleContext ctx, ModuleOptions opts, Config config)
     : ctx_(std::move(ctx)),
       opts_(std::move(opts)),
-      select_(std::move(select)),
       tuner_(KernelTree(opts_.procRoot, opts_.sysRoot, opts_.initialNetns)),
       originalsPath_(ctx_.stateDir + "/originals.json"),
       revertedMarker_(ctx_.stateDir + "/reverted"),
@@ -48,11 +47,10 @@ SysctlModule::SysctlModule(agent::ModuleContext ctx, ModuleOptions opts, Config 
   reverted_ = pathExists(revertedMarker_);
 }
 
-void SysctlModule::reload(const agent::Config& config) {
+void SysctlModule::reload(Config config) {
   // Not under mu_ (a pass or a control call may hold it): taken at the next pass or call.
-  auto next = select_(config);
-  driftMs_ = next.driftInterval.count();
-  pending_.put(std::move(next));
+  driftMs_ = config.driftInterval.count();
+  pending_.put(std::move(config));
 }
 
 void SysctlModule::takePendingLocked() {
@@ -63,7 +61,7 @@ std::chrono::milliseconds SysctlModule::resyncInterval() const { return std::chr
 
 Result<std::vector<KeySpec>> SysctlModule::desiredKeys(const Config& config) const {
   ScaleInputs scale = config.scale;
-  if (auto facts = agent::readNodeFacts(opts_.procRoot, opts_.sysRoot))
+  if (auto facts = core::readNodeFacts(opts_.procRoot, opts_.sysRoot))
     scale.cpus = facts->cpus;
   else
     scale.cpus = std::max(1u, std::thread::hardware_concurrency());
@@ -206,7 +204,7 @@ Json SysctlModule::conntrackStatsLocked() {
 }
 
 void SysctlModule::publishLocked(const PassResult& r) {
-  agent::ModuleState s;
+  core::ModuleState s;
   s.name = name();
   size_t total = r.plan.size(), inSync = 0, netns = 0, failed = 0, pending = 0, drifted = driftedNow_.size();
   std::vector<std::string> failedKeys, netnsKeys;
@@ -295,7 +293,7 @@ void SysctlModule::publishLocked(const PassResult& r) {
   ctx_.store->publish(std::move(s));
 }
 
-Result<void> SysctlModule::reconcile(const agent::ReconcileContext& ctx) {
+Result<void> SysctlModule::reconcile(const core::ReconcileContext& ctx) {
   std::lock_guard lock(mu_);
   takePendingLocked();
   if (!config_.enabled) {
@@ -324,7 +322,7 @@ Json SysctlModule::statusItemsLocked() const {
   return items;
 }
 
-Result<Json> SysctlModule::call(const agent::CallRequest& req, agent::CallOutput& out) {
+Result<Json> SysctlModule::call(const core::CallRequest& req, core::CallOutput& out) {
   std::lock_guard lock(mu_);
   takePendingLocked();
   const Json planColumns = Json(Json::Array{"key", "current", "desired", "mode", "action", "write", "source", "note"});

@@ -3,8 +3,8 @@
 // fill level and per-CPU statistics.
 //
 // Other modules contribute keys (how the IPVS module sets net.ipv4.vs.*):
-//   In agent/modules.cpp, `sysctlConfigFor(config)` builds this module's Config from the
-//   agent config. Append to its `contributed` list, one KeySpec per key, with `source` set
+//   In daemon/modules.cpp, `sysctlConfigFor(config)` builds this module's Config from the
+//   daemon's config. Append to its `contributed` list, one KeySpec per key, with `source` set
 //   to your module's name and a one-line `reason`, e.g.
 //
 //     c.contributed.push_back({.key = "net.ipv4.vs.conntrack", .value = "1",
@@ -25,14 +25,10 @@
 #include <string>
 #include <vector>
 
-#include "agent/module.h"
 #include "common/handoff.h"
+#include "core/module.h"
 #include "sysctl/config.h"
 #include "sysctl/tuner.h"
-
-namespace nodeagent::agent {
-struct Config;
-}
 
 namespace nodeagent::sysctl {
 
@@ -44,17 +40,17 @@ struct ModuleOptions {
   bool conntrackStats = true;   // read conntrack over ctnetlink each pass
 };
 
-class SysctlModule final : public agent::Module {
+class SysctlModule final : public core::Module {
  public:
-  using SelectConfig = std::function<Config(const agent::Config&)>;
-  SysctlModule(agent::ModuleContext ctx, ModuleOptions opts, Config config, SelectConfig select);
+  SysctlModule(core::ModuleContext ctx, ModuleOptions opts, Config config);
 
   std::string name() const override { return "sysctl"; }
-  Result<void> reconcile(const agent::ReconcileContext& ctx) override;
-  void reload(const agent::Config& config) override;
+  Result<void> reconcile(const core::ReconcileContext& ctx) override;
+  // Takes a new, validated config (SIGHUP), contributions included. Main thread.
+  void reload(Config config);
   std::chrono::milliseconds resyncInterval() const override;
   // plan | status | apply | revert | stats (conntrack)
-  Result<Json> call(const agent::CallRequest& req, agent::CallOutput& out) override;
+  Result<Json> call(const core::CallRequest& req, core::CallOutput& out) override;
 
   // The merged, validated desired keys for `config` on this node (CPU count from the
   // node's facts). Public for tests and the benchmark.
@@ -71,9 +67,8 @@ class SysctlModule final : public agent::Module {
   Json statusItemsLocked() const;
   Json conntrackStatsLocked();
 
-  agent::ModuleContext ctx_;
+  core::ModuleContext ctx_;
   ModuleOptions opts_;
-  SelectConfig select_;
   Tuner tuner_;
   std::string originalsPath_, revertedMarker_;
 

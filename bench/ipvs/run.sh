@@ -15,7 +15,7 @@ trap 'rm -f "$out"' EXIT
 phase() {  # phase NAME [VAR=VALUE...]
   local name="$1"; shift
   "$root/tests/vm/run-vm.sh" --timeout 3000 --mem 2048 \
-    --bin "$build/bench/ipvs/ipvs_bench" --bin "$build/agent/nodeagentd" \
+    --bin "$build/bench/ipvs/ipvs_bench" --bin "$build/bin/nodeagentd" \
     --file "$root/bench/ipvs/guest.sh:/opt/nodeagent/bench.sh" \
     -- env PHASE="$name" N="$N" D="$D" K="$K" KE="$KE" "$@" bash /opt/nodeagent/bench.sh \
     | tr -d '\r' | grep -E '^BENCH|rror|did not' | tee -a "$out"

@@ -37,11 +37,11 @@ set +e
 rc=$?
 set -e
 # Footprint: the daemon on its built-in default, after the first pass.
-"$build/agent/nodeagentd" --sys-root $work/sys --sysctl-file $work/90-nodeagent.conf --state-dir $work/state \
+"$build/bin/nodeagentd" --sys-root $work/sys --sysctl-file $work/90-nodeagent.conf --state-dir $work/state \
   --socket $work/sock --log-level warn 2>/dev/null &
 pid=$!
 for i in $(seq 1 100); do
-  "$build/agent/nodeagentctl" --socket $work/sock sysctl status -o json > $work/st.json 2>/dev/null && break
+  "$build/bin/nodeagentctl" --socket $work/sock sysctl status -o json > $work/st.json 2>/dev/null && break
   sleep 0.1
 done
 sleep 0.5

@@ -8,8 +8,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 build=$(cd "$1" && pwd)
-nad="$build/agent/nodeagentd"
-ctl="$build/agent/nodeagentctl"
+nad="$build/bin/nodeagentd"
+ctl="$build/bin/nodeagentctl"
 dir=$(mktemp -d /tmp/na-cri-e2e.XXXXXX)
 user=prefetch
 pass="Pw-$$-$RANDOM-s3cr3t"

@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "agent/config.h"
+#include "daemon/config.h"
 #include "common/files.h"
 #include "ipvs/module.h"
 #include "ipvs/service_source.h"
@@ -147,12 +147,12 @@ TEST(IpvsSysctls, ConnReuseModeFollowsKernelVersion) {
 }
 
 TEST(IpvsConfig, DisabledByDefaultAndStrict) {
-  auto c = agent::parseConfig("", "c.yaml");
+  auto c = daemon::parseConfig("", "c.yaml");
   ASSERT_TRUE(c);
   EXPECT_FALSE(c->ipvs.enabled);
   EXPECT_EQ(c->ipvs.interface, "nodeagent-ipvs0");
   EXPECT_EQ(c->toJson().get("ipvs").get("timeouts").get("tcp").asString(), "24h");
-  auto bad = agent::parseConfig("ipvs:\n  enabled: true\n  owned_cidrs: [10.96.0.0/33]\n  bogus: 1\n", "c.yaml");
+  auto bad = daemon::parseConfig("ipvs:\n  enabled: true\n  owned_cidrs: [10.96.0.0/33]\n  bogus: 1\n", "c.yaml");
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message().find("c.yaml:3"), std::string::npos) << bad.error().message();
   EXPECT_NE(bad.error().message().find("bogus"), std::string::npos);

@@ -31,11 +31,11 @@ kube: {mode: kubeconfig, kubeconfig: $D/kc}
 metrics: {address: "127.0.0.1:0"}
 sysctl: {profile: none}
 YAML
-"$build/agent/nodeagentd" -c cfg.yaml --log-format text --log-level debug > d.log 2>&1 &
+"$build/bin/nodeagentd" -c cfg.yaml --log-format text --log-level debug > d.log 2>&1 &
 DP=$!
 ok=""
 for _ in $(seq 100); do
-  if "$build/agent/nodeagentctl" --socket "$D/s.sock" -o json status > st.json 2>/dev/null &&
+  if "$build/bin/nodeagentctl" --socket "$D/s.sock" -o json status > st.json 2>/dev/null &&
      python3 -c 'import json,sys; a=json.load(open("st.json"))["agent"]["reporter"]; sys.exit(0 if a["patches_sent"] >= 1 else 1)'; then
     ok=1; break
   fi
@@ -43,7 +43,7 @@ for _ in $(seq 100); do
 done
 [ -n "$ok" ] || { echo "reporter never patched"; cat st.json d.log; exit 1; }
 # Captured first: grep -q closing the pipe early would fail the producer under pipefail.
-table="$("$build/agent/nodeagentctl" --socket "$D/s.sock" status)"
+table="$("$build/bin/nodeagentctl" --socket "$D/s.sock" status)"
 grep -q '^reporter:' <<<"$table" || { echo "no reporter row in status"; echo "$table"; exit 1; }
 node="$(curl -sS --cacert ca.crt -H "Authorization: Bearer secret-e2e-token" "https://127.0.0.1:$P/api/v1/nodes/e2e-node")"
 echo "$node" | python3 -c '

@@ -4,8 +4,8 @@
 
 #include <thread>
 
-#include "agent/kube/client.h"
-#include "agent/kube/list_watch.h"
+#include "kube/client.h"
+#include "kube/list_watch.h"
 #include "tests/kube/test_server.h"
 
 namespace nodeagent::kube {

@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "agent/kube/client.h"
+#include "kube/client.h"
 #include "common/json.h"
 
 namespace nodeagent::kube::testing {

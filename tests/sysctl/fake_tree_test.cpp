@@ -6,7 +6,7 @@
 
 #include <filesystem>
 
-#include "agent/state_store.h"
+#include "core/state_store.h"
 #include "common/files.h"
 #include "sysctl/module.h"
 #include "tests/sysctl/null_output.h"
@@ -49,9 +49,9 @@ class FakeTree : public ::testing::Test {
   std::string get(const std::string& key) const { return normalize(readFile(path(key)).value_or("?")); }
 
   std::unique_ptr<SysctlModule> makeModule(Config c, bool dryRun = false) {
-    agent::ModuleContext ctx{.store = &store_, .dryRun = dryRun, .stateDir = stateDir_, .trigger = {}};
+    core::ModuleContext ctx{.store = &store_, .dryRun = dryRun, .stateDir = stateDir_, .trigger = {}};
     ModuleOptions o{.procRoot = proc_, .sysRoot = sys_, .dropInPath = dropIn_, .initialNetns = true, .conntrackStats = false};
-    return std::make_unique<SysctlModule>(ctx, o, c, [c](const agent::Config&) { return c; });
+    return std::make_unique<SysctlModule>(ctx, o, c);
   }
   Json details() const { return store_.get("sysctl")->state.details; }
   Json keyState(const std::string& key) const {
@@ -62,7 +62,7 @@ class FakeTree : public ::testing::Test {
   }
 
   std::string root_, proc_, sys_, dropIn_, stateDir_;
-  agent::StateStore store_;
+  core::StateStore store_;
 };
 
 TEST_F(FakeTree, PlanListsCurrentAndDesired) {
@@ -90,7 +90,7 @@ TEST_F(FakeTree, ApplyVerifiesPersistsAndSavesOriginalsOnce) {
   EXPECT_EQ(get("fs.file-max"), "9223372036854775807");
   EXPECT_EQ(normalize(*readFile(sys_ + "/module/nf_conntrack/parameters/hashsize")), "65536");
   auto s = store_.get("sysctl")->state;
-  EXPECT_EQ(s.health, agent::Health::kHealthy) << s.summary;
+  EXPECT_EQ(s.health, core::Health::kHealthy) << s.summary;
   EXPECT_EQ(details().get("keys_in_sync").asInt(), details().get("keys_total").asInt());
 
   // Drop-in: every in-sync sysctl with its reason; not the module parameter.
@@ -136,7 +136,7 @@ TEST_F(FakeTree, DriftEnforceRestoresAndCounts) {
   EXPECT_EQ(details().get("drift_events").asInt(), 2);
   EXPECT_EQ(details().get("drift_restored").asInt(), 2);
   EXPECT_EQ(keyState("vm.max_map_count").get("drifts").asInt(), 1);
-  EXPECT_EQ(store_.get("sysctl")->state.health, agent::Health::kHealthy);
+  EXPECT_EQ(store_.get("sysctl")->state.health, core::Health::kHealthy);
   // A quiet pass counts nothing more.
   ASSERT_TRUE(m->reconcile({.resync = true}));
   EXPECT_EQ(details().get("drift_events").asInt(), 2);
@@ -152,7 +152,7 @@ TEST_F(FakeTree, DriftReportLeavesValueAndDegrades) {
   EXPECT_EQ(get("kernel.panic"), "0");
   EXPECT_EQ(keyState("kernel.panic").get("state").asString(), "drifted");
   auto s = store_.get("sysctl")->state;
-  EXPECT_EQ(s.health, agent::Health::kDegraded);
+  EXPECT_EQ(s.health, core::Health::kDegraded);
   EXPECT_EQ(s.conditions.front().reason, "Drifted");
   ASSERT_TRUE(m->reconcile({.resync = true}));  // counted once, not every pass
   EXPECT_EQ(details().get("drift_events").asInt(), 1);
@@ -209,7 +209,7 @@ TEST_F(FakeTree, MissingKeyFailsAloneOthersApply) {
   EXPECT_EQ(get("vm.max_map_count"), "262144");
   EXPECT_EQ(get("vm.dirty_ratio"), "abc");  // plain files take anything; the kernel would not
   auto s = store_.get("sysctl")->state;
-  EXPECT_EQ(s.health, agent::Health::kDegraded);
+  EXPECT_EQ(s.health, core::Health::kDegraded);
   EXPECT_EQ(s.conditions.front().reason, "KeysFailed");
   EXPECT_NE(s.summary.find("1 failed"), std::string::npos) << s.summary;
   NullOutput out;

@@ -11,7 +11,7 @@
 
 #include <filesystem>
 
-#include "agent/state_store.h"
+#include "core/state_store.h"
 #include "common/fd.h"
 #include "common/files.h"
 #include "sysctl/module.h"
@@ -68,13 +68,13 @@ class SysctlNetns : public ::testing::Test {
 
   std::unique_ptr<SysctlModule> makeModule(Config c) {
     c.profile = "none";
-    agent::ModuleContext ctx{.store = &store_, .dryRun = false, .stateDir = root_ + "/state", .trigger = {}};
+    core::ModuleContext ctx{.store = &store_, .dryRun = false, .stateDir = root_ + "/state", .trigger = {}};
     ModuleOptions o{.procRoot = "/proc",
                     .sysRoot = root_ + "/sys",
                     .dropInPath = root_ + "/sysctl.d/90-nodeagent.conf",
                     .initialNetns = detectInitialNetns(),
                     .conntrackStats = true};
-    return std::make_unique<SysctlModule>(ctx, o, c, [c](const agent::Config&) { return c; });
+    return std::make_unique<SysctlModule>(ctx, o, c);
   }
   static KeySpec key(std::string k, std::string v, Mode m = Mode::kExact) {
     bool numeric = isNumericValue(v);
@@ -89,7 +89,7 @@ class SysctlNetns : public ::testing::Test {
   Json details() const { return store_.get("sysctl")->state.details; }
 
   std::string root_;
-  agent::StateStore store_;
+  core::StateStore store_;
 };
 
 Config namespacedKeys() {
@@ -119,7 +119,7 @@ TEST_F(SysctlNetns, ApplyReadBackDriftRevert) {
   auto m = makeModule(namespacedKeys());
   ASSERT_TRUE(m->reconcile({.initial = true}));
   auto s = store_.get("sysctl")->state;
-  EXPECT_EQ(s.health, agent::Health::kHealthy) << s.summary;
+  EXPECT_EQ(s.health, core::Health::kHealthy) << s.summary;
   EXPECT_EQ(details().get("keys_in_sync").asInt(), 9) << s.summary;
   // Read back through the kernel, with procps as an independent reader.
   EXPECT_EQ(sysctlN("net.core.somaxconn"), "32768");
@@ -180,7 +180,7 @@ TEST_F(SysctlNetns, HostLevelKeysReportedPerKeyNotFailed) {
   EXPECT_NE(keyState("net.core.netdev_max_backlog").get("message").asString().find("not present in this network namespace"),
             std::string::npos);
   auto s = store_.get("sysctl")->state;
-  EXPECT_EQ(s.health, agent::Health::kHealthy) << s.summary;
+  EXPECT_EQ(s.health, core::Health::kHealthy) << s.summary;
   EXPECT_EQ(s.conditions.front().reason, "NamespaceLimited");
   EXPECT_NE(s.summary.find("4 host-level keys not writable in this network namespace"), std::string::npos) << s.summary;
   EXPECT_EQ(details().get("keys_in_sync").asInt(), 9);  // the others were applied
@@ -200,7 +200,7 @@ TEST_F(SysctlNetns, KernelRejectionIsAFailureOfThatKeyOnly) {
   EXPECT_EQ(keyState("net.ipv4.ip_local_reserved_ports").get("state").asString(), "rejected");
   EXPECT_EQ(sysctlN("net.core.somaxconn"), "32768");  // the others went on
   auto s = store_.get("sysctl")->state;
-  EXPECT_EQ(s.health, agent::Health::kDegraded);
+  EXPECT_EQ(s.health, core::Health::kDegraded);
   EXPECT_EQ(s.conditions.front().reason, "KeysFailed");
   NullOutput out;
   auto a = m->call({.command = "apply"}, out);

@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "agent/config.h"
+#include "daemon/config.h"
 #include "sysctl/config.h"
 
 namespace nodeagent::sysctl {
@@ -120,7 +120,7 @@ TEST(Profile, KeySyntax) {
 }
 
 TEST(Config, Defaults) {
-  auto c = agent::parseConfig("", "<built-in>");
+  auto c = daemon::parseConfig("", "<built-in>");
   ASSERT_TRUE(c) << c.error().message();
   EXPECT_TRUE(c->sysctl.enabled);
   EXPECT_EQ(c->sysctl.profile, "large-cluster");
@@ -130,7 +130,7 @@ TEST(Config, Defaults) {
 }
 
 TEST(Config, OverridesDropsAndAddedKeys) {
-  auto c = agent::parseConfig(R"(sysctl:
+  auto c = daemon::parseConfig(R"(sysctl:
   profile: large-cluster
   drift_mode: report
   drift_interval: 5s
@@ -161,7 +161,7 @@ TEST(Config, OverridesDropsAndAddedKeys) {
 
 // A bad profile is rejected at load with file, line and key.
 TEST(Config, BadKeysRejectedWithFileLineKey) {
-  auto c = agent::parseConfig("sysctl:\n  keys:\n    net.core.somaxconn: lots\n    somaxconn: 1\n"
+  auto c = daemon::parseConfig("sysctl:\n  keys:\n    net.core.somaxconn: lots\n    somaxconn: 1\n"
                               "    net.ipv4.ip_local_reserved_ports: {value: 30000-32767, mode: min}\n"
                               "    vm.max_map_count: {mode: min}\n  drop: [\"net..x\"]\n  profile: huge\n",
                               "/etc/nodeagent/config.yaml");
@@ -178,7 +178,7 @@ TEST(Config, BadKeysRejectedWithFileLineKey) {
 }
 
 TEST(Config, UnknownFieldRejected) {
-  auto c = agent::parseConfig("sysctl:\n  keys:\n    vm.max_map_count: {value: 1, moed: min}\n  colour: red\n", "c.yaml");
+  auto c = daemon::parseConfig("sysctl:\n  keys:\n    vm.max_map_count: {value: 1, moed: min}\n  colour: red\n", "c.yaml");
   ASSERT_FALSE(c);
   EXPECT_NE(c.error().message().find("c.yaml:3:"), std::string::npos) << c.error().message();
   EXPECT_NE(c.error().message().find("moed: unknown key"), std::string::npos) << c.error().message();

@@ -1,0 +1,123 @@
+#include "core/module_runner.h"
+
+#include "common/log.h"
+
+namespace nodeagent::core {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+ModuleRunner::ModuleRunner(Module& module, StateStore& store, RunnerTiming timing, bool dryRun)
+    : module_(module), store_(store), dryRun_(dryRun), timing_(timing) {}
+
+ModuleRunner::~ModuleRunner() { stop(); }
+
+void ModuleRunner::start() { thread_ = std::thread([this] { loop(); }); }
+
+void ModuleRunner::trigger() {
+  std::lock_guard lock(mu_);
+  triggered_ = true;
+  cv_.notify_all();
+}
+
+void ModuleRunner::setTiming(RunnerTiming timing) {
+  std::lock_guard lock(mu_);
+  timing_ = timing;
+  cv_.notify_all();
+}
+
+void ModuleRunner::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<void> ModuleRunner::runOnce(bool initial) { return pass(initial, false); }
+
+milliseconds ModuleRunner::slackFor(milliseconds interval) {
+  return std::max<milliseconds>(interval / 2, std::chrono::seconds(10));
+}
+
+ModuleRunner::Liveness ModuleRunner::liveness(steady_clock::time_point now) const {
+  int64_t started = passStarted_.load();
+  if (started == 0) return {};  // waiting for its next pass
+  Liveness l;
+  l.running = std::chrono::duration_cast<milliseconds>(now.time_since_epoch() - std::chrono::nanoseconds(started));
+  l.limit = milliseconds(passLimitMs_.load());
+  l.live = l.running <= l.limit;
+  return l;
+}
+
+Result<void> ModuleRunner::pass(bool initial, bool resync) {
+  auto start = steady_clock::now();
+  milliseconds interval;
+  {
+    std::lock_guard lock(mu_);
+    interval = timing_.maxInterval;
+  }
+  if (auto own = module_.resyncInterval(); own.count() > 0) interval = own;
+  passLimitMs_ = (interval + slackFor(interval)).count();
+  passStarted_ = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::nanoseconds>(start.time_since_epoch()).count());
+  ReconcileContext ctx{.dryRun = dryRun_, .initial = initial, .resync = resync};
+  auto result = module_.reconcile(ctx);
+  passStarted_ = 0;
+  auto took = std::chrono::duration_cast<milliseconds>(steady_clock::now() - start);
+  std::string err = result ? "" : result.error().message();
+  store_.recordReconcile(module_.name(), result.has_value(), err, took);
+  auto logger = log::get(module_.name());
+  if (!result) {
+    logger->error("reconcile failed after {} ms: {}", took.count(), err);
+    logger->debug("at {}", result.error().describe());
+  } else {
+    logger->debug("reconcile done in {} ms", took.count());
+  }
+  return result;
+}
+
+void ModuleRunner::loop() {
+  bool initial = true;
+  int failuresInRow = 0;
+  auto lastPass = steady_clock::time_point{};
+  auto nextDue = steady_clock::now();
+  for (;;) {
+    bool resync = false;
+    {
+      std::unique_lock lock(mu_);
+      for (;;) {
+        if (stopping_) return;
+        auto now = steady_clock::now();
+        auto earliest = lastPass + timing_.minInterval;
+        if (triggered_ && now >= earliest) break;
+        if (now >= nextDue && now >= earliest) {
+          resync = !initial;
+          break;
+        }
+        auto wakeAt = triggered_ ? earliest : std::max(nextDue, earliest);
+        cv_.wait_until(lock, wakeAt);
+      }
+      triggered_ = false;
+    }
+    auto result = pass(initial, resync);
+    initial = false;
+    lastPass = steady_clock::now();
+    milliseconds interval;
+    {
+      std::lock_guard lock(mu_);
+      interval = module_.resyncInterval().count() > 0 ? module_.resyncInterval() : timing_.maxInterval;
+      if (!result) {
+        // Back off from min_interval, doubling per failure, capped by the resync interval.
+        failuresInRow = std::min(failuresInRow + 1, 16);
+        auto backoff = timing_.minInterval * (1LL << std::min(failuresInRow - 1, 10));
+        interval = std::min<milliseconds>(interval, backoff);
+      } else {
+        failuresInRow = 0;
+      }
+    }
+    nextDue = lastPass + interval;
+  }
+}
+
+}  // namespace nodeagent::core

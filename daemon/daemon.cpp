@@ -1,0 +1,323 @@
+#include "daemon/daemon.h"
+
+#include <malloc.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <iostream>
+#include <atomic>
+#include <map>
+#include <thread>
+#include <memory>
+#include <mutex>
+
+#include "daemon/config.h"
+#include "control/control_server.h"
+#include "core/module_runner.h"
+#include "daemon/modules.h"
+#include "reporter/outputs.h"
+#include "core/state_store.h"
+#include "common/version.h"
+#include "common/files.h"
+#include "common/log.h"
+#include "common/memory.h"
+#include "systemd/notify.h"
+
+namespace nodeagent::daemon {
+
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+// Loads the config the options name: an explicit path must exist; the default path is
+// used when present, else the built-in defaults. Flags override file values.
+Result<Config> loadEffectiveConfig(const DaemonOptions& o) {
+  Result<Config> config;
+  if (!o.configPath.empty()) {
+    config = loadConfigFile(o.configPath);
+  } else if (pathExists(kDefaultConfigPath)) {
+    config = loadConfigFile(kDefaultConfigPath);
+  } else {
+    config = parseConfig("", "<built-in>");
+  }
+  if (!config) return config;
+  if (!o.socketOverride.empty()) config->control.socket = o.socketOverride;
+  if (!o.stateDirOverride.empty()) config->agent.stateDir = o.stateDirOverride;
+  if (!o.logFormatOverride.empty()) config->agent.logFormat = o.logFormatOverride;
+  if (!o.logLevelOverride.empty()) config->agent.logLevel = o.logLevelOverride;
+  return config;
+}
+
+class Daemon {
+ public:
+  explicit Daemon(const DaemonOptions& o) : opts_(o), logger_(log::get("agent")) {}
+
+  int run(Config config) {
+    config_ = std::move(config);
+    started_ = std::chrono::system_clock::now();
+    nodeName_ = resolveNodeName(config_);
+    if (!opts_.dryRun) {
+      if (auto r = makeDirs(config_.agent.stateDir, 0750); !r) {
+        logger_->error("cannot create state directory: {}", r.error().message());
+        return 1;
+      }
+    }
+    auto modules = createModules(config_, opts_, [this](const std::string& name) { return makeContext(name); });
+    if (!modules) {
+      logger_->error("cannot set up modules: {}", modules.error().message());
+      return 1;
+    }
+    modules_ = std::move(*modules);
+    core::RunnerTiming timing{config_.agent.minInterval, config_.agent.maxInterval};
+    for (auto& m : modules_)
+      runners_[m.module->name()] = std::make_unique<core::ModuleRunner>(*m.module, store_, timing, opts_.dryRun);
+
+    if (opts_.once) return runOnce();
+
+    logger_->info("nodeagentd {} starting on node {} with config {}{}", kVersion, nodeName_, config_.source,
+                  opts_.dryRun ? " (dry run: nothing will be changed)" : "");
+    control::ControlServer server(control::ControlBackend{
+        .store = &store_,
+        .nodeName = nodeName_,
+        .dryRun = opts_.dryRun,
+        .started = started_,
+        .configJson = [this] { std::lock_guard l(configMu_); return config_.toJson(); },
+        .configSource = [this] { std::lock_guard l(configMu_); return config_.source; },
+        .findModule = [this](const std::string& n) -> core::Module* {
+          for (auto& m : modules_)
+            if (m.module->name() == n) return m.module.get();
+          return nullptr;
+        }});
+    if (auto r = server.start({config_.control.socket, config_.control.socketMode, config_.control.socketGroup}); !r) {
+      logger_->error("control socket: {}", r.error().message());
+      return 1;
+    }
+    logger_->info("control socket listening on {}", config_.control.socket);
+    for (auto& [_, r] : runners_) r->start();
+    // Node status, /metrics and the status file. Reporting never stops the daemon: a
+    // standalone node has no API server, and a busy metrics port only loses /metrics.
+    auto outputs = config_.outputs;
+    if (!outputs.statusFileSet)
+      outputs.statusFile = config_.control.socket.substr(0, config_.control.socket.rfind('/')) + "/status.json";
+    reporter::Outputs reporting(store_, reporter::OutputsOptions{.nodeName = nodeName_, .kube = config_.kube,
+                                                                 .outputs = outputs, .dryRun = opts_.dryRun});
+    if (auto r = reporting.start(); !r) logger_->error("{}", r.error().message());
+    int rc = mainLoop();
+    systemd::notify("STOPPING=1");
+    logger_->info("stopping");
+    reporting.stop();
+    for (auto& [_, r] : runners_) r->stop();
+    for (auto& m : modules_) m.module->stop();
+    store_.close();
+    server.stop();
+    logger_->info("stopped");
+    return rc;
+  }
+
+ private:
+  core::ModuleContext makeContext(const std::string& name) {
+    return core::ModuleContext{
+        .store = &store_,
+        .dryRun = opts_.dryRun,
+        .stateDir = config_.agent.stateDir + "/" + name,
+        .trigger = [this, name] {
+          std::lock_guard l(runnersMu_);
+          if (auto it = runners_.find(name); it != runners_.end()) it->second->trigger();
+        }};
+  }
+
+  int runOnce() {
+    bool ok = true;
+    for (auto& m : modules_) {
+      auto r = runners_[m.module->name()]->runOnce(true);
+      ok = ok && r.has_value();
+    }
+    for (auto& m : modules_) m.module->stop();
+    auto mods = store_.snapshot();
+    std::cout << core::summarize(mods) << std::endl;
+    return ok ? 0 : 1;
+  }
+
+  bool allFirstPassesDone() const {
+    for (const auto& m : modules_) {
+      auto s = store_.get(m.module->name());
+      if (!s || !s->runner.firstPassDone) return false;
+    }
+    return true;
+  }
+
+  void reload() {
+    logger_->info("SIGHUP: reloading config");
+    systemd::notify("RELOADING=1");
+    auto next = loadEffectiveConfig(opts_);
+    if (!next) {
+      logger_->error("reload rejected, keeping the running config: {}", next.error().message());
+      systemd::notify("READY=1\nSTATUS=reload rejected: " + next.error().message().substr(0, 200));
+      return;
+    }
+    if (next->control.socket != config_.control.socket || next->agent.stateDir != config_.agent.stateDir)
+      logger_->warn("control.socket and agent.state_dir changes take effect at the next restart");
+    if (!(next->toJson().get("kube") == config_.toJson().get("kube")) ||
+        !(next->toJson().get("metrics") == config_.toJson().get("metrics")) ||
+        !(next->toJson().get("status_file") == config_.toJson().get("status_file")))
+      logger_->warn("kube, metrics and status_file changes take effect at the next restart");
+    if (auto level = log::parseLevel(next->agent.logLevel)) log::setLevel(*level);
+    {
+      std::lock_guard l(configMu_);
+      auto keepSocket = config_.control;
+      auto keepState = config_.agent.stateDir;
+      config_ = std::move(*next);
+      config_.control = keepSocket;
+      config_.agent.stateDir = keepState;
+    }
+    core::RunnerTiming timing{config_.agent.minInterval, config_.agent.maxInterval};
+    for (auto& m : modules_) {
+      m.reload(config_);
+      runners_[m.module->name()]->setTiming(timing);
+      runners_[m.module->name()]->trigger();
+    }
+    logger_->info("config reloaded from {}", config_.source);
+    systemd::notify("READY=1");
+  }
+
+  // Unmaps code and read-only data that start-up or a burst of work touched and that an
+  // idle daemon does not run (see common/memory.h); the idle resident set is then what
+  // the daemon really uses.
+  void releaseMemory(const char* after) {
+    {
+      std::lock_guard l(configMu_);
+      if (!config_.agent.releaseIdlePages) return;
+    }
+    auto r = releaseIdleMemory();
+    if (!r) {
+      logger_->debug("cannot release idle memory: {}", r.error().message());
+      return;
+    }
+    logger_->debug("released {:.1f} MB of clean file pages from {} mappings after {}",
+                   static_cast<double>(r->mappedBytes) / (1 << 20), r->mappings, after);
+  }
+
+  // Tells systemd READY=1 once every module finished its first pass, and STATUS= whenever
+  // the one-line summary changes. Once the daemon has gone quiet after work (start-up, a
+  // reload, a resync: every pass publishes state), releases the pages that work mapped
+  // (common/memory.h); control calls publish nothing, so a release also comes every few
+  // minutes. Wakes only on state changes and for those releases.
+  void notifierLoop() {
+    constexpr auto kQuiet = std::chrono::seconds(3);
+    constexpr auto kMinGap = std::chrono::seconds(30);
+    constexpr auto kMaxGap = std::chrono::minutes(5);
+    bool ready = false;
+    std::string lastStatus;
+    uint64_t seen = 0;
+    constexpr auto kNone = steady_clock::time_point::max();
+    steady_clock::time_point lastRelease = kNone, releaseAt = kNone;
+    for (;;) {
+      auto now = steady_clock::now();
+      auto deadline = now + std::chrono::hours(24);
+      deadline = std::min(deadline, releaseAt);
+      if (lastRelease != kNone) deadline = std::min(deadline, lastRelease + kMaxGap);
+      uint64_t version = store_.waitForChange(seen, deadline);
+      if (stopping_) return;
+      now = steady_clock::now();
+      if (version == seen) {
+        if (ready && now >= deadline) {
+          releaseMemory(releaseAt != kNone ? "work" : "idle period");
+          lastRelease = now;
+          releaseAt = kNone;
+        }
+        continue;
+      }
+      seen = version;
+      auto status = core::summarize(store_.snapshot());
+      if (!ready && allFirstPassesDone()) {
+        ready = true;
+        lastStatus = status;
+        systemd::notify("READY=1\nSTATUS=" + status);
+        logger_->info("ready: {}", status);
+      } else if (ready && status != lastStatus) {
+        lastStatus = status;
+        systemd::notify("STATUS=" + status);
+      }
+      if (ready) releaseAt = lastRelease == kNone ? now + kQuiet : std::max(now + kQuiet, lastRelease + kMinGap);
+    }
+  }
+
+  // Signals and watchdog pings; sleeps in between.
+  int mainLoop() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    auto wd = systemd::watchdogInterval();
+    auto tick = wd ? std::chrono::duration_cast<milliseconds>(*wd) / 2 : milliseconds(3'600'000);
+    std::thread notifier([this] { notifierLoop(); });
+    int rc = 0;
+    for (;;) {
+      struct timespec ts{tick.count() / 1000, (tick.count() % 1000) * 1'000'000};
+      int sig = sigtimedwait(&set, nullptr, &ts);
+      if (sig == SIGTERM || sig == SIGINT) {
+        logger_->info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        break;
+      }
+      if (sig == SIGHUP) reload();
+      if (wd) systemd::notify("WATCHDOG=1");
+    }
+    stopping_ = true;
+    store_.close();
+    notifier.join();
+    return rc;
+  }
+
+  const DaemonOptions& opts_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::mutex configMu_;
+  Config config_;
+  std::string nodeName_;
+  std::chrono::system_clock::time_point started_;
+  core::StateStore store_;
+  std::vector<ComposedModule> modules_;
+  std::mutex runnersMu_;
+  std::map<std::string, std::unique_ptr<core::ModuleRunner>> runners_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace
+
+int runDaemon(const DaemonOptions& options) {
+  auto config = loadEffectiveConfig(options);
+  if (!config) {
+    std::fprintf(stderr, "nodeagentd: invalid config:\n%s\n", config.error().message().c_str());
+    return 2;
+  }
+  if (options.checkConfig) {
+    std::printf("# config OK: %s\n%s", config->source.c_str(), config->toJson().toYaml().c_str());
+    return 0;
+  }
+  auto format = log::parseFormat(config->agent.logFormat);
+  auto level = log::parseLevel(config->agent.logLevel);
+  if (!format || !level) {
+    std::fprintf(stderr, "nodeagentd: %s\n", (!format ? format.error() : level.error()).message().c_str());
+    return 2;
+  }
+  log::setup(*format, *level);
+  // Signals are taken synchronously by the main loop; block them before any thread starts.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  // Large transient buffers (a kernel dump, an nftables batch for 10,000 services) must
+  // stay out of the heap: glibc raises its mmap threshold after one is freed, later ones
+  // then land in the heap and leave holes that pin pages of long-lived data. A fixed
+  // threshold (glibc's default, 128 KiB) turns that adjustment off.
+  ::mallopt(M_MMAP_THRESHOLD, 128 << 10);
+  Daemon d(options);
+  return d.run(std::move(*config));
+}
+
+}  // namespace nodeagent::daemon

@@ -1,0 +1,27 @@
+// Daemon: nodeagentd's life cycle. Loads and validates the config, starts modules and the
+// control server, talks to systemd, handles signals, reloads and shuts down.
+#pragma once
+
+#include <string>
+
+namespace nodeagent::daemon {
+
+struct DaemonOptions {
+  std::string configPath;       // empty: the default path if it exists, else built-in
+  bool checkConfig = false;     // validate, print the effective config, exit
+  bool dryRun = false;          // plan only, change nothing
+  bool once = false;            // one reconcile pass per module, exit with its status
+  std::string socketOverride;   // --socket
+  std::string stateDirOverride; // --state-dir
+  std::string logFormatOverride;
+  std::string logLevelOverride;
+  // Roots of kernel interfaces, so tests can point modules at a fake tree.
+  std::string procRoot = "/proc";
+  std::string sysRoot = "/sys";
+  std::string sysctlDropIn = "/etc/sysctl.d/90-nodeagent.conf";
+};
+
+// Exit codes: 0 ok, 1 runtime failure (or a failed --once pass), 2 bad config or usage.
+int runDaemon(const DaemonOptions& options);
+
+}  // namespace nodeagent::daemon

@@ -1,0 +1,50 @@
+#include "daemon/modules.h"
+
+#include "core/node_module.h"
+#include "imagepull/module.h"
+#include "ipvs/module.h"
+#include "sysctl/module.h"
+
+namespace nodeagent::daemon {
+
+// The sysctl module's config: the `sysctl:` section plus the keys other modules need.
+// Modules that need sysctls append them here (source = module name, one-line reason);
+// see sysctl/module.h. Runs at start and on every reload.
+sysctl::Config sysctlConfigFor(const Config& config) {
+  sysctl::Config c = config.sysctl;
+  // IPVS proxy: net.ipv4.vs.* exist only once ip_vs is loaded, so only when enabled.
+  if (config.ipvs.enabled && config.ipvs.sysctls) {
+    for (const auto& w : ipvs::wantedSysctls(ipvs::runningKernelRelease()))
+      c.contributed.push_back({.key = w.key, .value = w.value, .mode = sysctl::Mode::kExact, .reason = w.reason,
+                               .source = "ipvs"});
+  }
+  return c;
+}
+
+Result<std::vector<ComposedModule>> createModules(
+    const Config& config, const DaemonOptions& options,
+    const std::function<core::ModuleContext(const std::string&)>& makeContext) {
+  std::vector<ComposedModule> modules;
+  modules.push_back({std::make_unique<core::NodeModule>(makeContext("node"), options.procRoot, options.sysRoot),
+                     [](const Config&) {}});
+  // Always present so `status` shows it; it changes nothing unless ipvs.enabled is set.
+  auto ipvsModule = std::make_unique<ipvs::IpvsModule>(makeContext("ipvs"), config.ipvs, options.procRoot);
+  auto* ipvsPtr = ipvsModule.get();
+  modules.push_back({std::move(ipvsModule), [ipvsPtr](const Config& c) { ipvsPtr->reload(c.ipvs); }});
+  if (config.sysctl.enabled) {
+    sysctl::ModuleOptions so{.procRoot = options.procRoot,
+                             .sysRoot = options.sysRoot,
+                             .dropInPath = options.sysctlDropIn,
+                             .initialNetns = sysctl::detectInitialNetns()};
+    auto sysctlModule = std::make_unique<sysctl::SysctlModule>(makeContext("sysctl"), so, sysctlConfigFor(config));
+    auto* sysctlPtr = sysctlModule.get();
+    modules.push_back({std::move(sysctlModule), [sysctlPtr](const Config& c) { sysctlPtr->reload(sysctlConfigFor(c)); }});
+  }
+  auto imagepullModule = std::make_unique<imagepull::ImagePullModule>(makeContext("imagepull"), config.imagepull,
+                                                                      resolveNodeName(config));
+  auto* imagepullPtr = imagepullModule.get();
+  modules.push_back({std::move(imagepullModule), [imagepullPtr](const Config& c) { imagepullPtr->reload(c.imagepull); }});
+  return modules;
+}
+
+}  // namespace nodeagent::daemon

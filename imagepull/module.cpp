@@ -1,0 +1,362 @@
+#include "imagepull/module.h"
+
+#include <cmath>
+
+#include "core/state_store.h"
+#include "common/log.h"
+#include "imagepull/cri_image_service.h"
+#include "imagepull/image_ref.h"
+#include "imagepull/policy.h"
+
+namespace nodeagent::imagepull {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+namespace {
+
+std::string humanBytes(uint64_t b) {
+  char buf[32];
+  if (b >= (1ull << 30))
+    std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(b) / (1ull << 30));
+  else if (b >= (1ull << 20))
+    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(b) / (1ull << 20));
+  else
+    std::snprintf(buf, sizeof buf, "%llu KiB", static_cast<unsigned long long>(b >> 10));
+  return buf;
+}
+
+std::string progressLine(const ImageRecord& r, SteadyTime now) {
+  double elapsed = r.state == PullState::kPulling ? std::chrono::duration<double>(now - r.startedAt).count()
+                                                  : std::chrono::duration<double>(r.lastDuration).count();
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%-50s %-17s %6.1fs  attempt %u%s%s", r.image.c_str(),
+                std::string(stateName(r.state)).c_str(), elapsed, r.attempts,
+                r.size ? ("  " + humanBytes(r.size)).c_str() : "",
+                !r.waitReason.empty() ? ("  " + r.waitReason).c_str()
+                : !r.lastError.empty() && r.state != PullState::kPresent ? ("  " + r.lastCode).c_str()
+                                                                          : "");
+  return buf;
+}
+
+}  // namespace
+
+ImagePullModule::ImagePullModule(core::ModuleContext ctx, Config config, std::string nodeName,
+                                 std::unique_ptr<ImageService> service)
+    : ctx_(std::move(ctx)), nodeName_(std::move(nodeName)), service_(std::move(service)), config_(std::move(config)) {
+  if (!service_)
+    service_ = std::make_unique<CriImageService>(
+        CriOptions{.endpoint = config_.runtimeEndpoint, .maxReceiveBytes = config_.maxReceiveBytes});
+  disk_ = std::make_unique<CriDiskProbe>(*service_);
+  prefetcher_ = std::make_unique<Prefetcher>(*service_, *disk_, optionsFor(config_, ctx_.dryRun));
+  started_ = steady_clock::now();
+  prefetcher_->setOnChange([trigger = ctx_.trigger] {
+    if (trigger) trigger();
+  });
+}
+
+ImagePullModule::~ImagePullModule() { stop(); }
+
+void ImagePullModule::stop() {
+  if (prefetcher_) prefetcher_->stop();
+}
+
+PrefetchOptions ImagePullModule::optionsFor(const Config& c, bool dryRun) const {
+  return PrefetchOptions{.concurrency = c.concurrency,
+                         .perRegistry = c.perRegistry,
+                         .attemptTimeout = c.attemptTimeout,
+                         .backoffInitial = c.backoffInitial,
+                         .backoffMax = c.backoffMax,
+                         .maxAttempts = c.maxAttempts,
+                         .maxPermanentAttempts = c.maxPermanentAttempts,
+                         .diskHighWaterPercent = c.diskHighWaterPercent,
+                         .diskRecheck = c.diskRecheck,
+                         .dryRun = dryRun};
+}
+
+void ImagePullModule::reload(const Config& config) {
+  std::lock_guard lock(mu_);
+  if (config.runtimeEndpoint != config_.runtimeEndpoint)
+    log::get("imagepull")->warn("runtime_endpoint change to {} takes effect at the next restart",
+                                config.runtimeEndpoint);
+  config_ = config;
+  configChanged_ = true;
+}
+
+std::chrono::milliseconds ImagePullModule::resyncInterval() const {
+  std::lock_guard lock(mu_);
+  return std::min<milliseconds>(config_.refreshInterval, std::chrono::minutes(1));
+}
+
+Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
+  auto logger = log::get("imagepull");
+  Config c;
+  bool changed = false;
+  {
+    std::lock_guard lock(mu_);
+    c = config_;
+    changed = configChanged_;
+    configChanged_ = false;
+  }
+  bool dryRun = rctx.dryRun || ctx_.dryRun;
+  if (changed) {
+    prefetcher_->setOptions(optionsFor(c, dryRun));
+    auto creds = c.authFile.empty() ? Result<CredentialStore>(CredentialStore{}) : CredentialStore::load(c.authFile);
+    std::lock_guard lock(mu_);
+    if (!creds) {
+      credentialsError_ = creds.error().message();
+      logger->warn("registry credentials not loaded: {}", credentialsError_);
+    } else {
+      credentialsError_.clear();
+      credentialHosts_ = creds->size();
+      if (creds->size() > 0) logger->info("loaded registry credentials for {} host(s) from {}", creds->size(), c.authFile);
+      prefetcher_->setCredentials(std::make_shared<const CredentialStore>(std::move(*creds)));
+    }
+  }
+  if (!c.active()) {
+    if (changed) (void)prefetcher_->setConfigured({}, {});
+    publish(c);
+    return {};
+  }
+  // The runtime must serve CRI v1; ask once until it answers.
+  bool haveRuntime;
+  {
+    std::lock_guard lock(mu_);
+    haveRuntime = runtime_.has_value();
+  }
+  if (!haveRuntime) {
+    auto v = service_->version();
+    std::lock_guard lock(mu_);
+    if (!v) {
+      if (runtimeError_ != v.error().message()) logger->warn("container runtime: {}", v.error().message());
+      runtimeError_ = v.error().message();
+    } else {
+      logger->info("container runtime {} {} (CRI {}) at {}", v->runtimeName, v->runtimeVersion, v->apiVersion,
+                   c.runtimeEndpoint);
+      runtime_ = *v;
+      runtimeError_.clear();
+    }
+  }
+  if (changed) {
+    if (auto r = prefetcher_->setConfigured(c.base, c.environment); !r) return fail(r.error());
+    auto delay = startDelay(nodeName_, c.startSpread);
+    prefetcher_->releaseAt(started_ + delay);
+    if (rctx.initial && delay.count() > 0)
+      logger->info("prefetch starts in {} (node's slot in the {} fleet-wide start window)", formatDuration(delay),
+                   formatDuration(c.startSpread));
+  }
+  auto now = steady_clock::now();
+  {
+    std::lock_guard lock(mu_);
+    if (nextRefresh_ == SteadyTime{}) nextRefresh_ = started_ + startDelay(nodeName_, c.startSpread) + c.refreshInterval;
+    if (now >= nextRefresh_) {
+      nextRefresh_ = now + c.refreshInterval;
+      prefetcher_->refreshEnvironment();
+    }
+  }
+  publish(c);
+  std::lock_guard lock(mu_);
+  if (!runtimeError_.empty()) return failInvalid(runtimeError_);
+  return {};
+}
+
+Json ImagePullModule::statusJson() {
+  auto now = steady_clock::now();
+  auto records = prefetcher_->snapshot();
+  auto stats = prefetcher_->stats();
+  Config c;
+  Json runtime = Json::object();
+  Json creds = Json::object();
+  {
+    std::lock_guard lock(mu_);
+    c = config_;
+    runtime.set("endpoint", c.runtimeEndpoint);
+    if (runtime_)
+      runtime.set("name", runtime_->runtimeName).set("version", runtime_->runtimeVersion).set("api", runtime_->apiVersion);
+    if (!runtimeError_.empty()) runtime.set("error", runtimeError_);
+    creds.set("file", c.authFile).set("hosts", credentialHosts_);  // how many, never what
+    if (!credentialsError_.empty()) creds.set("error", credentialsError_);
+  }
+  Json counts = Json::object();
+  for (auto s : {PullState::kQueued, PullState::kPulling, PullState::kPresent, PullState::kRetrying,
+                 PullState::kWaitingForDisk, PullState::kFailed, PullState::kWouldPull}) {
+    auto n = std::count_if(records.begin(), records.end(), [&](const auto& r) { return r.state == s; });
+    if (n) counts.set(std::string(stateName(s)), n);
+  }
+  Json disk = Json::object().set("high_water_percent", c.diskHighWaterPercent).set("holding", stats.diskHigh);
+  if (stats.disk)
+    disk.set("mountpoint", stats.disk->mountpoint)
+        .set("used_percent", std::round(stats.disk->usedPercent * 10) / 10)
+        .set("image_bytes", stats.disk->imageBytes)
+        .set("capacity_bytes", stats.disk->capacityBytes);
+  if (!stats.diskError.empty()) disk.set("error", stats.diskError);
+  Json images = Json::array();
+  for (const auto& r : records) images.push(toJson(r, now));
+  auto delay = startDelay(nodeName_, c.startSpread);
+  return Json::object()
+      .set("active", c.active())
+      .set("runtime", runtime)
+      .set("concurrency", c.concurrency)
+      .set("per_registry", c.perRegistry)
+      .set("in_flight", stats.active)
+      .set("max_in_flight", stats.maxActive)
+      .set("started", prefetcher_->released())
+      .set("start_delay", formatDuration(delay))
+      .set("counts", counts)
+      .set("disk", disk)
+      .set("credentials", creds)
+      .set("attempts", stats.attempts)
+      .set("pulled", stats.pulled)
+      .set("failed_attempts", stats.failedAttempts)
+      .set("already_present", stats.skippedPresent)
+      .set("images", images);
+}
+
+void ImagePullModule::publish(const Config& c) {
+  auto records = prefetcher_->snapshot();
+  auto stats = prefetcher_->stats();
+  core::ModuleState s;
+  s.name = name();
+  s.details = statusJson();
+  size_t base = 0, basePresent = 0, baseFailed = 0, basePinned = 0, present = 0, failed = 0;
+  for (const auto& r : records) {
+    present += r.state == PullState::kPresent;
+    failed += r.state == PullState::kFailed;
+    if (r.tier == Tier::kBase) {
+      ++base;
+      basePresent += r.state == PullState::kPresent;
+      baseFailed += r.state == PullState::kFailed;
+      basePinned += r.state == PullState::kPresent && r.pinned;
+    }
+  }
+  std::string runtimeError;
+  {
+    std::lock_guard lock(mu_);
+    runtimeError = runtimeError_;
+  }
+  core::Condition cond{.type = "BaseImagesPresent"};
+  if (!c.active()) {
+    s.health = core::Health::kDisabled;
+    s.summary = "no images configured; prefetch idle (pulls on request only)";
+  } else if (!runtimeError.empty()) {
+    s.health = core::Health::kDegraded;
+    s.summary = "container runtime unavailable: " + runtimeError;
+    cond.reason = "RuntimeUnavailable";
+    cond.message = runtimeError;
+  } else {
+    s.health = baseFailed ? core::Health::kDegraded : basePresent < base ? core::Health::kStarting : core::Health::kHealthy;
+    s.summary = std::to_string(present) + "/" + std::to_string(records.size()) + " images present, " +
+                std::to_string(stats.active) + " pulling" + (failed ? ", " + std::to_string(failed) + " failed" : "") +
+                (stats.diskHigh ? ", holding pulls: image disk above high-water mark" : "");
+  }
+  if (c.active()) {
+    cond.status = basePresent == base;
+    if (cond.reason.empty()) {
+      if (base == 0) cond.reason = "NoBaseImages", cond.message = "no base images configured";
+      else if (basePresent == base) cond.reason = "AllPresent";
+      else if (baseFailed) cond.reason = "PullFailed";
+      else if (!prefetcher_->released()) cond.reason = "WaitingForStartSlot";
+      else cond.reason = "Pulling";
+      if (cond.message.empty())
+        cond.message = std::to_string(basePresent) + "/" + std::to_string(base) + " base images present" +
+                       (baseFailed ? ", " + std::to_string(baseFailed) + " failed" : "") +
+                       (basePresent ? ", " + std::to_string(basePinned) + " pinned by the runtime against image GC" : "");
+    }
+    s.conditions.push_back(cond);
+  }
+  using core::Metric;
+  for (auto st : {PullState::kQueued, PullState::kPulling, PullState::kPresent, PullState::kRetrying,
+                  PullState::kWaitingForDisk, PullState::kFailed})
+    for (auto t : {Tier::kBase, Tier::kBusiness, Tier::kEnvironment}) {
+      auto n = std::count_if(records.begin(), records.end(), [&](const auto& r) { return r.state == st && r.tier == t; });
+      s.metrics.push_back({"nodeagent_imagepull_images", "Tracked images by tier and state", Metric::Type::kGauge,
+                           {{"tier", std::string(tierName(t))}, {"state", std::string(stateName(st))}}, double(n)});
+    }
+  s.metrics.push_back({"nodeagent_imagepull_attempts_total", "Pull attempts", Metric::Type::kCounter, {}, double(stats.attempts)});
+  s.metrics.push_back({"nodeagent_imagepull_failed_attempts_total", "Failed pull attempts", Metric::Type::kCounter, {}, double(stats.failedAttempts)});
+  s.metrics.push_back({"nodeagent_imagepull_pulled_total", "Successful pulls", Metric::Type::kCounter, {}, double(stats.pulled)});
+  s.metrics.push_back({"nodeagent_imagepull_in_flight", "Pulls in flight", Metric::Type::kGauge, {}, double(stats.active)});
+  if (stats.disk)
+    s.metrics.push_back({"nodeagent_imagepull_disk_used_percent", "Image file system usage", Metric::Type::kGauge, {}, stats.disk->usedPercent});
+  ctx_.store->publish(std::move(s));
+}
+
+Result<Json> ImagePullModule::call(const core::CallRequest& req, core::CallOutput& out) {
+  auto now = steady_clock::now();
+  if (req.command == "list") {
+    Json items = Json::array();
+    for (const auto& r : prefetcher_->snapshot()) {
+      double d = r.state == PullState::kPulling ? std::chrono::duration<double>(now - r.startedAt).count()
+                                                : std::chrono::duration<double>(r.lastDuration).count();
+      char dur[32];
+      std::snprintf(dur, sizeof dur, "%.1fs", d);
+      items.push(Json::object()
+                     .set("image", r.image)
+                     .set("tier", std::string(tierName(r.tier)))
+                     .set("state", std::string(stateName(r.state)))
+                     .set("attempts", r.attempts)
+                     .set("duration", std::string(dur))
+                     .set("size", r.size ? humanBytes(r.size) : std::string())
+                     .set("image_ref", r.imageId)
+                     .set("last_error", r.waitReason.empty() ? r.lastError : r.waitReason));
+    }
+    return Json::object().set("items", items);
+  }
+  if (req.command == "status") return statusJson();
+  if (req.command == "pull") return callPull(req, out);
+  if (req.command == "forget") {
+    if (req.args.size() != 1) return failInvalid("usage: images forget IMAGE");
+    if (req.dryRun) {
+      auto ref = parseImageRef(req.args[0]);
+      if (!ref) return fail(ref.error());
+      bool tracked = prefetcher_->find(ref->canonical()).has_value();
+      return Json::object().set("image", ref->canonical()).set("dry_run", true).set("would_forget", tracked);
+    }
+    if (auto r = prefetcher_->forget(req.args[0]); !r) return fail(r.error());
+    log::get("imagepull")->info("forgot {} (on request); the runtime keeps the image", req.args[0]);
+    if (ctx_.trigger) ctx_.trigger();
+    return Json::object().set("image", req.args[0]).set("forgotten", true);
+  }
+  return Module::call(req, out);
+}
+
+Result<Json> ImagePullModule::callPull(const core::CallRequest& req, core::CallOutput& out) {
+  if (req.args.size() != 1) return failInvalid("usage: images pull IMAGE [--tier base|business|environment]");
+  Tier tier = Tier::kBusiness;
+  if (auto it = req.options.find("tier"); it != req.options.end()) {
+    auto t = parseTier(it->second);
+    if (!t) return failInvalid("--tier must be base, business or environment, got \"" + it->second + "\"");
+    tier = *t;
+  }
+  auto ref = parseImageRef(req.args[0]);
+  if (!ref) return fail(ref.error());
+  if (req.dryRun || ctx_.dryRun) {
+    auto st = service_->status(ref->canonical());
+    if (!st) return fail(st.error());
+    return Json::object()
+        .set("image", ref->canonical())
+        .set("tier", std::string(tierName(tier)))
+        .set("dry_run", true)
+        .set("present", st->has_value())
+        .set("would_pull", !st->has_value());
+  }
+  auto key = prefetcher_->request(req.args[0], tier);
+  if (!key) return fail(key.error());
+  log::get("imagepull")->info("pull of {} ({}) requested", *key, tierName(tier));
+  uint64_t seen = 0;
+  while (true) {
+    auto rec = prefetcher_->find(*key);
+    if (!rec) return failInvalid("image " + *key + " was forgotten while waiting for it");
+    auto now = steady_clock::now();
+    out.progress(Json::object().set("lines", Json::array().push(progressLine(*rec, now))));
+    if (isTerminal(rec->state)) {
+      Json result = toJson(*rec, now);
+      if (rec->state == PullState::kFailed) result.set("exit_code", 1);
+      return result;
+    }
+    if (out.cancelled()) return failInvalid("client went away");
+    seen = prefetcher_->waitForChange(seen, now + milliseconds(250));
+  }
+}
+
+}  // namespace nodeagent::imagepull

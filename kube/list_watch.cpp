@@ -1,0 +1,160 @@
+#include "kube/list_watch.h"
+
+#include "kube/rate.h"
+#include "common/log.h"
+
+namespace nodeagent::kube {
+
+std::string urlEncode(std::string_view s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 15]);
+    }
+  }
+  return out;
+}
+
+ListWatch::ListWatch(Client& client, ListWatchOptions options, ListWatchHandler handler)
+    : client_(client), opts_(std::move(options)), handler_(std::move(handler)) {}
+
+void ListWatch::stop() {
+  stop_ = true;
+  std::lock_guard l(mu_);
+  cv_.notify_all();
+}
+
+bool ListWatch::sleep(std::chrono::milliseconds d) {
+  std::unique_lock l(mu_);
+  cv_.wait_for(l, d, [&] { return stop_.load(); });
+  return !stop_;
+}
+
+ListWatchStats ListWatch::stats() const {
+  std::lock_guard l(statsMu_);
+  return stats_;
+}
+
+bool ListWatch::list() {
+  std::string path = opts_.path;
+  if (!opts_.fieldSelector.empty()) path += "?fieldSelector=" + urlEncode(opts_.fieldSelector);
+  auto r = client_.request("GET", path);
+  if (!r) {
+    std::lock_guard l(statsMu_);
+    stats_.lastError = r.error().message();
+    log::get("kube")->debug("list {}: {}", opts_.path, r.error().message());
+    return false;
+  }
+  auto j = Json::parse(r->body);
+  if (!j) {
+    std::lock_guard l(statsMu_);
+    stats_.lastError = "list " + opts_.path + ": " + j.error().message();
+    return false;
+  }
+  rv_ = j->get("metadata").get("resourceVersion").asString();
+  {
+    std::lock_guard l(statsMu_);
+    stats_.lists++;
+    stats_.resourceVersion = rv_;
+  }
+  if (handler_.onList) handler_.onList(j->get("items").asArray(), rv_);
+  return true;
+}
+
+ListWatch::WatchEnd ListWatch::watchOnce() {
+  auto timeoutSec = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(opts_.watchTimeout).count());
+  std::string path = opts_.path + "?watch=1&allowWatchBookmarks=true&resourceVersion=" + urlEncode(rv_) +
+                     "&timeoutSeconds=" + std::to_string(timeoutSec);
+  if (!opts_.fieldSelector.empty()) path += "&fieldSelector=" + urlEncode(opts_.fieldSelector);
+  {
+    std::lock_guard l(statsMu_);
+    stats_.watches++;
+  }
+  bool gone = false;
+  auto onLine = [&](std::string_view line) {
+    auto ev = Json::parse(line);
+    if (!ev) {
+      log::get("kube")->debug("watch {}: undecodable event: {}", opts_.path, ev.error().message());
+      return false;  // resume from the last good version
+    }
+    const std::string& type = ev->get("type").asString();
+    const Json& obj = ev->get("object");
+    if (type == "ERROR") {
+      if (obj.get("code").asInt() == 410) gone = true;
+      std::lock_guard l(statsMu_);
+      stats_.lastError = "watch " + opts_.path + ": " + obj.get("message").asString();
+      return false;
+    }
+    std::string rv = obj.get("metadata").get("resourceVersion").asString();
+    if (!rv.empty()) rv_ = rv;
+    std::lock_guard l(statsMu_);
+    stats_.resourceVersion = rv_;
+    if (type == "BOOKMARK") {
+      stats_.bookmarks++;
+      return true;
+    }
+    stats_.events++;
+    if (handler_.onEvent) {
+      statsMu_.unlock();
+      handler_.onEvent(type, obj);
+      statsMu_.lock();
+    }
+    return !stop_.load();
+  };
+  // The client gives up a little after the server should have ended the stream, so a
+  // silently dead connection cannot hold the watch forever.
+  auto r = client_.stream(path, onLine, std::chrono::seconds(timeoutSec) + std::chrono::seconds(30), &stop_);
+  if (stop_) return WatchEnd::kStopped;
+  if (gone) return WatchEnd::kRelist;
+  if (!r) {
+    if (httpStatus(r.error()) == 410) return WatchEnd::kRelist;
+    std::lock_guard l(statsMu_);
+    stats_.lastError = r.error().message();
+    log::get("kube")->debug("{}", r.error().message());
+    return WatchEnd::kResume;  // with backoff by the caller
+  }
+  return WatchEnd::kResume;
+}
+
+void ListWatch::run() {
+  int failures = 0;
+  bool needList = true;
+  while (!stop_) {
+    if (needList) {
+      if (!list()) {
+        if (!sleep(backoffDelay(++failures, opts_.backoffBase, opts_.backoffMax, rng_))) return;
+        continue;
+      }
+      needList = false;
+      failures = 0;
+    }
+    auto started = std::chrono::steady_clock::now();
+    auto end = watchOnce();
+    if (end == WatchEnd::kStopped) return;
+    if (end == WatchEnd::kRelist) {
+      log::get("kube")->info("watch {}: resource version {} expired (410 Gone), relisting", opts_.path, rv_);
+      std::lock_guard l(statsMu_);
+      stats_.relists++;
+      needList = true;
+      continue;
+    }
+    {
+      std::lock_guard l(statsMu_);
+      stats_.resumes++;
+    }
+    // A watch that lasted a while ended normally (server timeout or a drop after useful
+    // work): resume at once. One that failed quickly backs off.
+    if (std::chrono::steady_clock::now() - started > std::chrono::seconds(2)) {
+      failures = 0;
+    } else if (!sleep(backoffDelay(++failures, opts_.backoffBase, opts_.backoffMax, rng_))) {
+      return;
+    }
+  }
+}
+
+}  // namespace nodeagent::kube

@@ -1,0 +1,76 @@
+// ListWatch: list a collection, then watch from the list's resourceVersion with bookmarks.
+// A dropped or timed-out watch resumes from the last version seen (no relist); 410 Gone
+// (the version was compacted away) relists once. Reusable by every module that follows
+// API objects; the first user is the reporter watching its own Node.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kube/client.h"
+#include "common/json.h"
+
+namespace nodeagent::kube {
+
+struct ListWatchOptions {
+  std::string path;           // collection, e.g. /api/v1/nodes
+  std::string fieldSelector;  // e.g. metadata.name=node-1 (URL-encoded by the caller? no: here)
+  std::chrono::milliseconds watchTimeout{300'000};  // timeoutSeconds asked of the server
+  std::chrono::milliseconds backoffBase{500};
+  std::chrono::milliseconds backoffMax{30'000};
+};
+
+struct ListWatchHandler {
+  // The full set after a (re)list.
+  std::function<void(const std::vector<Json>& items, const std::string& resourceVersion)> onList;
+  // ADDED, MODIFIED or DELETED with the object.
+  std::function<void(const std::string& type, const Json& object)> onEvent;
+};
+
+struct ListWatchStats {
+  uint64_t lists = 0;      // first list included
+  uint64_t relists = 0;    // lists after 410 Gone
+  uint64_t watches = 0;    // watch requests started
+  uint64_t resumes = 0;    // watches restarted from a known version (drop or timeout)
+  uint64_t events = 0;
+  uint64_t bookmarks = 0;
+  std::string resourceVersion;
+  std::string lastError;
+};
+
+class ListWatch {
+ public:
+  ListWatch(Client& client, ListWatchOptions options, ListWatchHandler handler);
+  // Runs until stop(). Errors are retried with backoff; call from its own thread.
+  void run();
+  void stop();
+  ListWatchStats stats() const;
+
+ private:
+  enum class WatchEnd { kResume, kRelist, kStopped };
+  bool list();
+  WatchEnd watchOnce();
+  bool sleep(std::chrono::milliseconds d);
+
+  Client& client_;
+  ListWatchOptions opts_;
+  ListWatchHandler handler_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  mutable std::mutex statsMu_;
+  ListWatchStats stats_;
+  std::string rv_;
+  std::mt19937_64 rng_{std::random_device{}()};
+};
+
+// Percent-encodes a query value.
+std::string urlEncode(std::string_view s);
+
+}  // namespace nodeagent::kube

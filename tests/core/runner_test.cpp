@@ -1,0 +1,180 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "core/module_runner.h"
+#include "core/state_store.h"
+
+namespace nodeagent::core {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Counts passes; fails while `failing` is set.
+class CountingModule final : public Module {
+ public:
+  std::string name() const override { return "counting"; }
+  Result<void> reconcile(const ReconcileContext& ctx) override {
+    passes++;
+    if (ctx.dryRun) dryRuns++;
+    if (ctx.initial) initials++;
+    if (failing) return failInvalid("broken on purpose");
+    return {};
+  }
+  std::atomic<int> passes{0}, dryRuns{0}, initials{0};
+  std::atomic<bool> failing{false};
+};
+
+template <class Pred>
+bool eventually(Pred p, std::chrono::milliseconds limit = 5s) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (p()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return p();
+}
+
+// Blocks in reconcile while `hang` is set (a module stuck in a call that never returns).
+class HangingModule final : public Module {
+ public:
+  std::string name() const override { return "hanging"; }
+  Result<void> reconcile(const ReconcileContext&) override {
+    ++passes;
+    while (hang) std::this_thread::sleep_for(5ms);
+    return {};
+  }
+  void reload(const Config&) override {}
+  std::atomic<int> passes{0};
+  std::atomic<bool> hang{false};
+};
+
+TEST(ModuleRunner, LivenessSaysWhenAPassOverrunsItsIntervalPlusSlack) {
+  StateStore store;
+  HangingModule m;
+  ModuleRunner r(m, store, {10ms, 2s}, false);
+  r.start();
+  ASSERT_TRUE(eventually([&] { return m.passes == 1; }));
+  auto now = std::chrono::steady_clock::now();
+  ASSERT_TRUE(eventually([&] { return r.liveness(std::chrono::steady_clock::now()).running == 0ms; }));
+  // Waiting for its next pass: live, however far ahead one looks.
+  EXPECT_TRUE(r.liveness(now + 1h).live);
+  m.hang = true;
+  r.trigger();
+  ASSERT_TRUE(eventually([&] { return m.passes == 2; }));
+  now = std::chrono::steady_clock::now();
+  auto l = r.liveness(now);
+  EXPECT_TRUE(l.live);
+  EXPECT_EQ(l.limit, 2s + ModuleRunner::slackFor(2s));
+  EXPECT_EQ(ModuleRunner::slackFor(2s), 10s);
+  EXPECT_EQ(ModuleRunner::slackFor(10min), 5min);
+  // The same pass seen 13 s later (2 s interval + 10 s slack passed): hung.
+  auto later = r.liveness(now + 13s);
+  EXPECT_FALSE(later.live);
+  EXPECT_GE(later.running, 13s);
+  m.hang = false;
+  ASSERT_TRUE(eventually([&] { return r.liveness(std::chrono::steady_clock::now() + 1h).live; }));
+  r.stop();
+}
+
+TEST(ModuleRunner, FirstPassIsInitialAndRecorded) {
+  StateStore store;
+  CountingModule m;
+  ModuleRunner r(m, store, {50ms, 10s}, false);
+  r.start();
+  ASSERT_TRUE(eventually([&] { return store.get("counting") && store.get("counting")->runner.firstPassDone; }));
+  r.stop();
+  EXPECT_EQ(m.initials, 1);
+  EXPECT_EQ(store.get("counting")->runner.reconciles, 1u);
+}
+
+TEST(ModuleRunner, TriggersAreCoalescedByMinInterval) {
+  StateStore store;
+  CountingModule m;
+  ModuleRunner r(m, store, {300ms, 1h}, false);
+  r.start();
+  ASSERT_TRUE(eventually([&] { return m.passes == 1; }));
+  for (int i = 0; i < 100; ++i) r.trigger();
+  // A burst of triggers yields one more pass, not a hundred.
+  ASSERT_TRUE(eventually([&] { return m.passes == 2; }));
+  std::this_thread::sleep_for(700ms);
+  r.stop();
+  EXPECT_EQ(m.passes, 2);
+}
+
+TEST(ModuleRunner, ResyncsAtMaxIntervalWithoutTriggers) {
+  StateStore store;
+  CountingModule m;
+  ModuleRunner r(m, store, {10ms, 100ms}, false);
+  r.start();
+  ASSERT_TRUE(eventually([&] { return m.passes >= 4; }));
+  r.stop();
+  EXPECT_EQ(m.initials, 1);
+}
+
+TEST(ModuleRunner, FailuresAreRecordedAndRetried) {
+  StateStore store;
+  CountingModule m;
+  store.publish({.name = "counting", .health = Health::kHealthy, .summary = "ok"});
+  m.failing = true;
+  ModuleRunner r(m, store, {20ms, 1h}, false);
+  r.start();
+  // Retried with backoff long before the one-hour resync.
+  ASSERT_TRUE(eventually([&] { return m.passes >= 3; }));
+  auto s = store.get("counting");
+  EXPECT_EQ(s->runner.lastError, "broken on purpose");
+  EXPECT_GE(s->runner.failures, 3u);
+  EXPECT_EQ(overallHealth(store.snapshot()), Health::kDegraded);
+  m.failing = false;
+  ASSERT_TRUE(eventually([&] { return store.get("counting")->runner.lastError.empty(); }));
+  r.stop();
+  EXPECT_EQ(overallHealth(store.snapshot()), Health::kHealthy);
+}
+
+TEST(ModuleRunner, DryRunReachesTheModule) {
+  StateStore store;
+  CountingModule m;
+  ModuleRunner r(m, store, {10ms, 1h}, true);
+  ASSERT_TRUE(r.runOnce(true));
+  EXPECT_EQ(m.dryRuns, 1);
+}
+
+TEST(StateStore, VersionMovesOnlyOnVisibleChange) {
+  StateStore store;
+  ModuleState s{.name = "a", .health = Health::kHealthy, .summary = "ok"};
+  store.publish(s);
+  auto v = store.version();
+  store.publish(s);
+  EXPECT_EQ(store.version(), v);
+  s.summary = "changed";
+  store.publish(s);
+  EXPECT_EQ(store.version(), v + 1);
+}
+
+TEST(StateStore, WaitForChangeWakesOnPublish) {
+  StateStore store;
+  auto v = store.version();
+  std::thread t([&] {
+    std::this_thread::sleep_for(50ms);
+    store.publish({.name = "a", .summary = "x"});
+  });
+  auto got = store.waitForChange(v, std::chrono::steady_clock::now() + 5s);
+  t.join();
+  EXPECT_GT(got, v);
+}
+
+TEST(StateStore, OverallHealthIsTheWorstEnabledModule) {
+  std::vector<ModuleSnapshot> mods(3);
+  mods[0].state.health = Health::kHealthy;
+  mods[1].state.health = Health::kDisabled;
+  mods[2].state.health = Health::kHealthy;
+  EXPECT_EQ(overallHealth(mods), Health::kHealthy);
+  mods[2].state.health = Health::kStarting;
+  EXPECT_EQ(overallHealth(mods), Health::kStarting);
+  mods[0].state.health = Health::kFailed;
+  EXPECT_EQ(overallHealth(mods), Health::kFailed);
+}
+
+}  // namespace
+}  // namespace nodeagent::core
