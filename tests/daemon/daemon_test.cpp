@@ -18,6 +18,7 @@
 
 #include "common/fd.h"
 #include "common/files.h"
+#include "tests/daemon/notify_socket.h"
 #include "common/json.h"
 
 namespace nodeagent {
@@ -63,11 +64,8 @@ class DaemonTest : public ::testing::Test {
     config_ = dir_ + "/config.yaml";
     socket_ = dir_ + "/run/nodeagent.sock";
     notifyPath_ = dir_ + "/notify.sock";
-    notify_ = Fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, notifyPath_.c_str(), sizeof addr.sun_path - 1);
-    ASSERT_EQ(::bind(notify_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << strerror(errno);
+    notify_ = testing::bindNotifySocket(notifyPath_);
+    ASSERT_TRUE(notify_) << "bind " << notifyPath_ << ": " << strerror(errno);
   }
 
   void TearDown() override {
