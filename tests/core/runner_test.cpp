@@ -45,7 +45,6 @@ class HangingModule final : public Module {
     while (hang) std::this_thread::sleep_for(5ms);
     return {};
   }
-  void reload(const Config&) override {}
   std::atomic<int> passes{0};
   std::atomic<bool> hang{false};
 };
