@@ -85,10 +85,15 @@ uint64_t StateStore::version() const {
   return version_;
 }
 
-uint64_t StateStore::waitForChange(uint64_t since, std::chrono::steady_clock::time_point deadline) const {
+StateStore::Change StateStore::waitForChange(uint64_t since, std::chrono::steady_clock::time_point deadline) const {
   std::unique_lock lock(mu_);
   cv_.wait_until(lock, deadline, [&] { return closed_ || version_ > since; });
-  return version_;
+  return {version_, closed_};
+}
+
+bool StateStore::closed() const {
+  std::lock_guard lock(mu_);
+  return closed_;
 }
 
 void StateStore::close() {

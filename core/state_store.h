@@ -33,9 +33,16 @@ class StateStore {
   Json agentInfo() const;
   uint64_t version() const;
 
+  // What a wait saw: the version, and whether the store is closed (the daemon is stopping;
+  // readers stop waiting). Said outright, so no reader guesses it from the clock.
+  struct Change {
+    uint64_t version = 0;
+    bool closed = false;
+  };
   // Waits until the version passes `since`, the deadline passes, or close() is called.
-  uint64_t waitForChange(uint64_t since, std::chrono::steady_clock::time_point deadline) const;
+  Change waitForChange(uint64_t since, std::chrono::steady_clock::time_point deadline) const;
   void close();
+  bool closed() const;
 
  private:
   void bumpLocked();

@@ -20,7 +20,6 @@ void parseAgent(ConfigMap m, AgentSection& a) {
   if (a.stateDir.empty() || a.stateDir.front() != '/') m.error("state_dir", "must be an absolute path");
   a.logLevel = m.choice("log_level", a.logLevel, {"trace", "debug", "info", "warn", "error"});
   a.logFormat = m.choice("log_format", a.logFormat, {"auto", "text", "json", "journal"});
-  a.releaseIdlePages = m.boolean("release_idle_pages", a.releaseIdlePages);
   auto r = m.map("reconcile");
   a.minInterval = r.duration("min_interval", a.minInterval, milliseconds(10), hours(1));
   a.maxInterval = r.duration("max_interval", a.maxInterval, milliseconds(100), hours(24));
@@ -60,7 +59,6 @@ Json Config::toJson() const {
                      .set("state_dir", agent.stateDir)
                      .set("log_level", agent.logLevel)
                      .set("log_format", agent.logFormat)
-                     .set("release_idle_pages", agent.releaseIdlePages)
                      .set("reconcile", Json::object()
                                            .set("min_interval", formatDuration(agent.minInterval))
                                            .set("max_interval", formatDuration(agent.maxInterval))));

@@ -22,8 +22,6 @@ struct AgentSection {
   std::string logFormat = "auto";
   std::chrono::milliseconds minInterval{1000};
   std::chrono::milliseconds maxInterval{60000};
-  // Unmap start-up code and read-only data once the daemon goes quiet (common/memory.h).
-  bool releaseIdlePages = true;
 };
 
 struct ControlSection {

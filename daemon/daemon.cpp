@@ -1,6 +1,5 @@
 #include "daemon/daemon.h"
 
-#include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -12,8 +11,10 @@
 #include <thread>
 #include <memory>
 #include <mutex>
+#include <set>
 
 #include "daemon/config.h"
+#include "daemon/heap_policy.h"
 #include "control/control_server.h"
 #include "core/module_runner.h"
 #include "daemon/modules.h"
@@ -22,7 +23,6 @@
 #include "common/version.h"
 #include "common/files.h"
 #include "common/log.h"
-#include "common/memory.h"
 #include "ipvs/service_source.h"
 #include "systemd/notify.h"
 
@@ -86,7 +86,7 @@ Result<Config> loadEffectiveConfig(const DaemonOptions& o) {
 
 class Daemon {
  public:
-  explicit Daemon(const DaemonOptions& o) : opts_(o), logger_(log::get("agent")) {}
+  Daemon(const DaemonOptions& o, ExtraModules extra) : opts_(o), extra_(std::move(extra)), logger_(log::get("agent")) {}
 
   int run(Config config) {
     config_ = std::move(config);
@@ -104,6 +104,8 @@ class Daemon {
       return 1;
     }
     modules_ = std::move(*modules);
+    if (extra_)
+      for (auto& m : extra_([this](const std::string& name) { return makeContext(name); })) modules_.push_back(std::move(m));
     core::RunnerTiming timing{config_.agent.minInterval, config_.agent.maxInterval};
     for (auto& m : modules_)
       runners_[m.module->name()] = std::make_unique<core::ModuleRunner>(*m.module, store_, timing, opts_.dryRun);
@@ -140,11 +142,12 @@ class Daemon {
     int rc = mainLoop();
     systemd::notify("STOPPING=1");
     logger_->info("stopping");
+    // The control server first: no call reaches a module that is being stopped.
+    server.stop();
     reporting.stop();
     for (auto& [_, r] : runners_) r->stop();
     for (auto& m : modules_) m.module->stop();
     store_.close();
-    server.stop();
     logger_->info("stopped");
     return rc;
   }
@@ -222,54 +225,17 @@ class Daemon {
     systemd::notify("READY=1");
   }
 
-  // Unmaps code and read-only data that start-up or a burst of work touched and that an
-  // idle daemon does not run (see common/memory.h); the idle resident set is then what
-  // the daemon really uses.
-  void releaseMemory(const char* after) {
-    {
-      std::lock_guard l(configMu_);
-      if (!config_.agent.releaseIdlePages) return;
-    }
-    auto r = releaseIdleMemory();
-    if (!r) {
-      logger_->debug("cannot release idle memory: {}", r.error().message());
-      return;
-    }
-    logger_->debug("released {:.1f} MB of clean file pages from {} mappings after {}",
-                   static_cast<double>(r->mappedBytes) / (1 << 20), r->mappings, after);
-  }
-
   // Tells systemd READY=1 once every module finished its first pass, and STATUS= whenever
-  // the one-line summary changes. Once the daemon has gone quiet after work (start-up, a
-  // reload, a resync: every pass publishes state), releases the pages that work mapped
-  // (common/memory.h); control calls publish nothing, so a release also comes every few
-  // minutes. Wakes only on state changes and for those releases.
+  // the one-line summary changes. Wakes only on state changes; ends when the store closes.
   void notifierLoop() {
-    constexpr auto kQuiet = std::chrono::seconds(3);
-    constexpr auto kMinGap = std::chrono::seconds(30);
-    constexpr auto kMaxGap = std::chrono::minutes(5);
     bool ready = false;
     std::string lastStatus;
     uint64_t seen = 0;
-    constexpr auto kNone = steady_clock::time_point::max();
-    steady_clock::time_point lastRelease = kNone, releaseAt = kNone;
     for (;;) {
-      auto now = steady_clock::now();
-      auto deadline = now + std::chrono::hours(24);
-      deadline = std::min(deadline, releaseAt);
-      if (lastRelease != kNone) deadline = std::min(deadline, lastRelease + kMaxGap);
-      uint64_t version = store_.waitForChange(seen, deadline);
-      if (stopping_) return;
-      now = steady_clock::now();
-      if (version == seen) {
-        if (ready && now >= deadline) {
-          releaseMemory(releaseAt != kNone ? "work" : "idle period");
-          lastRelease = now;
-          releaseAt = kNone;
-        }
-        continue;
-      }
-      seen = version;
+      auto change = store_.waitForChange(seen, steady_clock::now() + std::chrono::hours(24));
+      if (change.closed) return;
+      if (change.version == seen) continue;
+      seen = change.version;
       auto status = core::summarize(store_.snapshot());
       if (!ready && allFirstPassesDone()) {
         ready = true;
@@ -280,8 +246,30 @@ class Daemon {
         lastStatus = status;
         systemd::notify("STATUS=" + status);
       }
-      if (ready) releaseAt = lastRelease == kNone ? now + kQuiet : std::max(now + kQuiet, lastRelease + kMinGap);
     }
+  }
+
+  // Whether every runner is live (waiting, or in a pass within its interval plus slack;
+  // core/module_runner.h). Says once which module hung, and when it answers again.
+  bool allRunnersLive() {
+    auto now = steady_clock::now();
+    bool all = true;
+    for (auto& [name, runner] : runners_) {
+      auto l = runner->liveness(now);
+      bool reported = hung_.contains(name);
+      if (!l.live) {
+        all = false;
+        if (!reported)
+          logger_->error("module {} hung: its pass has run {} s, over its limit of {} s (interval plus slack); "
+                         "watchdog pings withheld",
+                         name, l.running.count() / 1000, l.limit.count() / 1000);
+        hung_.insert(name);
+      } else if (reported) {
+        logger_->warn("module {} answers again", name);
+        hung_.erase(name);
+      }
+    }
+    return all;
   }
 
   // Signals and watchdog pings; sleeps in between.
@@ -292,7 +280,8 @@ class Daemon {
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     auto wd = systemd::watchdogInterval();
-    auto tick = wd ? std::chrono::duration_cast<milliseconds>(*wd) / 2 : milliseconds(3'600'000);
+    // Without a watchdog, runners are still checked (and a hang logged) every 30 s.
+    auto tick = wd ? std::chrono::duration_cast<milliseconds>(*wd) / 2 : milliseconds(30'000);
     std::thread notifier([this] { notifierLoop(); });
     int rc = 0;
     for (;;) {
@@ -303,7 +292,8 @@ class Daemon {
         break;
       }
       if (sig == SIGHUP) reload();
-      if (wd) systemd::notify("WATCHDOG=1");
+      // WATCHDOG=1 means every module still makes progress, not only that this loop runs.
+      if (allRunnersLive() && wd) systemd::notify("WATCHDOG=1");
     }
     stopping_ = true;
     store_.close();
@@ -312,7 +302,9 @@ class Daemon {
   }
 
   const DaemonOptions& opts_;
+  ExtraModules extra_;
   std::shared_ptr<spdlog::logger> logger_;
+  std::set<std::string> hung_;  // modules reported hung (main thread only)
   std::mutex configMu_;
   Config config_;
   std::string nodeName_;
@@ -326,7 +318,7 @@ class Daemon {
 
 }  // namespace
 
-int runDaemon(const DaemonOptions& options) {
+int runDaemon(const DaemonOptions& options, const ExtraModules& extra) {
   auto config = loadEffectiveConfig(options);
   if (!config) {
     std::fprintf(stderr, "nodeagentd: invalid config:\n%s\n", config.error().message().c_str());
@@ -367,12 +359,8 @@ int runDaemon(const DaemonOptions& options) {
   sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  // Large transient buffers (a kernel dump, an nftables batch for 10,000 services) must
-  // stay out of the heap: glibc raises its mmap threshold after one is freed, later ones
-  // then land in the heap and leave holes that pin pages of long-lived data. A fixed
-  // threshold (glibc's default, 128 KiB) turns that adjustment off.
-  ::mallopt(M_MMAP_THRESHOLD, 128 << 10);
-  Daemon d(options);
+  log::get("agent")->info("{}", applyHeapPolicy());
+  Daemon d(options, extra);
   return d.run(std::move(*config));
 }
 

@@ -2,7 +2,11 @@
 // control server, talks to systemd, handles signals, reloads and shuts down.
 #pragma once
 
+#include <functional>
 #include <string>
+#include <vector>
+
+#include "core/module.h"
 
 #include "common/json.h"
 
@@ -23,8 +27,16 @@ struct DaemonOptions {
   std::string sysctlDropIn = "/etc/sysctl.d/90-nodeagent.conf";
 };
 
+struct ComposedModule;
+
+// Modules run beside those the config enables, made with the daemon's context factory.
+// For daemon test binaries only (a module that hangs on purpose, to see the watchdog act);
+// nodeagentd passes none, and no config key reaches it.
+using ExtraModules = std::function<std::vector<ComposedModule>(
+    const std::function<core::ModuleContext(const std::string&)>& makeContext)>;
+
 // Exit codes: 0 ok, 1 runtime failure (or a failed --once pass), 2 bad config or usage.
-int runDaemon(const DaemonOptions& options);
+int runDaemon(const DaemonOptions& options, const ExtraModules& extra = {});
 
 // The status file when status_file.path is not set: beside the control socket, named after
 // it ("nodeagent.sock" -> "nodeagent.status.json"), so it cannot take a caller's own

@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "common/handoff.h"
 #include "core/module.h"
 #include "kube/client.h"
 #include "kube/config.h"
-#include "common/handoff.h"
 #include "ipvs/config.h"
 #include "ipvs/health_server.h"
 #include "ipvs/kube_source.h"

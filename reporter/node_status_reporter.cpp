@@ -111,10 +111,10 @@ void NodeStatusReporter::forwardStoreChanges() {
   uint64_t seen = 0;
   for (;;) {
     auto deadline = steady_clock::now() + std::chrono::hours(24);
-    uint64_t v = store_.waitForChange(seen, deadline);
+    auto change = store_.waitForChange(seen, deadline);
     std::lock_guard l(mu_);
-    if (stop_) return;
-    if (v == seen && steady_clock::now() < deadline - std::chrono::minutes(1)) return;  // store closed
+    if (stop_ || change.closed) return;
+    uint64_t v = change.version;
     seen = v;
     storeVersion_ = v;
     cv_.notify_all();

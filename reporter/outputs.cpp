@@ -64,10 +64,9 @@ void StatusFileWriter::run() {
   bool warned = false;
   while (!stop_) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::hours(24);
-    uint64_t v = store_.waitForChange(seen, deadline);
-    if (stop_) return;
-    if (v == seen && std::chrono::steady_clock::now() < deadline - std::chrono::minutes(1)) return;  // store closed
-    seen = v;
+    auto change = store_.waitForChange(seen, deadline);
+    if (stop_ || change.closed) return;
+    seen = change.version;
     std::string text = render(store_, nodeName_).dump(2) + "\n";
     if (text == last) continue;
     // At most one write a second: a burst of changes ends in one file with the last state.

@@ -25,8 +25,8 @@
 #include <string>
 #include <vector>
 
-#include "core/module.h"
 #include "common/handoff.h"
+#include "core/module.h"
 #include "sysctl/config.h"
 #include "sysctl/tuner.h"
 

@@ -160,7 +160,27 @@ TEST(StateStore, WaitForChangeWakesOnPublish) {
   });
   auto got = store.waitForChange(v, std::chrono::steady_clock::now() + 5s);
   t.join();
-  EXPECT_GT(got, v);
+  EXPECT_GT(got.version, v);
+  EXPECT_FALSE(got.closed);
+}
+
+// A closed store says so, at once and however long the reader meant to wait; a timed-out
+// wait on an open one says it is open.
+TEST(StateStore, SaysWhenItIsClosed) {
+  StateStore store;
+  auto quiet = store.waitForChange(store.version(), std::chrono::steady_clock::now() + 20ms);
+  EXPECT_FALSE(quiet.closed);
+  EXPECT_FALSE(store.closed());
+  std::thread t([&] {
+    std::this_thread::sleep_for(50ms);
+    store.close();
+  });
+  auto start = std::chrono::steady_clock::now();
+  auto got = store.waitForChange(store.version(), start + std::chrono::hours(24));
+  t.join();
+  EXPECT_TRUE(got.closed);
+  EXPECT_TRUE(store.closed());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
 }
 
 TEST(StateStore, OverallHealthIsTheWorstEnabledModule) {
