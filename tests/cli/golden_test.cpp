@@ -67,7 +67,6 @@ class CliGolden : public ::testing::Test {
         "  state_dir: " + dir_ + "/state\n"
         "  log_format: json\n"
         "  reconcile: {min_interval: 50ms, max_interval: 1h}\n"
-        "  release_idle_pages: false\n"
         "control:\n"
         "  socket: " + socket_ + "\n"
         "kube:\n"

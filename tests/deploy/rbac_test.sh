@@ -34,7 +34,7 @@ start_agent() {  # NAME KUBECONFIG: nodeagentd for Node NAME, logs in $D/NAME.lo
   local n="$1" kc="$2"
   mkdir -p "$D/$n"
   cat > "$D/$n/config.yaml" <<YAML
-agent: {node_name: $n, state_dir: $D/$n/state, release_idle_pages: false}
+agent: {node_name: $n, state_dir: $D/$n/state}
 control: {socket: $D/$n/sock, socket_group: ""}
 status_file: {path: $D/$n/status.json}
 metrics: {address: ""}
