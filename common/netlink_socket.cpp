@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 namespace nodeagent {
 
@@ -44,6 +45,14 @@ NetlinkAck decodeNetlinkError(const nlmsghdr* h) {
     return ack;
   }
   const auto* err = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
+  // The kernel sends 0 or a negated errno (at most MAX_ERRNO, 4095). Anything else makes
+  // the message malformed; negating INT_MIN would be undefined, and a positive value would
+  // become a negative "errno" that reads as success to a `< 0` check.
+  if (err->error > 0 || err->error < -4095) {
+    ack.error = EBADMSG;
+    ack.message = "netlink error message with invalid error code " + std::to_string(err->error);
+    return ack;
+  }
   ack.error = -err->error;
   if (!(h->nlmsg_flags & NLM_F_ACK_TLVS)) return ack;
   // TLVs follow the echoed request: only its header when capped, else all of it.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test tier: unit, netns (real kernel in network namespaces), vm (real IPVS in a
 # QEMU VM), cri (real containerd and registry on 127.0.0.1), kube (API test server).
-# Needs root (namespaces, VMs) and the packages of scripts/install-deps.sh.
+# Needs root (namespaces, VMs) and the packages of scripts/install-deps.sh. A full run then
+# repeats the unit, netns and daemon tiers under ASan+UBSan, the threaded parts' unit tests
+# under TSan, and runs every fuzz target for 30 s.
 # A tier that cannot run fails; nothing passes by skipping. Extra args go to ctest
 # (e.g. -L unit, -R sysctl).
 set -euo pipefail
@@ -12,5 +14,18 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 "$root/scripts/build.sh"
-cd "$build"
-ctest --output-on-failure --timeout 1800 "$@"
+failed=()
+(cd "$build" && ctest --output-on-failure --timeout 1800 "$@") || failed+=(ctest)
+# A full run (no ctest arguments) also runs the sanitizer builds and every fuzz target for
+# 30 s, each in its own build directory (scripts/sanitize.sh, scripts/fuzz.sh); a
+# sanitizer report or a fuzzer crash fails the run. Each step runs even when one before
+# failed, so one CI run shows every problem.
+if [ $# -eq 0 ]; then
+  "$root/scripts/sanitize.sh" address || failed+=("sanitize address")
+  "$root/scripts/sanitize.sh" thread || failed+=("sanitize thread")
+  "$root/scripts/fuzz.sh" --seconds 30 || failed+=(fuzz)
+fi
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'test.sh: failed: %s\n' "${failed[*]}" >&2
+  exit 1
+fi
