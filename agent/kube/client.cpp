@@ -100,6 +100,15 @@ bool retryableCurl(int code) {
   }
 }
 
+}  // namespace
+
+const std::error_category& httpCategory() {
+  static HttpCategory c;
+  return c;
+}
+
+int httpStatus(const Error& e) { return e.code().category() == httpCategory() ? e.code().value() : 0; }
+
 // "reason: message" from an API Status body; the raw body (shortened) when it is not one.
 std::string describeStatus(const std::string& body) {
   auto j = Json::parse(body);
@@ -114,15 +123,6 @@ std::string describeStatus(const std::string& body) {
     if (c == '\n' || c == '\r') c = ' ';
   return s;
 }
-
-}  // namespace
-
-const std::error_category& httpCategory() {
-  static HttpCategory c;
-  return c;
-}
-
-int httpStatus(const Error& e) { return e.code().category() == httpCategory() ? e.code().value() : 0; }
 
 Client::Client(ClusterConfig cluster, ClientOptions options)
     : cluster_(std::move(cluster)),

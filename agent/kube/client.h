@@ -29,6 +29,9 @@ namespace nodeagent::kube {
 const std::error_category& httpCategory();
 // The HTTP status of an API error, 0 for transport and other errors.
 int httpStatus(const Error& e);
+// "reason: message" from an API Status body; the raw body (shortened, one line) when the
+// body is not a Status.
+std::string describeStatus(const std::string& body);
 
 struct ClientOptions {
   double qps = 5;
