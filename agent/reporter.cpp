@@ -254,6 +254,17 @@ void Reporter::runLoop() {
     if (!windowDue && !retryResync) continue;
 
     bool isResync = resyncPending && !windowDue;
+    // Writes follow changes: a resync (not a retry) first compares the server's copy with
+    // what the agent wants, and writes only when they differ or ours are missing.
+    if (isResync && failures == 0 && serverMatches(content)) {
+      resyncPending = false;
+      {
+        std::lock_guard l(mu_);
+        resyncChecks_++;
+      }
+      nextResync = nextResyncFrom(steady_clock::now());
+      continue;
+    }
     if (send(isResync)) {
       failures = 0;
       windowOpen = false;
@@ -277,6 +288,27 @@ void Reporter::runLoop() {
       logger()->debug("status patch retry {} in {} ms", failures, delay.count());
     }
   }
+}
+
+// The agent's conditions as the server has them: the watched Node when the watch has seen
+// our last write (or something newer), else one GET. False when it cannot tell.
+bool Reporter::serverMatches(const ConditionMap& want) {
+  std::optional<ConditionMap> have;
+  if (opts_.status.watchNode) {
+    std::lock_guard l(mu_);
+    if (nodeSeen_ && observed_.rv >= 0 && observed_.rv >= ackedRv_) have = observed_.owned;
+  }
+  if (!have) {
+    auto r = client_.get("/api/v1/nodes/" + opts_.nodeName);
+    if (!r) {
+      logger()->debug("resync read of node {}: {}", opts_.nodeName, r.error().message());
+      return false;
+    }
+    auto node = Json::parse(r->body);
+    if (!node) return false;
+    have = kube::ownedConditions(*node, opts_.status.conditionPrefix);
+  }
+  return sameIgnoringTimes(*have, want);
 }
 
 bool Reporter::send(bool resync) {
@@ -445,6 +477,7 @@ Json Reporter::figures() const {
       .set("conditions", conditionCount_)
       .set("last_patch", lastPatchTime_.empty() ? Json("never") : Json(lastPatchTime_))
       .set("patches_sent", patchesSent_)
+      .set("resync_checks", resyncChecks_)
       .set("resync_patches", resyncs_)
       .set("patches_failed", patchesFailed_)
       .set("changes", changes_)
@@ -467,8 +500,12 @@ std::vector<Metric> Reporter::metrics() const {
     const char* ph = "Node status patches by result";
     out.push_back({"nodeagent_status_patches_total", ph, T::kCounter, {{"result", "sent"}}, double(patchesSent_)});
     out.push_back({"nodeagent_status_patches_total", ph, T::kCounter, {{"result", "failed"}}, double(patchesFailed_)});
-    out.push_back({"nodeagent_status_resync_patches_total", "Periodic resync patches (included in sent)", T::kCounter, {},
-                   double(resyncs_)});
+    out.push_back({"nodeagent_status_resync_checks_total",
+                   "Periodic resyncs that found the server's conditions as wanted (no write)", T::kCounter, {},
+                   double(resyncChecks_)});
+    out.push_back({"nodeagent_status_resync_patches_total",
+                   "Periodic resyncs that found the server's conditions missing or different and patched (included in sent)",
+                   T::kCounter, {}, double(resyncs_)});
     out.push_back({"nodeagent_status_changes_total", "Changes of the agent's desired node conditions", T::kCounter, {},
                    double(changes_)});
     out.push_back({"nodeagent_status_changes_coalesced_total",

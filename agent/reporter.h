@@ -2,7 +2,9 @@
 // them to the API server without adding load: changes are coalesced in a window and go
 // out in one strategic merge patch of nodes/NAME/status (merged on `type`, so kubelet's
 // and other writers' conditions are untouched); nothing is sent when the result equals
-// what the server last acknowledged; a jittered resync patch every resync interval;
+// what the server last acknowledged; a jittered resync every resync interval compares the
+// server's copy (the watched Node, or a GET) with what the agent wants and patches only
+// when ours are missing or differ, so writes follow changes;
 // failed patches are retried with backoff (honouring Retry-After) and always carry the
 // newest state. Condition transitions become Events, deduplicated and rate-limited.
 // It watches its own Node, learns its addresses and capacity, and re-patches when someone
@@ -82,6 +84,7 @@ class Reporter {
   void runLoop();
   void onNode(const Json& node);
   bool send(bool resync);
+  bool serverMatches(const kube::ConditionMap& want);
   void emitEvents(const kube::ConditionMap& before, const kube::ConditionMap& after, const DesiredMap& desired);
   void emitEvent(const std::string& condType, const DesiredCondition& d, const std::string& status);
   void processObservation();
@@ -108,6 +111,7 @@ class Reporter {
 
   // Figures (under mu_).
   uint64_t changes_ = 0, coalesced_ = 0, patchesSent_ = 0, patchesFailed_ = 0, resyncs_ = 0, skipped_ = 0;
+  uint64_t resyncChecks_ = 0;
   uint64_t repatchesAfterRemoval_ = 0, eventsCreated_ = 0, eventsUpdated_ = 0, eventsDropped_ = 0, eventsFailed_ = 0;
   std::string lastPatchTime_, lastError_;
   std::chrono::milliseconds pendingRetryAfter_{0};

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test tier: unit, netns (real kernel in network namespaces), vm (real IPVS in a
-# QEMU VM), cri (real containerd and registry on 127.0.0.1), kube (API test server).
+# QEMU VM), cri (real containerd and registry on 127.0.0.1), kube (a real kube-apiserver and
+# etcd built by tests/k8s/build.sh into /var/cache/nodeagent, started per test process).
 # Needs root (namespaces, VMs) and the packages of scripts/install-deps.sh. A full run then
 # repeats the unit, netns and daemon tiers under ASan+UBSan, the threaded parts' unit tests
 # under TSan, and runs every fuzz target for 30 s.
@@ -14,6 +15,12 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 "$root/scripts/build.sh"
+# The kube tier's Kubernetes components (a hash check when warm; a cold build takes long).
+# Skipped only when the selection clearly leaves the kube tier out.
+case " $* " in
+  *" -L "* | *" -R "*) [[ " $* " == *kube* ]] && bash "$root/tests/k8s/build.sh" kube-apiserver etcd kubectl >/dev/null ;;
+  *) bash "$root/tests/k8s/build.sh" kube-apiserver etcd kubectl >/dev/null ;;
+esac
 failed=()
 (cd "$build" && ctest --output-on-failure --timeout 1800 "$@") || failed+=(ctest)
 # A full run (no ctest arguments) also runs the sanitizer builds and every fuzz target for

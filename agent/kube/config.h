@@ -15,7 +15,7 @@ using std::chrono::milliseconds;
 struct StatusSection {
   std::string conditionPrefix = "NodeAgent";  // every condition the agent owns starts with it
   milliseconds coalesceWindow{1000};           // changes within it go out in one patch
-  milliseconds resyncInterval{300'000};        // full patch even without change
+  milliseconds resyncInterval{300'000};        // compare the Node's copy; patch only if it differs
   double resyncJitter = 0.1;                   // +-5% of the interval by default
   bool watchNode = true;                       // re-patch when someone removes our conditions
   milliseconds watchTimeout{300'000};          // server-side watch timeout (timeoutSeconds)

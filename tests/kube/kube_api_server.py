@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# Only for what a real kube-apiserver cannot do on demand (429 + Retry-After, 5xx, slow answers, dropped connections: tests/kube/faults_test.cpp); all else runs against the real one (tests/k8s).
 """A Kubernetes API test server: the subset nodeagent uses, implemented faithfully.
 
 TLS (certificate and key given by the test, which makes its own CA), bearer-token auth,

@@ -10,6 +10,7 @@
 
 #include "agent/kube/client.h"
 #include "common/json.h"
+#include "tests/kube/eventually.h"
 
 namespace nodeagent::kube::testing {
 
@@ -56,16 +57,5 @@ class TestServer {
   int port_ = 0;
   std::unique_ptr<Client> admin_;
 };
-
-// Polls `f` every 20 ms until it holds or `within` has passed; the last poll decides.
-template <class F>
-bool eventually(F f, std::chrono::milliseconds within = std::chrono::seconds(10)) {
-  auto end = std::chrono::steady_clock::now() + within;
-  while (std::chrono::steady_clock::now() < end) {
-    if (f()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return f();
-}
 
 }  // namespace nodeagent::kube::testing
