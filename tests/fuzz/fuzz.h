@@ -8,11 +8,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <cstddef>
 #include <functional>
-#include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/log.h"
 
@@ -47,17 +47,17 @@ inline std::string_view text(const uint8_t* data, size_t size) {
 // of exactly nlmsg_len bytes: a parser that reads past its message's end is an ASan report.
 inline void forEachMessage(const uint8_t* data, size_t size, const std::function<void(const nlmsghdr*)>& parse) {
   // recv() fills an aligned buffer; copy so the headers are aligned as the kernel's are.
-  auto buf = std::make_unique<uint8_t[]>(size + 1);
-  std::memcpy(buf.get(), data, size);
+  std::vector<uint8_t> buf(data, data + size);
   // NLMSG_OK / NLMSG_NEXT spelled out (the macros compare signed with unsigned).
   size_t off = 0;
   while (size - off >= sizeof(nlmsghdr)) {
-    const auto* h = reinterpret_cast<const nlmsghdr*>(buf.get() + off);
-    if (h->nlmsg_len < sizeof(nlmsghdr) || h->nlmsg_len > size - off) break;
-    auto one = std::make_unique<uint8_t[]>(h->nlmsg_len);
-    std::memcpy(one.get(), h, h->nlmsg_len);
-    parse(reinterpret_cast<const nlmsghdr*>(one.get()));
-    off += NLMSG_ALIGN(h->nlmsg_len);
+    const auto* h = reinterpret_cast<const nlmsghdr*>(buf.data() + off);
+    size_t len = h->nlmsg_len;
+    if (len < sizeof(nlmsghdr) || len > size - off) break;
+    std::vector<uint8_t> one(buf.begin() + static_cast<std::ptrdiff_t>(off),
+                             buf.begin() + static_cast<std::ptrdiff_t>(off + len));
+    parse(reinterpret_cast<const nlmsghdr*>(one.data()));
+    off += NLMSG_ALIGN(len);
     if (off > size) break;
   }
 }
