@@ -37,10 +37,33 @@ void ModuleRunner::stop() {
 
 Result<void> ModuleRunner::runOnce(bool initial) { return pass(initial, false); }
 
+milliseconds ModuleRunner::slackFor(milliseconds interval) {
+  return std::max<milliseconds>(interval / 2, std::chrono::seconds(10));
+}
+
+ModuleRunner::Liveness ModuleRunner::liveness(steady_clock::time_point now) const {
+  int64_t started = passStarted_.load();
+  if (started == 0) return {};  // waiting for its next pass
+  Liveness l;
+  l.running = std::chrono::duration_cast<milliseconds>(now.time_since_epoch() - std::chrono::nanoseconds(started));
+  l.limit = milliseconds(passLimitMs_.load());
+  l.live = l.running <= l.limit;
+  return l;
+}
+
 Result<void> ModuleRunner::pass(bool initial, bool resync) {
   auto start = steady_clock::now();
+  milliseconds interval;
+  {
+    std::lock_guard lock(mu_);
+    interval = timing_.maxInterval;
+  }
+  if (auto own = module_.resyncInterval(); own.count() > 0) interval = own;
+  passLimitMs_ = (interval + slackFor(interval)).count();
+  passStarted_ = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::nanoseconds>(start.time_since_epoch()).count());
   ReconcileContext ctx{.dryRun = dryRun_, .initial = initial, .resync = resync};
   auto result = module_.reconcile(ctx);
+  passStarted_ = 0;
   auto took = std::chrono::duration_cast<milliseconds>(steady_clock::now() - start);
   std::string err = result ? "" : result.error().message();
   store_.recordReconcile(module_.name(), result.has_value(), err, took);

@@ -2,6 +2,7 @@
 // module never blocks another.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -36,6 +37,20 @@ class ModuleRunner {
   // Runs exactly one pass on the calling thread (--once); returns its result.
   [[nodiscard]] Result<void> runOnce(bool initial);
 
+  // For the daemon's watchdog: a runner is live while it waits for its next pass, or while
+  // its pass in progress has run no longer than its interval (the module's resync interval,
+  // else max_interval) plus slack. A runner that is not live is hung: a call into the
+  // kernel, a socket or a lock that does not return.
+  struct Liveness {
+    bool live = true;
+    std::chrono::milliseconds running{0};  // how long the pass in progress has run
+    std::chrono::milliseconds limit{0};
+  };
+  Liveness liveness(std::chrono::steady_clock::time_point now) const;
+  // The slack above the interval: half of it, at least 10 s. A legitimate long pass (a
+  // first sync of 10,000 IPVS services takes seconds) stays well inside it.
+  static std::chrono::milliseconds slackFor(std::chrono::milliseconds interval);
+
  private:
   void loop();
   Result<void> pass(bool initial, bool resync);
@@ -49,6 +64,10 @@ class ModuleRunner {
   bool triggered_ = false;
   bool stopping_ = false;
   std::thread thread_;
+  // Set by the runner thread at the start of a pass (steady-clock ns) and back to 0 when
+  // it ends; the limit that pass gets. Read by the watchdog without taking mu_.
+  std::atomic<int64_t> passStarted_{0};
+  std::atomic<int64_t> passLimitMs_{0};
 };
 
 }  // namespace nodeagent::agent

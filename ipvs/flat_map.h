@@ -1,7 +1,7 @@
 // FlatMap: a map kept as one vector of (key, value) pairs sorted by key. A lookup is a
 // binary search over contiguous memory (at 10,000 entries it touches a few cache lines
-// where a std::map walks 14 scattered nodes), and the map is one allocation, mmap-ed when
-// large (BigAllocator): no per-entry heap nodes. Inserting or erasing in the middle moves
+// where a std::map walks 14 scattered nodes), and the map is one allocation: no per-entry
+// heap nodes. Inserting or erasing in the middle moves
 // the tail, so it suits maps built whole and changed mostly in place (the desired services).
 #pragma once
 
@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <utility>
 
-#include "ipvs/big_allocator.h"
+#include <vector>
 
 namespace nodeagent::ipvs {
 
@@ -17,7 +17,7 @@ template <class K, class V>
 class FlatMap {
  public:
   using value_type = std::pair<K, V>;
-  using Storage = BigVector<value_type>;
+  using Storage = std::vector<value_type>;
   using iterator = typename Storage::iterator;
   using const_iterator = typename Storage::const_iterator;
 

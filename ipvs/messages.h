@@ -7,15 +7,16 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/netlink_attr.h"
 #include "common/result.h"
 #include "ipvs/types.h"
-
-struct nlmsghdr;
 
 namespace nodeagent::ipvs {
 
 using Message = std::vector<uint8_t>;
 
+// genl-ctrl-list -n NAME   (CTRL_CMD_GETFAMILY: the family id the IPVS messages need)
+Message buildGetFamily(const char* name);
 // ipvsadm -A -t ADDR:PORT -s SCHED [-p TIMEOUT] [-b FLAGS]
 Message buildAddService(uint16_t familyId, const Service& s);
 // ipvsadm -E -t ADDR:PORT -s SCHED [-p TIMEOUT] [-b FLAGS]
@@ -37,12 +38,18 @@ Message buildSetTimeouts(uint16_t familyId, const Timeouts& t);
 // ipvsadm -L --timeout
 Message buildGetTimeouts(uint16_t familyId);
 
+// Reply parsers. Each takes the bytes of one reply message (the socket hands over exactly
+// nlmsg_len bytes; a fuzzer may hand over anything), checks every attribute against the
+// policy of its space and rejects a short or malformed one with an error naming it.
+//
 // Parse one reply of a service dump (IPVS_CMD_NEW_SERVICE with IPVS_CMD_ATTR_SERVICE).
-[[nodiscard]] Result<ServiceState> parseServiceMessage(const nlmsghdr* h);
+[[nodiscard]] Result<ServiceState> parseServiceMessage(Bytes message);
 // Parse one reply of a destination dump (IPVS_CMD_NEW_DEST with IPVS_CMD_ATTR_DEST); the
 // destination's family defaults to `svcFamily` on kernels without IPVS_DEST_ATTR_ADDR_FAMILY.
-[[nodiscard]] Result<DestinationState> parseDestMessage(const nlmsghdr* h, uint16_t svcFamily);
+[[nodiscard]] Result<DestinationState> parseDestMessage(Bytes message, uint16_t svcFamily);
+// Parse the controller's CTRL_CMD_NEWFAMILY reply: the id of family `name`.
+[[nodiscard]] Result<uint16_t> parseFamilyMessage(Bytes message, const char* name);
 // Parse the IPVS_CMD_SET_CONFIG reply of a timeouts request.
-[[nodiscard]] Result<Timeouts> parseTimeoutsMessage(const nlmsghdr* h);
+[[nodiscard]] Result<Timeouts> parseTimeoutsMessage(Bytes message);
 
 }  // namespace nodeagent::ipvs

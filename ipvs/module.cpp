@@ -1,6 +1,5 @@
 #include "ipvs/module.h"
 
-#include <malloc.h>
 #include <sys/utsname.h>
 
 #include <cstdio>
@@ -21,13 +20,12 @@ namespace {
 // UDP flows through ctnetlink (netfilter::Conntrack), opened on first use.
 class ConntrackFlusher final : public FlowFlusher {
  public:
-  Result<size_t> flushBackend(const DestKey& d) override {
+  Result<size_t> flush(std::span<const DestKey> backends, std::span<const ServiceKey> services) override {
     if (auto r = open(); !r) return fail(r.error());
-    return ct_->deleteByNatDst({IPPROTO_UDP, d.address.toString(), d.port});
-  }
-  Result<size_t> flushService(const ServiceKey& k) override {
-    if (auto r = open(); !r) return fail(r.error());
-    return ct_->deleteByOrigDst({IPPROTO_UDP, k.address.toString(), k.port});
+    std::vector<netfilter::FlowMatch> natDst, origDst;
+    for (const auto& d : backends) natDst.push_back({IPPROTO_UDP, d.address.toString(), d.port});
+    for (const auto& k : services) origDst.push_back({IPPROTO_UDP, k.address.toString(), k.port});
+    return ct_->deleteMatching(natDst, origDst);
   }
 
  private:
@@ -87,7 +85,8 @@ std::vector<SysctlWant> wantedSysctls(const std::string& release) {
 }
 
 IpvsModule::IpvsModule(agent::ModuleContext ctx, Config config, std::string procRoot)
-    : ctx_(std::move(ctx)), procRoot_(std::move(procRoot)), config_(std::move(config)) {}
+    : ctx_(std::move(ctx)), procRoot_(std::move(procRoot)), config_(std::move(config)),
+      resyncMs_(config_.resyncInterval.count()) {}
 
 IpvsModule::~IpvsModule() { stop(); }
 
@@ -100,14 +99,12 @@ void IpvsModule::stop() {
   if (src) src->stop();
 }
 
-std::chrono::milliseconds IpvsModule::resyncInterval() const {
-  std::lock_guard lock(mu_);
-  return config_.resyncInterval;
-}
+std::chrono::milliseconds IpvsModule::resyncInterval() const { return std::chrono::milliseconds(resyncMs_.load()); }
 
 void IpvsModule::reload(const agent::Config& config) {
-  std::lock_guard lock(mu_);
-  pendingConfig_ = config.ipvs;
+  // Not under mu_: a sync of 10,000 services may hold it for seconds. Applied next pass.
+  pendingConfig_.put(config.ipvs);
+  resyncMs_ = config.ipvs.resyncInterval.count();
   sourceChanged_ = true;  // SIGHUP also re-reads the services file
 }
 
@@ -145,9 +142,7 @@ Result<void> IpvsModule::ensureOpen() {
 Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
   if (auto r = ensureOpen(); !r) return fail(r.error());
   auto log = log::get("ipvs");
-  bool loaded = false;
   if (sourceChanged_.exchange(false)) {
-    loaded = true;
     auto d = source_->load(&desired_);
     if (!d) {
       sourceError_ = d.error();
@@ -215,9 +210,6 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
       edgesStale_ = false;
     }
   }
-  // A load, a full read or a large batch leaves freed memory scattered in the heap: give
-  // its free pages back, so the daemon's RSS is the table it holds, not its peak.
-  if (loaded || report->fullRead || report->plannedTotal >= kApplyBatch) ::malloc_trim(0);
   return report;
 }
 
@@ -282,11 +274,10 @@ Result<void> IpvsModule::syncEdges(bool full, const std::vector<ServiceKey>& cha
 
 Result<void> IpvsModule::reconcile(const agent::ReconcileContext& ctx) {
   std::lock_guard lock(mu_);
-  if (pendingConfig_) {
-    bool sourceMoved = pendingConfig_->servicesFile != config_.servicesFile;
-    bool ifMoved = pendingConfig_->interface != config_.interface || pendingConfig_->bindVips != config_.bindVips;
-    config_ = std::move(*pendingConfig_);
-    pendingConfig_.reset();
+  if (auto next = pendingConfig_.take()) {
+    bool sourceMoved = next->servicesFile != config_.servicesFile;
+    bool ifMoved = next->interface != config_.interface || next->bindVips != config_.bindVips;
+    config_ = std::move(*next);
     if (sourceMoved && source_) {
       source_->stop();
       source_.reset();

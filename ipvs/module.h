@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "agent/module.h"
+#include "common/handoff.h"
 #include "ipvs/config.h"
 #include "ipvs/reconciler.h"
 #include "ipvs/service_source.h"
@@ -63,7 +64,8 @@ class IpvsModule final : public agent::Module {
   std::string procRoot_;
   mutable std::mutex mu_;  // guards everything below (reconcile thread vs. control calls)
   Config config_;
-  std::optional<Config> pendingConfig_;
+  std::atomic<int64_t> resyncMs_;  // config_.resyncInterval, readable without mu_
+  Handoff<Config> pendingConfig_;  // from reload(); its own lock, not mu_
   std::unique_ptr<ServiceSource> source_;
   std::atomic<bool> sourceChanged_{true};
   std::unique_ptr<ServiceTable> table_;

@@ -1,12 +1,9 @@
 #include "ipvs/netlink_service_table.h"
 
-#include <netlink/genl/ctrl.h>
-#include <netlink/genl/genl.h>
 #include <linux/ip_vs.h>
 
 #include <cstring>
 
-#include "ipvs/big_allocator.h"
 #include "ipvs/messages.h"
 
 namespace nodeagent::ipvs {
@@ -65,16 +62,20 @@ OpResult opResultFor(const Op& op, int error, const std::string& kernelMessage) 
 }
 
 Result<std::unique_ptr<NetlinkServiceTable>> NetlinkServiceTable::open(size_t maxBatch) {
-  // Resolve the family once with libnl's controller helper.
-  nl_sock* ctl = nl_socket_alloc();
-  if (!ctl) return failErrno(ENOMEM, "allocate netlink socket");
-  int family = genl_connect(ctl);
-  if (family == 0) family = genl_ctrl_resolve(ctl, IPVS_GENL_NAME);
-  nl_socket_free(ctl);
-  if (family < 0)
-    return failErrno(ENOENT, "resolve generic netlink family \"IPVS\" (is the ip_vs module loaded?)");
-  auto sock = NetlinkSocket::open(NETLINK_GENERIC, maxBatch);
+  auto sock = NetlinkSocket::open(NETLINK_GENERIC, {.maxBatch = maxBatch});
   if (!sock) return fail(sock.error());
+  // Resolve the family once, through the generic netlink controller.
+  int family = -1;
+  auto r = sock->query(buildGetFamily(IPVS_GENL_NAME), [&](Bytes m) -> Result<void> {
+    auto id = parseFamilyMessage(m, IPVS_GENL_NAME);
+    if (!id) return fail(id.error());
+    family = *id;
+    return {};
+  });
+  if (!r && r.error().errnoValue() == ENOENT)
+    return failErrno(ENOENT, "resolve generic netlink family \"IPVS\" (is the ip_vs module loaded?)");
+  if (!r) return fail(r.error().wrap("resolve generic netlink family \"IPVS\""));
+  if (family < 0) return failErrno(EBADMSG, "resolve generic netlink family \"IPVS\": no reply");
   return std::unique_ptr<NetlinkServiceTable>(new NetlinkServiceTable(std::move(*sock), static_cast<uint16_t>(family)));
 }
 
@@ -91,8 +92,8 @@ Result<std::vector<ServiceState>> NetlinkServiceTable::list(bool withDests) {
 Result<void> NetlinkServiceTable::forEach(bool withDests, const std::function<Result<void>(ServiceState&&)>& fn) {
   // The destination dumps need the socket, so the service dump completes first; it holds
   // services only (about 100 bytes each), destinations are read one service at a time.
-  BigVector<ServiceState> services;
-  auto r = sock_.dump(buildGetServices(family_), [&](const nlmsghdr* h) -> Result<void> {
+  std::vector<ServiceState> services;
+  auto r = sock_.dump(buildGetServices(family_), [&](Bytes h) -> Result<void> {
     auto s = parseServiceMessage(h);
     if (!s) return fail(s.error());
     services.push_back(std::move(*s));
@@ -117,7 +118,7 @@ Result<void> NetlinkServiceTable::forEach(bool withDests, const std::function<Re
 
 Result<std::vector<DestinationState>> NetlinkServiceTable::listDests(const ServiceKey& key) {
   std::vector<DestinationState> out;
-  auto r = sock_.dump(buildGetDests(family_, key), [&](const nlmsghdr* h) -> Result<void> {
+  auto r = sock_.dump(buildGetDests(family_, key), [&](Bytes h) -> Result<void> {
     auto d = parseDestMessage(h, key.family);
     if (!d) return fail(d.error());
     out.push_back(std::move(*d));
@@ -150,7 +151,7 @@ Result<std::vector<OpResult>> NetlinkServiceTable::apply(std::span<const Op> ops
 
 Result<Timeouts> NetlinkServiceTable::timeouts() {
   Timeouts t;
-  auto r = sock_.query(buildGetTimeouts(family_), [&](const nlmsghdr* h) -> Result<void> {
+  auto r = sock_.query(buildGetTimeouts(family_), [&](Bytes h) -> Result<void> {
     auto p = parseTimeoutsMessage(h);
     if (!p) return fail(p.error());
     t = *p;

@@ -5,7 +5,6 @@
 
 #include "common/files.h"
 #include "common/log.h"
-#include "ipvs/big_allocator.h"
 
 namespace nodeagent::ipvs {
 
@@ -49,7 +48,7 @@ Result<void> Reconciler::readKernel(const DesiredState& desired) {
   // Merged into applied_ in place: entries that match the kernel stay as they are, so a
   // periodic resync of a large table allocates (and scatters in the heap) nothing.
   std::set<ServiceKey> foreign;
-  BigVector<ServiceKey> seen;
+  std::vector<ServiceKey> seen;
   std::vector<Destination> dests;
   auto r = table_.forEach(true, [&](ServiceState&& s) -> Result<void> {
     const ServiceKey& k = s.service.key;
@@ -270,6 +269,8 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
   Plan plan;
   std::vector<PlannedService> planned;  // the services in `plan`, with their ops
   std::vector<ServiceKey> deleted;
+  std::vector<DestKey> flushBackends;     // collected over the pass, flushed once at its end
+  std::vector<ServiceKey> flushServices;
   auto apply = [&]() -> Result<void> {
     report.plannedTotal += plan.ops.size();
     for (const auto& op : plan.ops) {
@@ -298,20 +299,8 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
     auto now = clock_.now();
     for (const auto& ref : plan.stopDrain) draining_.erase(ref);
     for (const auto& ref : plan.startDrain) draining_.emplace(ref, DrainEntry{now + options_.drainTimeout});
-    if (flusher_) {
-      for (const auto& ref : plan.flushBackend) {
-        if (auto n = flusher_->flushBackend(ref.second))
-          report.flowsFlushed += *n;
-        else
-          report.failures.push_back("flush UDP flows to " + ref.second.toString() + ": " + n.error().message());
-      }
-      for (const auto& k : plan.flushService) {
-        if (auto n = flusher_->flushService(k))
-          report.flowsFlushed += *n;
-        else
-          report.failures.push_back("flush UDP flows to " + k.toString() + ": " + n.error().message());
-      }
-    }
+    for (const auto& ref : plan.flushBackend) flushBackends.push_back(ref.second);
+    flushServices.insert(flushServices.end(), plan.flushService.begin(), plan.flushService.end());
     plan = Plan{};
     planned.clear();
     return {};
@@ -335,6 +324,13 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
   if (error) return fail(*error);
   if (auto r = apply(); !r) return fail(r.error());
   if (req.dryRun) return report;
+  if (flusher_ && (!flushBackends.empty() || !flushServices.empty())) {
+    if (auto n = flusher_->flush(flushBackends, flushServices))
+      report.flowsFlushed += *n;
+    else
+      report.failures.push_back("flush UDP flows of " + std::to_string(flushBackends.size()) + " backends and " +
+                                std::to_string(flushServices.size()) + " services: " + n.error().message());
+  }
 
   bool ownershipChanged = false;
   for (const auto& k : deleted)

@@ -22,13 +22,14 @@ namespace nodeagent::ipvs {
 
 // Removes conntrack entries of UDP flows that would otherwise keep going to a dead
 // backend. Implemented over netfilter::Conntrack in the module; a fake in unit tests.
+// Called once per pass with everything the pass removed: one read of the conntrack table
+// serves all of them, however many backends went.
 class FlowFlusher {
  public:
   virtual ~FlowFlusher() = default;
-  // conntrack -D -p udp --reply-src ADDR --reply-port-src PORT
-  virtual Result<size_t> flushBackend(const DestKey& backend) = 0;
-  // conntrack -D -p udp --orig-dst VIP --orig-port-dst PORT
-  virtual Result<size_t> flushService(const ServiceKey& service) = 0;
+  // conntrack -D -p udp --reply-src ADDR --reply-port-src PORT   (each backend)
+  // conntrack -D -p udp --orig-dst VIP --orig-port-dst PORT      (each service)
+  virtual Result<size_t> flush(std::span<const DestKey> backends, std::span<const ServiceKey> services) = 0;
 };
 
 // The set of services the agent created, persisted as one key per line.

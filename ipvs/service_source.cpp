@@ -20,7 +20,6 @@
 #include "common/config_reader.h"
 #include "common/files.h"
 #include "common/log.h"
-#include "ipvs/big_allocator.h"
 
 namespace nodeagent::ipvs {
 
@@ -58,8 +57,8 @@ struct ParsedService {
   uint32_t firstDest = 0, destCount = 0;
 };
 struct Parsed {
-  BigVector<ParsedService> services;
-  BigVector<Destination> dests;
+  std::vector<ParsedService> services;
+  std::vector<Destination> dests;
 };
 
 void parseService(ConfigMap m, uint32_t index, Parsed& out) {

@@ -1,5 +1,6 @@
 // VipManager: binds service VIPs as /32 (/128) addresses on a dummy interface the agent
-// creates (default nodeagent-ipvs0), over rtnetlink with libnl-route. The interface's
+// creates (default nodeagent-ipvs0), over rtnetlink through NetlinkSocket (builders and
+// checked parsers in ipvs/rtnl_messages.h). The interface's
 // creation is recorded in the state directory; an interface of that name that the agent
 // did not create is never touched.
 #pragma once
@@ -9,17 +10,17 @@
 #include <string>
 #include <utility>
 
+#include <memory>
+
+#include "common/netlink_socket.h"
 #include "common/result.h"
 #include "ipvs/types.h"
-
-struct nl_sock;
 
 namespace nodeagent::ipvs {
 
 class VipManager {
  public:
   VipManager(std::string ifname, std::string stateFile) : ifname_(std::move(ifname)), stateFile_(std::move(stateFile)) {}
-  ~VipManager();
   VipManager(const VipManager&) = delete;
   VipManager& operator=(const VipManager&) = delete;
 
@@ -38,10 +39,18 @@ class VipManager {
   [[nodiscard]] Result<void> ensureInterface();
   [[nodiscard]] Result<void> readAddresses();
   [[nodiscard]] Result<void> changeAddress(const Address& a, bool add);
+  // The link called ifname_, or ENODEV.
+  struct Link {
+    int ifindex = 0;
+    std::string kind;
+  };
+  [[nodiscard]] Result<Link> findLink();
+  // One request and its ACK; the kernel's errno is kept.
+  [[nodiscard]] Result<void> request(std::vector<uint8_t> msg, const std::string& what);
 
   std::string ifname_;
   std::string stateFile_;
-  nl_sock* sock_ = nullptr;
+  std::unique_ptr<NetlinkSocket> sock_;
   int ifindex_ = 0;  // cached; 0 = look up again
   std::set<Address> bound_;
 };

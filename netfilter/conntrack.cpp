@@ -80,7 +80,7 @@ Result<Conntrack> Conntrack::open() {
 Result<ConntrackFill> Conntrack::fill() {
   ConntrackFill out;
   bool got = false;
-  auto r = sock_.query(msg::buildGetGlobalStats(0), [&](const nlmsghdr* nlh) -> Result<void> {
+  auto r = sock_.query(msg::buildGetGlobalStats(0), [&](Bytes nlh) -> Result<void> {
     auto f = msg::parseGlobalStats(nlh);
     if (!f) return fail(f.error());
     out = *f;
@@ -94,7 +94,7 @@ Result<ConntrackFill> Conntrack::fill() {
 
 Result<std::vector<ConntrackCpuStats>> Conntrack::cpuStats() {
   std::vector<ConntrackCpuStats> out;
-  auto r = sock_.dump(msg::buildDumpCpuStats(0), [&](const nlmsghdr* nlh) -> Result<void> {
+  auto r = sock_.dump(msg::buildDumpCpuStats(0), [&](Bytes nlh) -> Result<void> {
     auto s = msg::parseCpuStats(nlh);
     if (!s) return fail(s.error());
     out.push_back(*s);
@@ -118,7 +118,7 @@ Result<ConntrackStats> Conntrack::stats() {
 
 Result<std::vector<ConntrackEntry>> Conntrack::list(int family) {
   std::vector<ConntrackEntry> out;
-  auto r = sock_.dump(msg::buildDumpEntries(0, family), [&](const nlmsghdr* nlh) -> Result<void> {
+  auto r = sock_.dump(msg::buildDumpEntries(0, family), [&](Bytes nlh) -> Result<void> {
     auto e = msg::parseEntry(nlh);
     if (!e) return fail(e.error());
     out.push_back(std::move(*e));
@@ -153,6 +153,28 @@ Result<size_t> Conntrack::deleteIf(const std::function<bool(const ConntrackEntry
     }
   }
   return deleted;
+}
+
+Result<size_t> Conntrack::deleteMatching(std::span<const FlowMatch> natDst, std::span<const FlowMatch> origDst) {
+  std::vector<std::pair<const FlowMatch*, IpAddress>> nat, orig;
+  for (const auto& m : natDst) {
+    auto ip = IpAddress::parse(m.ip);
+    if (!ip) return fail(ip.error());
+    nat.emplace_back(&m, *ip);
+  }
+  for (const auto& m : origDst) {
+    auto ip = IpAddress::parse(m.ip);
+    if (!ip) return fail(ip.error());
+    orig.emplace_back(&m, *ip);
+  }
+  if (nat.empty() && orig.empty()) return size_t{0};
+  return deleteIf([&](const ConntrackEntry& e) {
+    for (const auto& [m, ip] : nat)
+      if (tupleMatches(e.reply, *m, ip, true)) return true;
+    for (const auto& [m, ip] : orig)
+      if (tupleMatches(e.orig, *m, ip, false)) return true;
+    return false;
+  });
 }
 
 Result<size_t> Conntrack::deleteByOrigDst(const FlowMatch& m) {

@@ -23,6 +23,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -107,6 +108,10 @@ class Conntrack {
   // Entries whose reply source matches: after DNAT (iptables, nft or IPVS with
   // net.ipv4.vs.conntrack=1) that is the real server the flow was sent to.
   [[nodiscard]] Result<size_t> deleteByNatDst(const FlowMatch& match);
+  // Both of the above for many matches at once, from one dump of the table: entries whose
+  // reply source matches any of `natDst` or whose original destination matches any of
+  // `origDst`. What a pass of the IPVS module uses, however many backends it removed.
+  [[nodiscard]] Result<size_t> deleteMatching(std::span<const FlowMatch> natDst, std::span<const FlowMatch> origDst);
   // Deletes every entry (of both families) for which `pred` is true; returns how many the
   // kernel deleted (entries that vanished meanwhile are not counted).
   [[nodiscard]] Result<size_t> deleteIf(const std::function<bool(const ConntrackEntry&)>& pred);

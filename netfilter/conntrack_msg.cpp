@@ -7,6 +7,8 @@
 
 #include <cstring>
 
+#include "common/netlink_attr.h"
+
 namespace nodeagent::netfilter::msg {
 
 namespace {
@@ -54,67 +56,93 @@ void putTuple(nlmsghdr* nlh, uint16_t type, const ConntrackTuple& t) {
   mnl_attr_nest_end(nlh, tuple);
 }
 
-// Attribute tables: index = attribute type, value = the attribute (or null).
-template <size_t N>
-struct Attrs {
-  std::array<const nlattr*, N> a{};
-  const nlattr* operator[](size_t i) const { return i < N ? a[i] : nullptr; }
+#define U32(t) {.type = t, .kind = AttrKind::kU32, .name = #t}
+
+// Attribute policies of ctnetlink replies, as nf_conntrack_netlink.c fills them.
+const AttrPolicy kEntryPolicy("conntrack entry", {
+    {.type = CTA_TUPLE_ORIG, .kind = AttrKind::kNested, .name = "CTA_TUPLE_ORIG"},
+    {.type = CTA_TUPLE_REPLY, .kind = AttrKind::kNested, .name = "CTA_TUPLE_REPLY"},
+    U32(CTA_STATUS), U32(CTA_TIMEOUT), U32(CTA_MARK), U32(CTA_USE), U32(CTA_ID),
+    {.type = CTA_ZONE, .kind = AttrKind::kU16, .name = "CTA_ZONE"},
+});
+const AttrPolicy kTuplePolicy("conntrack tuple", {
+    {.type = CTA_TUPLE_IP, .kind = AttrKind::kNested, .name = "CTA_TUPLE_IP"},
+    {.type = CTA_TUPLE_PROTO, .kind = AttrKind::kNested, .name = "CTA_TUPLE_PROTO"},
+    {.type = CTA_TUPLE_ZONE, .kind = AttrKind::kU16, .name = "CTA_TUPLE_ZONE"},
+});
+const AttrPolicy kIpPolicy("conntrack tuple address", {
+    {.type = CTA_IP_V4_SRC, .kind = AttrKind::kBinary, .minLen = 4, .maxLen = 4, .name = "CTA_IP_V4_SRC"},
+    {.type = CTA_IP_V4_DST, .kind = AttrKind::kBinary, .minLen = 4, .maxLen = 4, .name = "CTA_IP_V4_DST"},
+    {.type = CTA_IP_V6_SRC, .kind = AttrKind::kBinary, .minLen = 16, .maxLen = 16, .name = "CTA_IP_V6_SRC"},
+    {.type = CTA_IP_V6_DST, .kind = AttrKind::kBinary, .minLen = 16, .maxLen = 16, .name = "CTA_IP_V6_DST"},
+});
+const AttrPolicy kProtoPolicy("conntrack tuple protocol", {
+    {.type = CTA_PROTO_NUM, .kind = AttrKind::kU8, .name = "CTA_PROTO_NUM"},
+    {.type = CTA_PROTO_SRC_PORT, .kind = AttrKind::kU16, .name = "CTA_PROTO_SRC_PORT"},
+    {.type = CTA_PROTO_DST_PORT, .kind = AttrKind::kU16, .name = "CTA_PROTO_DST_PORT"},
+    {.type = CTA_PROTO_ICMP_ID, .kind = AttrKind::kU16, .name = "CTA_PROTO_ICMP_ID"},
+    {.type = CTA_PROTO_ICMP_TYPE, .kind = AttrKind::kU8, .name = "CTA_PROTO_ICMP_TYPE"},
+    {.type = CTA_PROTO_ICMP_CODE, .kind = AttrKind::kU8, .name = "CTA_PROTO_ICMP_CODE"},
+});
+const AttrPolicy kGlobalStatsPolicy("conntrack global stats", {
+    U32(CTA_STATS_GLOBAL_ENTRIES), U32(CTA_STATS_GLOBAL_MAX_ENTRIES),
+});
+const AttrPolicy kCpuStatsPolicy("conntrack cpu stats", {
+    U32(CTA_STATS_SEARCHED), U32(CTA_STATS_FOUND), U32(CTA_STATS_NEW), U32(CTA_STATS_INVALID),
+    U32(CTA_STATS_IGNORE), U32(CTA_STATS_DELETE), U32(CTA_STATS_DELETE_LIST), U32(CTA_STATS_INSERT),
+    U32(CTA_STATS_INSERT_FAILED), U32(CTA_STATS_DROP), U32(CTA_STATS_EARLY_DROP), U32(CTA_STATS_ERROR),
+    U32(CTA_STATS_SEARCH_RESTART), U32(CTA_STATS_CLASH_RESOLVE), U32(CTA_STATS_CHAIN_TOOLONG),
+});
+#undef U32
+
+// A checked ctnetlink message of type `msgType` (or `alt`): its nfgenmsg and attributes.
+struct CtMessage {
+  nfgenmsg nfg;
+  Attrs attrs;
 };
-
-template <size_t N>
-int collect(const nlattr* attr, void* data) {
-  auto* t = static_cast<Attrs<N>*>(data);
-  uint16_t type = mnl_attr_get_type(attr);
-  if (type < N) t->a[type] = attr;
-  return MNL_CB_OK;
+Result<CtMessage> ctMessage(Bytes bytes, std::initializer_list<uint8_t> msgTypes, const AttrPolicy& policy) {
+  auto m = netlinkMessage(bytes, sizeof(nfgenmsg), policy.space());
+  if (!m) return fail(m.error());
+  nlmsghdr h = netlinkHeader(*m);
+  bool ok = (h.nlmsg_type >> 8) == NFNL_SUBSYS_CTNETLINK;
+  if (ok) {
+    ok = false;
+    for (uint8_t t : msgTypes) ok = ok || (h.nlmsg_type & 0xff) == t;
+  }
+  if (!ok) return failInvalid(std::string(policy.space()) + ": unexpected message type " + std::to_string(h.nlmsg_type));
+  CtMessage out;
+  std::memcpy(&out.nfg, netlinkFamilyHeader(*m, sizeof(nfgenmsg)).data(), sizeof(nfgenmsg));
+  auto a = parseAttrs(netlinkAttributes(*m, sizeof(nfgenmsg)), policy);
+  if (!a) return fail(a.error());
+  out.attrs = std::move(*a);
+  return out;
 }
 
-template <size_t N>
-Attrs<N> parseTop(const nlmsghdr* nlh) {
-  Attrs<N> t;
-  mnl_attr_parse(nlh, sizeof(nfgenmsg), collect<N>, &t);
-  return t;
-}
-
-template <size_t N>
-Attrs<N> parseNested(const nlattr* nest) {
-  Attrs<N> t;
-  if (nest) mnl_attr_parse_nested(nest, collect<N>, &t);
-  return t;
-}
-
-Result<void> expectType(const nlmsghdr* nlh, uint8_t msgType, const char* what) {
-  if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(nfgenmsg)) return failInvalid(std::string(what) + ": short message");
-  if ((nlh->nlmsg_type >> 8) != NFNL_SUBSYS_CTNETLINK || (nlh->nlmsg_type & 0xff) != msgType)
-    return failInvalid(std::string(what) + ": unexpected message type " + std::to_string(nlh->nlmsg_type));
-  return {};
-}
-
-uint64_t u32Or0(const nlattr* a) {
-  if (!a || mnl_attr_get_payload_len(a) < 4) return 0;
-  return ntohl(mnl_attr_get_u32(a));
-}
-
-Result<ConntrackTuple> parseTuple(const nlattr* nest, const char* which) {
-  if (!nest) return failInvalid(std::string("conntrack entry without ") + which + " tuple");
-  auto t = parseNested<CTA_TUPLE_MAX + 1>(nest);
-  auto ip = parseNested<CTA_IP_MAX + 1>(t[CTA_TUPLE_IP]);
-  auto proto = parseNested<CTA_PROTO_MAX + 1>(t[CTA_TUPLE_PROTO]);
+Result<ConntrackTuple> parseTuple(const Attrs& entry, uint16_t type, const char* which) {
+  if (!entry.has(type)) return failInvalid(std::string("conntrack entry without ") + which + " tuple");
+  auto t = parseAttrs(entry.payload(type), kTuplePolicy);
+  if (!t) return fail(t.error());
+  if (!t->has(CTA_TUPLE_IP) || !t->has(CTA_TUPLE_PROTO))
+    return failInvalid(std::string("conntrack ") + which + " tuple without addresses or protocol");
+  auto ip = parseAttrs(t->payload(CTA_TUPLE_IP), kIpPolicy);
+  if (!ip) return fail(ip.error());
+  auto proto = parseAttrs(t->payload(CTA_TUPLE_PROTO), kProtoPolicy);
+  if (!proto) return fail(proto.error());
   ConntrackTuple out;
-  auto readIp = [](const nlattr* a, int family, IpAddress& dst) -> bool {
-    size_t len = family == AF_INET ? 4 : 16;
-    if (!a || mnl_attr_get_payload_len(a) < len) return false;
+  auto readIp = [&](uint16_t type, int family, IpAddress& dst) {
+    if (!ip->has(type)) return false;
     dst.family = family;
-    std::memcpy(dst.bytes.data(), mnl_attr_get_payload(a), len);
+    Bytes b = ip->payload(type);  // exactly 4 or 16 bytes: the policy says so
+    std::memcpy(dst.bytes.data(), b.data(), b.size());
     return true;
   };
-  bool ok = ip[CTA_IP_V4_SRC] ? readIp(ip[CTA_IP_V4_SRC], AF_INET, out.src) && readIp(ip[CTA_IP_V4_DST], AF_INET, out.dst)
-                              : readIp(ip[CTA_IP_V6_SRC], AF_INET6, out.src) && readIp(ip[CTA_IP_V6_DST], AF_INET6, out.dst);
+  bool ok = ip->has(CTA_IP_V4_SRC) ? readIp(CTA_IP_V4_SRC, AF_INET, out.src) && readIp(CTA_IP_V4_DST, AF_INET, out.dst)
+                                   : readIp(CTA_IP_V6_SRC, AF_INET6, out.src) && readIp(CTA_IP_V6_DST, AF_INET6, out.dst);
   if (!ok) return failInvalid(std::string("conntrack ") + which + " tuple without addresses");
-  if (!proto[CTA_PROTO_NUM]) return failInvalid(std::string("conntrack ") + which + " tuple without protocol");
-  out.protocol = mnl_attr_get_u8(proto[CTA_PROTO_NUM]);
-  if (proto[CTA_PROTO_SRC_PORT]) out.srcPort = ntohs(mnl_attr_get_u16(proto[CTA_PROTO_SRC_PORT]));
-  if (proto[CTA_PROTO_DST_PORT]) out.dstPort = ntohs(mnl_attr_get_u16(proto[CTA_PROTO_DST_PORT]));
+  if (!proto->has(CTA_PROTO_NUM)) return failInvalid(std::string("conntrack ") + which + " tuple without protocol");
+  out.protocol = proto->u8(CTA_PROTO_NUM);
+  out.srcPort = proto->be16(CTA_PROTO_SRC_PORT);
+  out.dstPort = proto->be16(CTA_PROTO_DST_PORT);
   return out;
 }
 
@@ -139,47 +167,47 @@ std::vector<uint8_t> buildDeleteEntry(uint32_t seq, const ConntrackEntry& entry)
   return b.done();
 }
 
-Result<ConntrackFill> parseGlobalStats(const nlmsghdr* nlh) {
-  if (auto r = expectType(nlh, IPCTNL_MSG_CT_GET_STATS, "conntrack global stats"); !r) return fail(r.error());
-  auto a = parseTop<CTA_STATS_GLOBAL_MAX + 1>(nlh);
-  if (!a[CTA_STATS_GLOBAL_ENTRIES]) return failInvalid("conntrack global stats without an entry count");
-  return ConntrackFill{u32Or0(a[CTA_STATS_GLOBAL_ENTRIES]), u32Or0(a[CTA_STATS_GLOBAL_MAX_ENTRIES])};
+Result<ConntrackFill> parseGlobalStats(Bytes message) {
+  auto m = ctMessage(message, {IPCTNL_MSG_CT_GET_STATS}, kGlobalStatsPolicy);
+  if (!m) return fail(m.error());
+  if (!m->attrs.has(CTA_STATS_GLOBAL_ENTRIES)) return failInvalid("conntrack global stats without an entry count");
+  return ConntrackFill{m->attrs.be32(CTA_STATS_GLOBAL_ENTRIES), m->attrs.be32(CTA_STATS_GLOBAL_MAX_ENTRIES)};
 }
 
-Result<ConntrackCpuStats> parseCpuStats(const nlmsghdr* nlh) {
-  if (auto r = expectType(nlh, IPCTNL_MSG_CT_GET_STATS_CPU, "conntrack cpu stats"); !r) return fail(r.error());
-  auto* nfg = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh));
-  auto a = parseTop<CTA_STATS_MAX + 1>(nlh);
+Result<ConntrackCpuStats> parseCpuStats(Bytes message) {
+  auto m = ctMessage(message, {IPCTNL_MSG_CT_GET_STATS_CPU}, kCpuStatsPolicy);
+  if (!m) return fail(m.error());
+  const Attrs& a = m->attrs;
   ConntrackCpuStats s;
-  s.cpu = ntohs(nfg->res_id);
-  s.found = u32Or0(a[CTA_STATS_FOUND]);
-  s.invalid = u32Or0(a[CTA_STATS_INVALID]);
-  s.insert = u32Or0(a[CTA_STATS_INSERT]);
-  s.insertFailed = u32Or0(a[CTA_STATS_INSERT_FAILED]);
-  s.drop = u32Or0(a[CTA_STATS_DROP]);
-  s.earlyDrop = u32Or0(a[CTA_STATS_EARLY_DROP]);
-  s.error = u32Or0(a[CTA_STATS_ERROR]);
-  s.searchRestart = u32Or0(a[CTA_STATS_SEARCH_RESTART]);
-  s.clashResolve = u32Or0(a[CTA_STATS_CLASH_RESOLVE]);
-  s.chainTooLong = u32Or0(a[CTA_STATS_CHAIN_TOOLONG]);
+  s.cpu = ntohs(m->nfg.res_id);
+  s.found = a.be32(CTA_STATS_FOUND);
+  s.invalid = a.be32(CTA_STATS_INVALID);
+  s.insert = a.be32(CTA_STATS_INSERT);
+  s.insertFailed = a.be32(CTA_STATS_INSERT_FAILED);
+  s.drop = a.be32(CTA_STATS_DROP);
+  s.earlyDrop = a.be32(CTA_STATS_EARLY_DROP);
+  s.error = a.be32(CTA_STATS_ERROR);
+  s.searchRestart = a.be32(CTA_STATS_SEARCH_RESTART);
+  s.clashResolve = a.be32(CTA_STATS_CLASH_RESOLVE);
+  s.chainTooLong = a.be32(CTA_STATS_CHAIN_TOOLONG);
   return s;
 }
 
-Result<ConntrackEntry> parseEntry(const nlmsghdr* nlh) {
+Result<ConntrackEntry> parseEntry(Bytes message) {
   // Dumps answer with the request's type (CT_GET) on current kernels, CT_NEW on older ones.
-  if (auto r = expectType(nlh, IPCTNL_MSG_CT_GET, "conntrack entry"); !r)
-    if (auto r2 = expectType(nlh, IPCTNL_MSG_CT_NEW, "conntrack entry"); !r2) return fail(r.error());
-  auto a = parseTop<CTA_MAX + 1>(nlh);
+  auto m = ctMessage(message, {IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_NEW}, kEntryPolicy);
+  if (!m) return fail(m.error());
+  const Attrs& a = m->attrs;
   ConntrackEntry e;
-  auto orig = parseTuple(a[CTA_TUPLE_ORIG], "original");
+  auto orig = parseTuple(a, CTA_TUPLE_ORIG, "original");
   if (!orig) return fail(orig.error());
-  auto reply = parseTuple(a[CTA_TUPLE_REPLY], "reply");
+  auto reply = parseTuple(a, CTA_TUPLE_REPLY, "reply");
   if (!reply) return fail(reply.error());
   e.orig = *orig;
   e.reply = *reply;
-  if (a[CTA_ZONE]) e.zone = ntohs(mnl_attr_get_u16(a[CTA_ZONE]));
-  e.status = static_cast<uint32_t>(u32Or0(a[CTA_STATUS]));
-  e.id = static_cast<uint32_t>(u32Or0(a[CTA_ID]));
+  e.zone = a.be16(CTA_ZONE);
+  e.status = a.be32(CTA_STATUS);
+  e.id = a.be32(CTA_ID);
   return e;
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/netlink_attr.h"
 #include "common/result.h"
 #include "netfilter/conntrack.h"
 
@@ -21,9 +22,11 @@ std::vector<uint8_t> buildDumpEntries(uint32_t seq, int family);
 // Deletes exactly one entry, named by its original tuple (and zone), with an ACK.
 std::vector<uint8_t> buildDeleteEntry(uint32_t seq, const ConntrackEntry& entry);
 
-// Decoders for the replies. Each checks the message type before reading attributes.
-[[nodiscard]] Result<ConntrackFill> parseGlobalStats(const nlmsghdr* nlh);
-[[nodiscard]] Result<ConntrackCpuStats> parseCpuStats(const nlmsghdr* nlh);
-[[nodiscard]] Result<ConntrackEntry> parseEntry(const nlmsghdr* nlh);
+// Decoders for the replies, each over the bytes of one message. Each checks the message
+// length and type, then every attribute against its policy (type and length): a short or
+// malformed attribute is an error naming it, never a read past it.
+[[nodiscard]] Result<ConntrackFill> parseGlobalStats(Bytes message);
+[[nodiscard]] Result<ConntrackCpuStats> parseCpuStats(Bytes message);
+[[nodiscard]] Result<ConntrackEntry> parseEntry(Bytes message);
 
 }  // namespace nodeagent::netfilter::msg

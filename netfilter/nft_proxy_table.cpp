@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <libmnl/libmnl.h>
+#include <libnftnl/batch.h>
 #include <libnftnl/chain.h>
 #include <libnftnl/expr.h>
 #include <libnftnl/rule.h>
@@ -12,6 +13,7 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <map>
@@ -26,37 +28,70 @@ namespace {
 constexpr uint32_t kIpv4AddrType = 7, kIpv6AddrType = 8, kInetProtoType = 12, kInetServiceType = 13;
 constexpr uint32_t concatType(uint32_t a, uint32_t b, uint32_t c) { return (((a << 6) | b) << 6) | c; }
 
-// Collects the messages of one batch into a buffer.
+// Collects the messages of one batch with libnftnl's nftnl_batch: pages of 32 system pages
+// (what nft uses), each allowed to overrun by one message of up to UINT16_MAX bytes plus a
+// page (the largest nf_tables message, a set element list, is a little over 64 KiB since
+// nla_len is 16 bits). When a message ends past a page's limit, nftnl_batch_update moves it
+// to a new page, so any number of messages fit; nothing is estimated.
 class Batch {
  public:
-  // The buffer is left uninitialised: a large one (a rebuild of 10,000 services) only
-  // becomes resident as far as it is written.
-  explicit Batch(size_t capacity = 64 << 10) : buf_(new uint8_t[capacity]), capacity_(capacity) {
-    batch_ = mnl_nlmsg_batch_start(buf_.get(), capacity_);
-    nftnl_batch_begin(static_cast<char*>(mnl_nlmsg_batch_current(batch_)), seq_++);
-    mnl_nlmsg_batch_next(batch_);
+  Batch()
+      : pageSize_(32 * static_cast<uint32_t>(::getpagesize())),
+        overrun_(UINT16_MAX + static_cast<uint32_t>(::getpagesize())),
+        batch_(nftnl_batch_alloc(pageSize_, overrun_)) {
+    if (!batch_) std::abort();  // out of memory
+    nftnl_batch_begin(static_cast<char*>(nftnl_batch_buffer(batch_)), 0);
+    advance();
   }
-  ~Batch() { mnl_nlmsg_batch_stop(batch_); }
+  ~Batch() { nftnl_batch_free(batch_); }
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
+
+  // The header of the next message; its payload is written after it, then next().
   nlmsghdr* header(uint16_t type, uint16_t flags) {
     ++count_;
-    return nftnl_nlmsg_build_hdr(static_cast<char*>(mnl_nlmsg_batch_current(batch_)), type, NFPROTO_INET,
-                                 flags | NLM_F_ACK, seq_++);
+    current_ = nftnl_nlmsg_build_hdr(static_cast<char*>(nftnl_batch_buffer(batch_)), type, NFPROTO_INET,
+                                     flags | NLM_F_ACK, 0);
+    return current_;
   }
-  void next() { mnl_nlmsg_batch_next(batch_); }
-  std::span<const uint8_t> finish() {
-    nftnl_batch_end(static_cast<char*>(mnl_nlmsg_batch_current(batch_)), seq_++);
-    mnl_nlmsg_batch_next(batch_);
-    return {static_cast<const uint8_t*>(mnl_nlmsg_batch_head(batch_)), mnl_nlmsg_batch_size(batch_)};
+  void next() {
+    // A message longer than the overrun would already have been written past its page.
+    if (current_ && current_->nlmsg_len > overrun_) std::abort();
+    current_ = nullptr;
+    advance();
+  }
+  // Closes the batch; the datagram's parts (one per page). Messages are numbered
+  // 0 (batch begin), 1..count() (the requests), count()+1 (batch end): see stamp().
+  std::vector<iovec> finish() {
+    nftnl_batch_end(static_cast<char*>(nftnl_batch_buffer(batch_)), 0);
+    advance();
+    std::vector<iovec> iov(static_cast<size_t>(nftnl_batch_iovec_len(batch_)));
+    nftnl_batch_iovec(batch_, iov.data(), static_cast<uint32_t>(iov.size()));
+    return iov;
   }
   int count() const { return count_; }
 
  private:
-  std::unique_ptr<uint8_t[]> buf_;
-  size_t capacity_;
-  mnl_nlmsg_batch* batch_;
-  uint32_t seq_ = 1;
+  void advance() {
+    if (nftnl_batch_update(batch_) < 0) std::abort();  // out of memory
+  }
+  uint32_t pageSize_, overrun_;
+  nftnl_batch* batch_;
+  nlmsghdr* current_ = nullptr;
   int count_ = 0;
 };
+
+// Gives the messages of a finished batch consecutive sequence numbers from `first`.
+void stamp(std::span<const iovec> parts, uint32_t first) {
+  for (const auto& p : parts) {
+    auto* base = static_cast<uint8_t*>(p.iov_base);
+    for (size_t off = 0; off + NLMSG_HDRLEN <= p.iov_len;) {
+      auto* h = reinterpret_cast<nlmsghdr*>(base + off);
+      h->nlmsg_seq = first++;
+      off += NLMSG_ALIGN(h->nlmsg_len);
+    }
+  }
+}
 
 void addExpr(nftnl_rule* r, nftnl_expr* e) { nftnl_rule_add_expr(r, e); }
 
@@ -218,7 +253,8 @@ std::vector<uint8_t> vipKey(const NftService& s) {
 
 std::vector<uint8_t> buildSetElemsMessage(const std::string& table, const std::string& set,
                                           std::span<const std::vector<uint8_t>> keys, bool add, uint32_t seq) {
-  std::vector<uint8_t> buf(MNL_SOCKET_BUFFER_SIZE);
+  // Room for the largest nf_tables message (nla_len is 16 bits): libnftnl does not check.
+  std::vector<uint8_t> buf(UINT16_MAX + 4096);
   auto* h = nftnl_nlmsg_build_hdr(reinterpret_cast<char*>(buf.data()), add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM,
                                   NFPROTO_INET, (add ? NLM_F_CREATE : 0) | NLM_F_ACK, seq);
   putElemsPayload(h, table, set, keys);
@@ -235,45 +271,39 @@ std::vector<uint8_t> nftServiceKey(const NftService& s) {
   return k;
 }
 
-Result<void> NftProxyTable::send(std::span<const uint8_t> batch, int messages) {
+namespace {
+
+// Sends a batch as one transaction and checks that every request was acknowledged.
+Result<void> sendBatch(Batch& batch, const std::string& table) {
+  auto parts = batch.finish();
+  auto count = static_cast<uint32_t>(batch.count());
   auto sock = NetlinkSocket::open(NETLINK_NETFILTER);
   if (!sock) return fail(sock.error());
-  // The batch must go out in one sendmsg; ACKs come back one per message.
-  if (::send(sock->fd(), batch.data(), batch.size(), 0) < 0) return failErrno("send nftables batch");
-  std::vector<uint8_t> rx(64 << 10);
-  int acked = 0;
-  std::string firstError;
-  int firstErrno = 0;
-  while (acked < messages) {
-    ssize_t n = ::recv(sock->fd(), rx.data(), rx.size(), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return failErrno("receive nftables ACKs");
-    }
-    int len = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(rx.data()); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
-      if (h->nlmsg_type != NLMSG_ERROR) continue;
-      auto ack = decodeNetlinkError(h);
-      ++acked;
-      if (ack.error && !firstErrno) {
-        firstErrno = ack.error;
-        firstError = ack.message;
-      }
-    }
-    // On an error the kernel aborts the batch; it still ACKs (or errors) each message, but
-    // stop once an error arrived and nothing else is pending.
-    if (firstErrno && acked >= 1) break;
+  uint32_t first = sock->reserveSequence(count + 2);
+  stamp(parts, first);
+  // The batch goes out in one sendmsg (one transaction); each request asked for an ACK.
+  auto acks = sock->sendDatagram(parts, first, count + 2);
+  if (!acks) return fail(acks.error().wrap("nftables batch for table inet " + table));
+  // An error may come for any message, or for the batch begin when the commit fails.
+  uint32_t acked = 0;
+  for (const auto& ack : *acks) {
+    if (ack.error > 0)
+      return failErrno(ack.error, "nftables batch for table inet " + table + (ack.message.empty() ? "" : " (" + ack.message + ")"));
+    if (ack.error == 0) ++acked;
   }
-  if (firstErrno)
-    return failErrno(firstErrno, "nftables batch for table inet " + table_ + (firstError.empty() ? "" : " (" + firstError + ")"));
+  if (acked != count)
+    return failErrno(EPROTO, "nftables batch for table inet " + table + ": the kernel acknowledged " +
+                                 std::to_string(acked) + " of " + std::to_string(count) + " messages");
   return {};
 }
+
+}  // namespace
 
 Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebuild) {
   if (built_ && !rebuild && services == current_) return {};  // a resync that finds it as it was
   // Room for the table, chains and rules plus every element (each about 40 bytes) of a
   // rebuild: svc, masq and vips entries for each service.
-  Batch b((256 << 10) + 3 * 64 * (services.size() + current_.size()));
+  Batch b;
   if (!built_ || rebuild) {
     // nft add table inet T; nft delete table inet T; then create it whole: one transaction.
     putTableReset(b, table_, true);
@@ -356,7 +386,7 @@ Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebu
   }
   putElemChanges(b, table_, add, del);
   if (b.count() == 0) return {};
-  auto r = send(b.finish(), b.count());
+  auto r = sendBatch(b, table_);
   if (!r) {
     built_ = false;  // rebuild the whole table next time
     return r;
@@ -419,10 +449,10 @@ Result<void> NftProxyTable::update(std::span<const NftChange> changes) {
     if (before.second && !after) del[v6].push_back(key);
     if (!before.second && after) add[v6].push_back(key);
   }
-  Batch b((64 << 10) + 4 * 64 * changes.size());
+  Batch b;
   putElemChanges(b, table_, add, del);
   if (b.count() == 0) return {};
-  auto r = send(b.finish(), b.count());
+  auto r = sendBatch(b, table_);
   if (!r) built_ = false;  // current_ holds what is wanted: the next call rebuilds from it
   return r;
 }
@@ -432,7 +462,7 @@ Result<void> NftProxyTable::remove() {
   putTableReset(b, table_, false);
   built_ = false;
   current_.clear();
-  return send(b.finish(), b.count());
+  return sendBatch(b, table_);
 }
 
 }  // namespace nodeagent::netfilter

@@ -66,7 +66,6 @@ class NftProxyTable {
   [[nodiscard]] Result<void> remove();
 
  private:
-  [[nodiscard]] Result<void> send(std::span<const uint8_t> batch, int messages);
   std::string table_;
   uint32_t mark_;
   bool built_ = false;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test tier: unit, netns (real kernel in network namespaces), vm (real IPVS in a
 # QEMU VM), cri (real containerd and registry on 127.0.0.1), kube (a real kube-apiserver and
-# etcd built by tests/k8s/build.sh into /var/cache/nodeagent, started per test process).
+# etcd built by tests/k8s/build.sh into /var/cache/nodeagent, started per test process),
+# deploy (Debian package, container image and deploy/ manifests, with Docker Engine).
 # Needs root (namespaces, VMs) and the packages of scripts/install-deps.sh. A full run then
 # runs every fuzz target for 30 s.
 # A tier that cannot run fails; nothing passes by skipping. Extra args go to ctest

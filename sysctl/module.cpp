@@ -43,19 +43,23 @@ SysctlModule::SysctlModule(agent::ModuleContext ctx, ModuleOptions opts, Config 
       tuner_(KernelTree(opts_.procRoot, opts_.sysRoot, opts_.initialNetns)),
       originalsPath_(ctx_.stateDir + "/originals.json"),
       revertedMarker_(ctx_.stateDir + "/reverted"),
-      config_(std::move(config)) {
+      config_(std::move(config)),
+      driftMs_(config_.driftInterval.count()) {
   reverted_ = pathExists(revertedMarker_);
 }
 
 void SysctlModule::reload(const agent::Config& config) {
-  std::lock_guard lock(mu_);
-  config_ = select_(config);
+  // Not under mu_ (a pass or a control call may hold it): taken at the next pass or call.
+  auto next = select_(config);
+  driftMs_ = next.driftInterval.count();
+  pending_.put(std::move(next));
 }
 
-std::chrono::milliseconds SysctlModule::resyncInterval() const {
-  std::lock_guard lock(mu_);
-  return config_.driftInterval;
+void SysctlModule::takePendingLocked() {
+  if (auto next = pending_.take()) config_ = std::move(*next);
 }
+
+std::chrono::milliseconds SysctlModule::resyncInterval() const { return std::chrono::milliseconds(driftMs_.load()); }
 
 Result<std::vector<KeySpec>> SysctlModule::desiredKeys(const Config& config) const {
   ScaleInputs scale = config.scale;
@@ -293,6 +297,7 @@ void SysctlModule::publishLocked(const PassResult& r) {
 
 Result<void> SysctlModule::reconcile(const agent::ReconcileContext& ctx) {
   std::lock_guard lock(mu_);
+  takePendingLocked();
   if (!config_.enabled) {
     ctx_.store->publish({.name = name(), .health = Health::kDisabled, .summary = "disabled in config"});
     return {};
@@ -321,6 +326,7 @@ Json SysctlModule::statusItemsLocked() const {
 
 Result<Json> SysctlModule::call(const agent::CallRequest& req, agent::CallOutput& out) {
   std::lock_guard lock(mu_);
+  takePendingLocked();
   const Json planColumns = Json(Json::Array{"key", "current", "desired", "mode", "action", "write", "source", "note"});
   if (req.command == "plan" || (req.command == "apply" && req.dryRun)) {
     auto desired = desiredKeys(config_);

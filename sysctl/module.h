@@ -18,6 +18,7 @@
 //   valid (see keySyntaxError); numeric=true (the default) requires integer values.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "agent/module.h"
+#include "common/handoff.h"
 #include "sysctl/config.h"
 #include "sysctl/tuner.h"
 
@@ -64,6 +66,7 @@ class SysctlModule final : public agent::Module {
     std::vector<ApplyItem> applied;  // empty when nothing was applied (dry run, reverted)
   };
   Result<PassResult> passLocked(bool mayApply);
+  void takePendingLocked();
   void publishLocked(const PassResult& r);
   Json statusItemsLocked() const;
   Json conntrackStatsLocked();
@@ -76,6 +79,8 @@ class SysctlModule final : public agent::Module {
 
   mutable std::mutex mu_;  // reconcile and control calls both take it
   Config config_;
+  std::atomic<int64_t> driftMs_;  // config_.driftInterval, readable without mu_
+  Handoff<Config> pending_;       // from reload(); taken under mu_ by the next pass or call
   bool reverted_ = false;
   std::map<std::string, std::string> lastSeen_;      // value at the end of the last pass
   std::map<std::string, uint64_t> driftPerKey_;

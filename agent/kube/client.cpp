@@ -102,13 +102,6 @@ bool retryableCurl(int code) {
 
 }  // namespace
 
-const std::error_category& httpCategory() {
-  static HttpCategory c;
-  return c;
-}
-
-int httpStatus(const Error& e) { return e.code().category() == httpCategory() ? e.code().value() : 0; }
-
 // "reason: message" from an API Status body; the raw body (shortened) when it is not one.
 std::string describeStatus(const std::string& body) {
   auto j = Json::parse(body);
@@ -123,6 +116,77 @@ std::string describeStatus(const std::string& body) {
     if (c == '\n' || c == '\r') c = ' ';
   return s;
 }
+
+RequestInfo requestInfo(std::string_view method, std::string_view path) {
+  RequestInfo info;
+  std::string_view query;
+  if (auto q = path.find('?'); q != std::string_view::npos) {
+    query = path.substr(q + 1);
+    path = path.substr(0, q);
+  }
+  std::vector<std::string_view> parts;
+  for (size_t i = 0; i < path.size();) {
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    if (j > i) parts.push_back(path.substr(i, j - i));
+    i = j + 1;
+  }
+  // /api/v1/... (core group) or /apis/GROUP/VERSION/...
+  std::string group;
+  size_t at = 0;
+  if (parts.size() >= 2 && parts[0] == "api") {
+    at = 2;
+  } else if (parts.size() >= 3 && parts[0] == "apis") {
+    group = std::string(parts[1]);
+    at = 3;
+  } else {
+    info.verb = method == "GET" ? "get" : method;
+    info.resource = std::string(path);
+    return info;
+  }
+  std::vector<std::string_view> rest(parts.begin() + static_cast<std::ptrdiff_t>(at), parts.end());
+  if (rest.size() >= 3 && rest[0] == "namespaces") {  // namespaces/NS/RESOURCE[/NAME[/SUB]]
+    info.ns = std::string(rest[1]);
+    rest.erase(rest.begin(), rest.begin() + 2);
+  }
+  if (!rest.empty()) info.resource = std::string(rest[0]);
+  if (!group.empty()) info.resource += "." + group;
+  if (rest.size() >= 2) info.name = std::string(rest[1]);
+  if (rest.size() >= 3) info.resource += "/" + std::string(rest[2]);
+
+  bool watch = false;
+  for (size_t i = 0; i < query.size();) {
+    size_t j = query.find('&', i);
+    if (j == std::string_view::npos) j = query.size();
+    auto kv = query.substr(i, j - i);
+    if (kv == "watch=true" || kv == "watch=1") watch = true;
+    i = j + 1;
+  }
+  if (method == "GET") info.verb = watch ? "watch" : info.name.empty() ? "list" : "get";
+  else if (method == "POST") info.verb = "create";
+  else if (method == "PUT") info.verb = "update";
+  else if (method == "PATCH") info.verb = "patch";
+  else if (method == "DELETE") info.verb = info.name.empty() ? "deletecollection" : "delete";
+  else info.verb = std::string(method);
+  return info;
+}
+
+std::string forbiddenMessage(std::string_view method, std::string_view path, std::string_view serverText) {
+  RequestInfo r = requestInfo(method, path);
+  std::string s = std::string(method) + " " + std::string(path) + ": 403 Forbidden: cannot " + r.verb + " " + r.resource;
+  if (!r.name.empty()) s += " \"" + r.name + "\"";
+  if (!r.ns.empty()) s += " in namespace " + r.ns;
+  s += " (check the RBAC rules of deploy/rbac.yaml): ";
+  s += serverText;
+  return s;
+}
+
+const std::error_category& httpCategory() {
+  static HttpCategory c;
+  return c;
+}
+
+int httpStatus(const Error& e) { return e.code().category() == httpCategory() ? e.code().value() : 0; }
 
 Client::Client(ClusterConfig cluster, ClientOptions options)
     : cluster_(std::move(cluster)),
@@ -328,8 +392,7 @@ Result<Response> Client::request(const std::string& method, const std::string& p
                   what + ": 401 Unauthorized: the API server rejected the credentials from " + cluster_.source +
                       (cluster_.tokenFile.empty() ? "" : " (token file " + cluster_.tokenFile + ")"));
     } else if (a.status == 403) {
-      err = Error(std::error_code(403, httpCategory()),
-                  what + ": 403 Forbidden (check the RBAC rules of deploy/rbac.yaml): " + describeStatus(a.body));
+      err = Error(std::error_code(403, httpCategory()), forbiddenMessage(method, path, describeStatus(a.body)));
     } else {
       err = Error(std::error_code(static_cast<int>(a.status), httpCategory()),
                   what + ": " + std::to_string(a.status) + " " + describeStatus(a.body));
@@ -365,6 +428,8 @@ Result<void> Client::stream(const std::string& path, const std::function<bool(st
   count("WATCH", a.status);
   if (interrupted_) return failErrno(ECANCELED, what + ": client shutting down");
   if (a.curlCode != CURLE_OK) return fail(Error(std::make_error_code(std::errc::io_error), what + ": " + a.curlError));
+  if (a.status == 403)  // named as GET ...?watch=true, which requestInfo reads as the verb watch
+    return fail(Error(std::error_code(403, httpCategory()), forbiddenMessage("GET", path, describeStatus(a.body))));
   if (a.status < 200 || a.status >= 300)
     return fail(Error(std::error_code(static_cast<int>(a.status), httpCategory()),
                       what + ": " + std::to_string(a.status) + " " + describeStatus(a.body)));

@@ -33,6 +33,21 @@ int httpStatus(const Error& e);
 // body is not a Status.
 std::string describeStatus(const std::string& body);
 
+// A request in RBAC's terms, for messages that say what was refused: the verb (get, list,
+// watch, create, update, patch, delete, deletecollection), the resource with its API group
+// and subresource ("nodes/status", "endpointslices.discovery.k8s.io"), the object's name
+// and namespace when the path names them.
+struct RequestInfo {
+  std::string verb;
+  std::string resource;
+  std::string name;
+  std::string ns;
+};
+RequestInfo requestInfo(std::string_view method, std::string_view path);
+// The error text of a 403: "GET /api/v1/nodes/n1: 403 Forbidden: cannot get nodes "n1"
+// (check the RBAC rules of deploy/rbac.yaml): <the server's reason: message>".
+std::string forbiddenMessage(std::string_view method, std::string_view path, std::string_view serverText);
+
 struct ClientOptions {
   double qps = 5;
   int burst = 10;

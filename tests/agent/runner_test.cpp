@@ -37,6 +37,48 @@ bool eventually(Pred p, std::chrono::milliseconds limit = 5s) {
   return p();
 }
 
+// Blocks in reconcile while `hang` is set (a module stuck in a call that never returns).
+class HangingModule final : public Module {
+ public:
+  std::string name() const override { return "hanging"; }
+  Result<void> reconcile(const ReconcileContext&) override {
+    ++passes;
+    while (hang) std::this_thread::sleep_for(5ms);
+    return {};
+  }
+  void reload(const Config&) override {}
+  std::atomic<int> passes{0};
+  std::atomic<bool> hang{false};
+};
+
+TEST(ModuleRunner, LivenessSaysWhenAPassOverrunsItsIntervalPlusSlack) {
+  StateStore store;
+  HangingModule m;
+  ModuleRunner r(m, store, {10ms, 2s}, false);
+  r.start();
+  ASSERT_TRUE(eventually([&] { return m.passes == 1; }));
+  auto now = std::chrono::steady_clock::now();
+  ASSERT_TRUE(eventually([&] { return r.liveness(std::chrono::steady_clock::now()).running == 0ms; }));
+  // Waiting for its next pass: live, however far ahead one looks.
+  EXPECT_TRUE(r.liveness(now + 1h).live);
+  m.hang = true;
+  r.trigger();
+  ASSERT_TRUE(eventually([&] { return m.passes == 2; }));
+  now = std::chrono::steady_clock::now();
+  auto l = r.liveness(now);
+  EXPECT_TRUE(l.live);
+  EXPECT_EQ(l.limit, 2s + ModuleRunner::slackFor(2s));
+  EXPECT_EQ(ModuleRunner::slackFor(2s), 10s);
+  EXPECT_EQ(ModuleRunner::slackFor(10min), 5min);
+  // The same pass seen 13 s later (2 s interval + 10 s slack passed): hung.
+  auto later = r.liveness(now + 13s);
+  EXPECT_FALSE(later.live);
+  EXPECT_GE(later.running, 13s);
+  m.hang = false;
+  ASSERT_TRUE(eventually([&] { return r.liveness(std::chrono::steady_clock::now() + 1h).live; }));
+  r.stop();
+}
+
 TEST(ModuleRunner, FirstPassIsInitialAndRecorded) {
   StateStore store;
   CountingModule m;

@@ -22,7 +22,7 @@ std::vector<uint8_t> errorMessage(int code) {
   return b;
 }
 
-NetlinkAck decode(const std::vector<uint8_t>& b) { return decodeNetlinkError(reinterpret_cast<const nlmsghdr*>(b.data())); }
+NetlinkAck decode(const std::vector<uint8_t>& b) { return decodeNetlinkError(Bytes(b.data(), b.size())); }
 
 TEST(NetlinkError, NegatedErrnoIsTheError) {
   EXPECT_EQ(decode(errorMessage(0)).error, 0);
@@ -42,6 +42,7 @@ TEST(NetlinkError, ErrorCodeOutsideErrnoRangeIsBadMessage) {
 
 TEST(NetlinkError, TruncatedMessageIsBadMessage) {
   auto b = errorMessage(-EPERM);
+  b.resize(NLMSG_HDRLEN + 4);
   reinterpret_cast<nlmsghdr*>(b.data())->nlmsg_len = NLMSG_HDRLEN + 4;
   EXPECT_EQ(decode(b).error, EBADMSG);
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/netlink_attr.h"
 
 namespace nodeagent::fuzz {
 
@@ -45,7 +46,7 @@ inline std::string_view text(const uint8_t* data, size_t size) {
 // Walks `data` as a netlink receive buffer does (NLMSG_OK / NLMSG_NEXT, as NetlinkSocket
 // hands replies to parsers) and calls `parse` with each message copied into a heap block
 // of exactly nlmsg_len bytes: a parser that reads past its message's end is an ASan report.
-inline void forEachMessage(const uint8_t* data, size_t size, const std::function<void(const nlmsghdr*)>& parse) {
+inline void forEachMessage(const uint8_t* data, size_t size, const std::function<void(Bytes)>& parse) {
   // recv() fills an aligned buffer; copy so the headers are aligned as the kernel's are.
   std::vector<uint8_t> buf(data, data + size);
   // NLMSG_OK / NLMSG_NEXT spelled out (the macros compare signed with unsigned).
@@ -56,7 +57,7 @@ inline void forEachMessage(const uint8_t* data, size_t size, const std::function
     if (len < sizeof(nlmsghdr) || len > size - off) break;
     std::vector<uint8_t> one(buf.begin() + static_cast<std::ptrdiff_t>(off),
                              buf.begin() + static_cast<std::ptrdiff_t>(off + len));
-    parse(reinterpret_cast<const nlmsghdr*>(one.data()));
+    parse(Bytes(one.data(), one.size()));
     off += NLMSG_ALIGN(len);
     if (off > size) break;
   }

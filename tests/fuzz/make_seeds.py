@@ -159,3 +159,23 @@ write("cri_response", "fsinfo", b"\3" + pb_len(1, pb_int(1, 1_700_000_000_000_00
                                               pb_len(2, pb_len(1, b"/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs")) +
                                               pb_len(3, pb_int(1, 5_000_000_000)) + pb_len(4, pb_int(1, 100_000_000_000))))
 write("cri_response", "pull", b"\4" + pb_len(1, sha.encode()))
+
+
+# rtnetlink (<linux/rtnetlink.h>, <linux/if_link.h>, <linux/if_addr.h>): RTM_NEWLINK 16,
+# RTM_NEWADDR 20; ifinfomsg (16 bytes) and ifaddrmsg (8 bytes) before the attributes.
+def ifinfo(index, *attrs):
+    return msg(16, struct.pack("<BBHiII", socket.AF_UNSPEC, 0, 1, index, 0x1043, 0) + b"".join(attrs))
+
+
+def ifaddr(family, prefix, index, *attrs):
+    return msg(20, struct.pack("<BBBBI", family, prefix, 0x80, 0, index) + b"".join(attrs))
+
+
+link = ifinfo(7, attr(3, b"nodeagent0\0"), attr(4, u32(1500)), nest(18, attr(1, b"dummy\0")))
+write("rtnl_reply", "link-dummy", link)
+write("rtnl_reply", "link-no-kind", ifinfo(1, attr(3, b"lo\0")))
+a4 = ifaddr(socket.AF_INET, 32, 7, attr(1, v4("10.96.0.10")), attr(2, v4("10.96.0.10")), attr(3, b"nodeagent0\0"))
+a6 = ifaddr(socket.AF_INET6, 128, 7, attr(1, v6("fd00:96::a")), attr(8, u32(0x80)))
+write("rtnl_reply", "addr-v4", a4)
+write("rtnl_reply", "addr-v6-no-local", a6)
+write("rtnl_reply", "addr-dump", a4 + a6 + msg(3, u32(0)))

@@ -5,11 +5,13 @@
 #include <sys/socket.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "tests/ipvs/shell.h"
 
 #include "ipvs/netlink_service_table.h"
+#include "ipvs/vip_manager.h"
 
 namespace nodeagent::ipvs {
 namespace {
@@ -137,6 +139,40 @@ TEST_F(NetlinkVm, LargeBatchAndDump) {
   for (const auto& s : *listed) dests += s.dests.size();
   EXPECT_EQ(dests, 6000u);
   EXPECT_EQ(run("ipvsadm -Ln | grep -c -- '->'"), "6001\n");  // plus the header line
+}
+
+// VipManager over rtnetlink (NetlinkSocket and the checked rtnetlink parsers) on a real
+// dummy interface: creates and owns it, binds and unbinds VIPs, leaves a foreign one alone.
+TEST(VipManagerVm, BindsVipsOnItsOwnDummyInterface) {
+  auto dir = std::filesystem::temp_directory_path() / "vip-vm-test";
+  std::filesystem::create_directories(dir);
+  VipManager vips("nodeagent-vt0", (dir / "interface").string());
+  auto r = vips.sync({addr("10.96.0.10"), addr("10.96.0.11"), addr("fd00::10")}, true);
+  ASSERT_TRUE(r) << r.error().message();
+  std::string out = run("ip addr show dev nodeagent-vt0");
+  EXPECT_NE(out.find("10.96.0.10/32"), std::string::npos) << out;
+  EXPECT_NE(out.find("10.96.0.11/32"), std::string::npos) << out;
+  EXPECT_NE(out.find("fd00::10/128"), std::string::npos) << out;
+  // A restart (new manager, full read) finds what is bound and only removes the extra one;
+  // its full read also checks, from the kernel's IFLA_INFO_KIND, that the link is a dummy.
+  VipManager again("nodeagent-vt0", (dir / "interface").string());
+  r = again.sync({addr("10.96.0.10"), addr("fd00::10")}, true);
+  ASSERT_TRUE(r) << r.error().message();
+  out = run("ip addr show dev nodeagent-vt0");
+  EXPECT_EQ(out.find("10.96.0.11"), std::string::npos) << out;
+  EXPECT_NE(out.find("10.96.0.10/32"), std::string::npos) << out;
+  ASSERT_TRUE(again.remove());
+  EXPECT_EQ(run("ip link show nodeagent-vt0 >/dev/null 2>&1 && echo present || echo gone"), "gone\n");
+
+  // An interface of that name that the agent did not create is never touched.
+  ASSERT_EQ(std::system("ip link add foreign-vt0 type dummy"), 0);
+  VipManager foreign("foreign-vt0", (dir / "foreign-interface").string());
+  r = foreign.sync({addr("10.96.0.12")}, true);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("not created by nodeagent"), std::string::npos) << r.error().message();
+  EXPECT_EQ(run("ip addr show dev foreign-vt0").find("10.96.0.12"), std::string::npos);
+  ASSERT_EQ(std::system("ip link del foreign-vt0"), 0);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

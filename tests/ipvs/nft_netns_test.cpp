@@ -91,5 +91,32 @@ TEST(NftProxyTable, BuildsTableAndUpdatesElementsInANetns) {
   EXPECT_NE(run("nft list tables").find("table inet other"), std::string::npos);
 }
 
+// A rebuild far larger than one page of the batch (libnftnl's nftnl_batch moves a message
+// that crosses a page's limit to a new page): 6,000 services, 18,000 elements, in one
+// transaction, all acknowledged, all in the kernel.
+TEST(NftProxyTable, LargeRebuildSpansBatchPages) {
+  ASSERT_EQ(::unshare(CLONE_NEWNET), 0) << "needs root (CAP_SYS_ADMIN) for a network namespace";
+  std::set<NftService> want;
+  for (int i = 0; i < 3000; ++i) {
+    std::string v4 = "10.98." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
+    std::string v6 = "fd00::" + std::to_string(i + 1);
+    want.insert(svc(v4.c_str(), IPPROTO_TCP, static_cast<uint16_t>(1000 + i % 7), true));
+    want.insert(svc(v6.c_str(), IPPROTO_UDP, 53, false));
+  }
+  NftProxyTable t("nodeagent-ipvs", 0x4000);
+  auto r = t.sync(want);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(run("nft list set inet nodeagent-ipvs svc4 | grep -o 'tcp . 100[0-6]' | wc -l"), "3000\n");
+  EXPECT_EQ(run("nft list set inet nodeagent-ipvs svc6 | grep -o 'udp . 53' | wc -l"), "3000\n");
+  EXPECT_EQ(run("nft list set inet nodeagent-ipvs masq4 | grep -o 'tcp . 100[0-6]' | wc -l"), "3000\n");
+  // And all of it goes again in one update.
+  std::vector<NftChange> gone;
+  for (const auto& s : want) gone.push_back({s, false});
+  r = t.update(gone);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(run("nft list set inet nodeagent-ipvs svc4 | grep -c 'tcp . 100'"), "0\n");
+  ASSERT_TRUE(t.remove());
+}
+
 }  // namespace
 }  // namespace nodeagent::netfilter

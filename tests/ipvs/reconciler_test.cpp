@@ -24,14 +24,13 @@ class FakeClock final : public Clock {
 
 class FakeFlusher final : public FlowFlusher {
  public:
-  Result<size_t> flushBackend(const DestKey& d) override {
-    backends.push_back(d);
-    return 1;
+  Result<size_t> flush(std::span<const DestKey> b, std::span<const ServiceKey> s) override {
+    ++calls;
+    backends.insert(backends.end(), b.begin(), b.end());
+    services.insert(services.end(), s.begin(), s.end());
+    return b.size() + 2 * s.size();
   }
-  Result<size_t> flushService(const ServiceKey& k) override {
-    services.push_back(k);
-    return 2;
-  }
+  int calls = 0;
   std::vector<DestKey> backends;
   std::vector<ServiceKey> services;
 };
@@ -295,6 +294,28 @@ TEST_F(ReconcilerTest, UdpEndpointRemovalFlushesFlows) {
   EXPECT_EQ(r.flowsFlushed, 1u);
   sync({});
   ASSERT_EQ(flusher_.services.size(), 1u);
+}
+
+// Many UDP backends and services gone in one pass: one flush call (one conntrack dump),
+// not one per backend.
+TEST_F(ReconcilerTest, UdpRemovalsOfOnePassFlushOnce) {
+  DesiredState want;
+  for (int i = 0; i < 5; ++i) put(want, svc("10.96.1." + std::to_string(i + 1), 53, 3, Protocol::kUdp));
+  sync(want, true);
+  EXPECT_EQ(flusher_.calls, 0);
+  DesiredState next;
+  for (auto& [k, s] : want) {
+    auto e = *s;
+    e.dests.erase(e.dests.begin()->key);
+    if (k.address.toString() != "10.96.1.5") put(next, e);
+  }
+  auto r = sync(next);
+  EXPECT_EQ(flusher_.calls, 1);
+  EXPECT_EQ(flusher_.backends.size(), 4u);  // one per remaining service
+  EXPECT_EQ(flusher_.services.size(), 1u);  // the removed one
+  EXPECT_EQ(r.flowsFlushed, 4u + 2u);
+  sync(next);
+  EXPECT_EQ(flusher_.calls, 1);  // nothing removed: no dump at all
 }
 
 TEST_F(ReconcilerTest, RestartConvergesWithoutFlushOrSpuriousDeletes) {

@@ -135,7 +135,10 @@ TEST(KubeClient, ForbiddenNamesTheRbacRules) {
   auto r = c->get("/api/v1/namespaces/kube-system/secrets");
   ASSERT_FALSE(r);
   EXPECT_EQ(httpStatus(r.error()), 403);
-  EXPECT_NE(r.error().message().find("403 Forbidden (check the RBAC rules of deploy/rbac.yaml)"), std::string::npos)
+  // The agent names the refused verb and resource itself, then the server's reason.
+  EXPECT_NE(r.error().message().find("403 Forbidden: cannot list secrets in namespace kube-system "
+                                     "(check the RBAC rules of deploy/rbac.yaml)"),
+            std::string::npos)
       << r.error().message();
   EXPECT_NE(r.error().message().find("cannot list resource \"secrets\""), std::string::npos) << r.error().message();
 }

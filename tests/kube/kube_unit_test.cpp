@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include "agent/kube/client.h"
 #include "agent/kube/cluster.h"
 #include "agent/kube/config.h"
 #include "agent/kube/node_status.h"
@@ -23,6 +24,40 @@ TEST(TokenBucket, BurstThenSteadyRate) {
   EXPECT_NEAR(b.tokens(t + 2s), 8, 1e-9);
   EXPECT_TRUE(b.tryTake(t + 2s));
   EXPECT_NEAR(b.tokens(t + 100s), 10, 1e-9);
+}
+
+TEST(RequestInfo, VerbAndResourceAsRbacNamesThem) {
+  auto r = requestInfo("PATCH", "/api/v1/nodes/n1/status");
+  EXPECT_EQ(r.verb, "patch");
+  EXPECT_EQ(r.resource, "nodes/status");
+  EXPECT_EQ(r.name, "n1");
+  EXPECT_EQ(r.ns, "");
+  r = requestInfo("GET", "/api/v1/nodes?fieldSelector=metadata.name%3Dn1&watch=true&resourceVersion=5");
+  EXPECT_EQ(r.verb, "watch");
+  EXPECT_EQ(r.resource, "nodes");
+  EXPECT_EQ(r.name, "");
+  EXPECT_EQ(requestInfo("GET", "/api/v1/nodes?fieldSelector=metadata.name%3Dn1").verb, "list");
+  EXPECT_EQ(requestInfo("GET", "/api/v1/nodes/n1").verb, "get");
+  r = requestInfo("POST", "/api/v1/namespaces/default/events");
+  EXPECT_EQ(r.verb, "create");
+  EXPECT_EQ(r.resource, "events");
+  EXPECT_EQ(r.ns, "default");
+  r = requestInfo("GET", "/apis/discovery.k8s.io/v1/namespaces/ns1/endpointslices/s1");
+  EXPECT_EQ(r.resource, "endpointslices.discovery.k8s.io");
+  EXPECT_EQ(r.name, "s1");
+  EXPECT_EQ(r.ns, "ns1");
+  EXPECT_EQ(requestInfo("DELETE", "/api/v1/namespaces/x/pods").verb, "deletecollection");
+  EXPECT_EQ(requestInfo("PUT", "/api/v1/namespaces/x").resource, "namespaces");
+  EXPECT_EQ(requestInfo("PUT", "/api/v1/namespaces/x").name, "x");
+}
+
+TEST(RequestInfo, ForbiddenMessageNamesVerbAndResource) {
+  EXPECT_EQ(forbiddenMessage("PATCH", "/api/v1/nodes/n1/status", "Forbidden: denied"),
+            "PATCH /api/v1/nodes/n1/status: 403 Forbidden: cannot patch nodes/status \"n1\" "
+            "(check the RBAC rules of deploy/rbac.yaml): Forbidden: denied");
+  EXPECT_EQ(forbiddenMessage("POST", "/api/v1/namespaces/default/events", "Forbidden"),
+            "POST /api/v1/namespaces/default/events: 403 Forbidden: cannot create events in namespace default "
+            "(check the RBAC rules of deploy/rbac.yaml): Forbidden");
 }
 
 TEST(Backoff, GrowsAndIsCapped) {

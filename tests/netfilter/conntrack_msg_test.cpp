@@ -2,6 +2,8 @@
 #include "netfilter/conntrack_msg.h"
 
 #include <arpa/inet.h>
+#include <algorithm>
+#include <cstring>
 #include <gtest/gtest.h>
 #include <libmnl/libmnl.h>
 #include <linux/netfilter/nfnetlink.h>
@@ -11,6 +13,9 @@ namespace nodeagent::netfilter {
 namespace {
 
 using Bytes = std::vector<uint8_t>;
+
+// The bytes of the message `nlh` heads (its nlmsg_len).
+nodeagent::Bytes span(const nlmsghdr* nlh) { return {reinterpret_cast<const uint8_t*>(nlh), nlh->nlmsg_len}; }
 
 ConntrackEntry udpEntry() {
   ConntrackEntry e;
@@ -107,7 +112,7 @@ Bytes kernelEntryReply(uint8_t msgType) {
 TEST(ConntrackMsg, ParseEntry) {
   for (uint8_t type : {uint8_t(IPCTNL_MSG_CT_GET), uint8_t(IPCTNL_MSG_CT_NEW)}) {
     Bytes b = kernelEntryReply(type);
-    auto e = msg::parseEntry(reinterpret_cast<const nlmsghdr*>(b.data()));
+    auto e = msg::parseEntry(b);
     ASSERT_TRUE(e) << e.error().message();
     EXPECT_EQ(e->orig.dst.toString(), "10.96.0.10");
     EXPECT_EQ(e->orig.dstPort, 53);
@@ -120,8 +125,8 @@ TEST(ConntrackMsg, ParseEntry) {
 
 TEST(ConntrackMsg, ParseRejectsWrongType) {
   Bytes b = msg::buildGetGlobalStats(1);
-  EXPECT_FALSE(msg::parseEntry(reinterpret_cast<const nlmsghdr*>(b.data())));
-  EXPECT_FALSE(msg::parseCpuStats(reinterpret_cast<const nlmsghdr*>(b.data())));
+  EXPECT_FALSE(msg::parseEntry(b));
+  EXPECT_FALSE(msg::parseCpuStats(b));
 }
 
 TEST(ConntrackMsg, ParseStats) {
@@ -135,7 +140,7 @@ TEST(ConntrackMsg, ParseStats) {
   mnl_attr_put_u32(nlh, CTA_STATS_INSERT_FAILED, htonl(4));
   mnl_attr_put_u32(nlh, CTA_STATS_DROP, htonl(5));
   mnl_attr_put_u32(nlh, CTA_STATS_EARLY_DROP, htonl(6));
-  auto s = msg::parseCpuStats(nlh);
+  auto s = msg::parseCpuStats(span(nlh));
   ASSERT_TRUE(s);
   EXPECT_EQ(s->cpu, 3u);
   EXPECT_EQ(s->found, 10u);
@@ -149,11 +154,79 @@ TEST(ConntrackMsg, ParseStats) {
   mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg));
   mnl_attr_put_u32(nlh, CTA_STATS_GLOBAL_ENTRIES, htonl(150));
   mnl_attr_put_u32(nlh, CTA_STATS_GLOBAL_MAX_ENTRIES, htonl(1000));
-  auto f = msg::parseGlobalStats(nlh);
+  auto f = msg::parseGlobalStats(span(nlh));
   ASSERT_TRUE(f);
   EXPECT_EQ(f->count, 150u);
   EXPECT_EQ(f->max, 1000u);
   EXPECT_DOUBLE_EQ(f->percent(), 15.0);
+}
+
+// Malformed replies: each is rejected with an error naming what is wrong, never read past.
+// `mutate` edits a valid reply (offsets from the kernelEntryReply layout found by search).
+size_t find(const Bytes& b, std::initializer_list<uint8_t> needle, size_t from = 0) {
+  auto it = std::search(b.begin() + from, b.end(), needle.begin(), needle.end());
+  EXPECT_NE(it, b.end());
+  return static_cast<size_t>(it - b.begin());
+}
+
+// A valid entry reply with the length byte of the first attribute matching `attrHeader`
+// (length, 0, type, 0) set to `len`.
+Bytes withLength(std::initializer_list<uint8_t> attrHeader, uint8_t len) {
+  Bytes b = kernelEntryReply(IPCTNL_MSG_CT_GET);
+  b[find(b, attrHeader)] = len;
+  return b;
+}
+
+TEST(ConntrackMsg, ParseEntryRejectsMalformed) {
+  Bytes good = kernelEntryReply(IPCTNL_MSG_CT_GET);
+  ASSERT_TRUE(msg::parseEntry(good));
+  Bytes noFamilyHeader(good.begin(), good.begin() + 18);
+  uint32_t len18 = 18;
+  std::memcpy(noFamilyHeader.data(), &len18, 4);
+  // An entry without its reply tuple (a delete request has only the original one).
+  Bytes noReply = msg::buildDeleteEntry(1, udpEntry());
+  reinterpret_cast<nlmsghdr*>(noReply.data())->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
+  const std::pair<Bytes, std::string> cases[] = {
+      {Bytes(good.begin(), good.begin() + 10), "shorter than a netlink header"},
+      {noFamilyHeader, "family header"},
+      {Bytes(good.begin(), good.end() - 8), "outside"},                  // a cut datagram
+      {withLength({0x08, 0x00, CTA_STATUS, 0x00}, 0x40), "claims 64 bytes"},  // runs past the end
+      {withLength({0x08, 0x00, CTA_STATUS, 0x00}, 0x02), "claims 2 bytes"},   // below the header
+      {withLength({0x08, 0x00, CTA_STATUS, 0x00}, 0x06), "CTA_STATUS"},       // a u32 of 2 bytes
+      {withLength({0x08, 0x00, CTA_IP_V4_SRC, 0x00}, 0x07), "CTA_IP_V4_SRC"}, // an address of 3
+      {withLength({0x05, 0x00, CTA_PROTO_NUM, 0x00}, 0x06), "CTA_PROTO_NUM"}, // a u8 of 2 bytes
+      {noReply, "reply tuple"},
+  };
+  for (const auto& [bytes, mention] : cases) {
+    auto r = msg::parseEntry(bytes);
+    ASSERT_FALSE(r) << "accepted; expected an error mentioning " << mention;
+    EXPECT_NE(r.error().message().find(mention), std::string::npos) << r.error().message();
+  }
+}
+
+TEST(ConntrackMsg, ParseStatsRejectsMalformed) {
+  Bytes b(MNL_SOCKET_BUFFER_SIZE);
+  auto* nlh = mnl_nlmsg_put_header(b.data());
+  nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET_STATS;
+  mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg));
+  mnl_attr_put_u16(nlh, CTA_STATS_GLOBAL_ENTRIES, htons(150));  // a u32 sent as 2 bytes
+  auto f = msg::parseGlobalStats(span(nlh));
+  ASSERT_FALSE(f);
+  EXPECT_NE(f.error().message().find("CTA_STATS_GLOBAL_ENTRIES"), std::string::npos) << f.error().message();
+
+  nlh = mnl_nlmsg_put_header(b.data());
+  nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET_STATS_CPU;
+  mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg));
+  mnl_attr_put_u64(nlh, CTA_STATS_FOUND, 1);  // 8 bytes for a u32
+  EXPECT_FALSE(msg::parseCpuStats(span(nlh)));
+  // Three stray bytes after the last attribute.
+  nlh = mnl_nlmsg_put_header(b.data());
+  nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET_STATS_CPU;
+  mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg));
+  nlh->nlmsg_len += 3;
+  auto c = msg::parseCpuStats(span(nlh));
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message().find("trailing"), std::string::npos) << c.error().message();
 }
 
 TEST(ConntrackMatch, OrigDstAndNatDst) {
