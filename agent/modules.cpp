@@ -18,6 +18,13 @@ sysctl::Config sysctlConfigFor(const Config& config) {
       c.contributed.push_back({.key = w.key, .value = w.value, .mode = sysctl::Mode::kExact, .reason = w.reason,
                                .source = "ipvs"});
   }
+  // kube-proxy's strictARP: service addresses on the dummy interface are not answered
+  // over ARP on the node's other interfaces (MetalLB's L2 mode announces them instead).
+  if (config.ipvs.enabled && config.ipvs.source == "kubernetes" && config.ipvs.kubernetes.strictArp) {
+    for (const auto& w : ipvs::strictArpSysctls())
+      c.contributed.push_back({.key = w.key, .value = w.value, .mode = sysctl::Mode::kExact, .reason = w.reason,
+                               .source = "ipvs"});
+  }
   return c;
 }
 
@@ -27,7 +34,8 @@ Result<std::vector<std::unique_ptr<Module>>> createModules(
   std::vector<std::unique_ptr<Module>> modules;
   modules.push_back(std::make_unique<NodeModule>(makeContext("node"), options.procRoot, options.sysRoot));
   // Always present so `status` shows it; it changes nothing unless ipvs.enabled is set.
-  modules.push_back(std::make_unique<ipvs::IpvsModule>(makeContext("ipvs"), config.ipvs, options.procRoot));
+  modules.push_back(std::make_unique<ipvs::IpvsModule>(makeContext("ipvs"), config.ipvs, options.procRoot,
+                                                       ipvs::KubeAccess{config.kube, resolveNodeName(config)}));
   if (config.sysctl.enabled) {
     sysctl::ModuleOptions so{.procRoot = options.procRoot,
                              .sysRoot = options.sysRoot,

@@ -12,8 +12,22 @@
 
 namespace nodeagent::ipvs {
 
+// `ipvs.kubernetes`: the Kubernetes service source, with kube-proxy's IPVS options.
+struct KubernetesConfig {
+  std::vector<std::string> clusterCidrs;        // kube-proxy --cluster-cidr
+  std::vector<std::string> nodePortAddresses;   // CIDRs; empty: every address of the node
+  bool masqueradeAll = false;                   // kube-proxy --masquerade-all
+  bool strictArp = false;                       // kube-proxy ipvs.strictARP
+  std::string scheduler = "rr";                 // kube-proxy ipvs.scheduler
+  std::string serviceProxyName;                 // serve services labelled with this name too
+  int listPageSize = 500;                       // items per list request
+  std::string healthCheckBindAddress;           // "": every address
+};
+
 struct Config {
   bool enabled = false;
+  std::string source = "file";  // file | kubernetes
+  KubernetesConfig kubernetes;
   std::string servicesFile = "/etc/nodeagent/services.yaml";
   std::string interface = "nodeagent-ipvs0";  // dummy interface that holds the VIPs
   bool bindVips = true;

@@ -56,6 +56,15 @@ std::vector<int> versionParts(const std::string& release) {
   return v;
 }
 
+// kube-proxy's --cluster-cidr for the nftables rules (only with the Kubernetes source).
+std::vector<netfilter::NftProxyTable::Prefix> clusterPrefixes(const Config& c) {
+  std::vector<netfilter::NftProxyTable::Prefix> out;
+  if (c.source != "kubernetes") return out;
+  for (const auto& text : c.kubernetes.clusterCidrs)
+    if (auto r = Cidr::parse(text)) out.push_back({r->base.family, r->base.bytes, r->prefix});
+  return out;
+}
+
 ReconcilerOptions optionsFrom(const Config& c) {
   ReconcilerOptions o;
   for (const auto& s : c.ownedCidrs)
@@ -71,6 +80,13 @@ std::string runningKernelRelease() {
   return ::uname(&u) == 0 ? u.release : "";
 }
 
+std::vector<SysctlWant> strictArpSysctls() {
+  return {
+      {"net.ipv4.conf.all.arp_ignore", "1", "strict ARP: answer only for addresses of the receiving interface, not the VIPs"},
+      {"net.ipv4.conf.all.arp_announce", "2", "strict ARP: never announce a VIP of the dummy interface as ARP source"},
+  };
+}
+
 std::vector<SysctlWant> wantedSysctls(const std::string& release) {
   std::vector<SysctlWant> out = {
       {"net.ipv4.vs.conntrack", "1", "IPVS keeps conntrack entries so nftables masquerade sees service traffic"},
@@ -84,8 +100,55 @@ std::vector<SysctlWant> wantedSysctls(const std::string& release) {
   return out;
 }
 
-IpvsModule::IpvsModule(agent::ModuleContext ctx, Config config, std::string procRoot)
-    : ctx_(std::move(ctx)), procRoot_(std::move(procRoot)), config_(std::move(config)),
+std::string buildServiceEvent(const InvalidService& s, const std::string& eventName, const std::string& nodeName,
+                              const std::string& timestamp) {
+  return Json::object()
+      .set("apiVersion", "v1")
+      .set("kind", "Event")
+      .set("metadata", Json::object().set("name", eventName).set("namespace", s.ns))
+      .set("involvedObject", Json::object()
+                                 .set("apiVersion", "v1")
+                                 .set("kind", "Service")
+                                 .set("namespace", s.ns)
+                                 .set("name", s.name)
+                                 .set("uid", s.uid))
+      .set("reason", "ServiceNotProgrammed")
+      .set("message", "nodeagent's IPVS proxy on " + nodeName + " skipped this service: " + s.problem)
+      .set("type", "Warning")
+      .set("source", Json::object().set("component", "nodeagent").set("host", nodeName))
+      .set("firstTimestamp", timestamp)
+      .set("lastTimestamp", timestamp)
+      .set("count", 1)
+      .set("reportingComponent", "nodeagent")
+      .set("reportingInstance", nodeName)
+      .dump();
+}
+
+void DurationHistogram::observe(double seconds) {
+  ++count;
+  sum += seconds;
+  double bound = 0.001;
+  for (int i = 0; i < kBuckets; ++i, bound *= 2)
+    if (seconds <= bound) ++counts[i];
+  ++counts[kBuckets];
+}
+
+void DurationHistogram::appendTo(std::vector<agent::Metric>& out, const std::string& name,
+                                 const std::string& help) const {
+  using MT = agent::Metric::Type;
+  double bound = 0.001;
+  for (int i = 0; i < kBuckets; ++i, bound *= 2) {
+    char le[32];
+    std::snprintf(le, sizeof le, "%g", bound);
+    out.push_back({name + "_bucket", help, MT::kCounter, {{"le", le}}, double(counts[i])});
+  }
+  out.push_back({name + "_bucket", help, MT::kCounter, {{"le", "+Inf"}}, double(counts[kBuckets])});
+  out.push_back({name + "_sum", help, MT::kCounter, {}, sum});
+  out.push_back({name + "_count", help, MT::kCounter, {}, double(count)});
+}
+
+IpvsModule::IpvsModule(agent::ModuleContext ctx, Config config, std::string procRoot, KubeAccess kube)
+    : ctx_(std::move(ctx)), procRoot_(std::move(procRoot)), kubeAccess_(std::move(kube)), config_(std::move(config)),
       resyncMs_(config_.resyncInterval.count()) {}
 
 IpvsModule::~IpvsModule() { stop(); }
@@ -95,8 +158,70 @@ void IpvsModule::stop() {
   {
     std::lock_guard lock(mu_);
     src = std::move(source_);
+    kubeSource_ = nullptr;
   }
+  if (kubeClient_) kubeClient_->interrupt();
   if (src) src->stop();
+  health_.stop();
+}
+
+Result<std::unique_ptr<ServiceSource>> IpvsModule::makeSource() {
+  kubeSource_ = nullptr;
+  if (config_.source != "kubernetes") return std::make_unique<FileServiceSource>(config_.servicesFile);
+  if (!kubeClient_) {
+    auto cluster = kube::resolveCluster(kubeAccess_.kube);
+    if (!cluster) return fail(cluster.error().wrap("ipvs.source kubernetes"));
+    if (!*cluster)
+      return failInvalid("ipvs.source is kubernetes but no Kubernetes API is configured or found (kube.mode)");
+    kube::ClientOptions co;
+    co.userAgent = "nodeagent/ipvs";
+    auto c = kube::Client::create(**cluster, co);
+    if (!c) return fail(c.error());
+    kubeClient_ = std::move(*c);
+  }
+  KubeSourceOptions o;
+  o.nodeName = kubeAccess_.nodeName;
+  o.proxy.scheduler = config_.kubernetes.scheduler;
+  o.proxy.masqueradeAll = config_.kubernetes.masqueradeAll;
+  o.proxy.proxyName = config_.kubernetes.serviceProxyName;
+  for (const auto& c : config_.kubernetes.clusterCidrs)
+    if (auto r = Cidr::parse(c)) o.proxy.clusterCidrs.push_back(*r);
+  for (const auto& c : config_.kubernetes.nodePortAddresses)
+    if (auto r = Cidr::parse(c)) o.nodePortCidrs.push_back(*r);
+  o.pageSize = config_.kubernetes.listPageSize;
+  o.vipInterface = config_.interface;
+  auto src = std::make_unique<KubeServiceSource>(*kubeClient_, std::move(o));
+  kubeSource_ = src.get();
+  return src;
+}
+
+// After a pass of the Kubernetes source: health-check listeners, Events for services that
+// could not be programmed, network programming latency of the slice changes it applied.
+void IpvsModule::afterKubePass(bool applied) {
+  if (!kubeSource_) return;
+  auto log = log::get("ipvs");
+  if (auto r = health_.update(kubeSource_->healthChecks()); !r) {
+    if (!healthError_ || healthError_->message() != r.error().message()) log->warn("{}", r.error().message());
+    healthError_ = r.error();
+  } else {
+    healthError_.reset();
+  }
+  for (const auto& inv : kubeSource_->takeNewInvalid()) {
+    if (ctx_.dryRun || !kubeClient_) break;
+    auto now = std::chrono::system_clock::now();
+    char name[96];
+    std::snprintf(name, sizeof name, "%.60s.%llx", inv.name.c_str(),
+                  static_cast<unsigned long long>(now.time_since_epoch().count()));
+    auto r = kubeClient_->request("POST", "/api/v1/namespaces/" + inv.ns + "/events",
+                                  buildServiceEvent(inv, name, kubeAccess_.nodeName, formatRfc3339(now)));
+    if (r) ++eventsSent_;
+    else ++eventsFailed_, log->debug("event for service {}/{}: {}", inv.ns, inv.name, r.error().message());
+  }
+  if (applied) {
+    auto now = std::chrono::system_clock::now();
+    for (auto t : kubeSource_->takeTriggerTimes())
+      programmingDurations_.observe(std::max(0.0, std::chrono::duration<double>(now - t).count()));
+  }
 }
 
 std::chrono::milliseconds IpvsModule::resyncInterval() const { return std::chrono::milliseconds(resyncMs_.load()); }
@@ -128,9 +253,12 @@ Result<void> IpvsModule::ensureOpen() {
     reconciler_ = std::make_unique<Reconciler>(*table_, *ownership_, SystemClock::instance(), optionsFrom(config_),
                                                flusher_.get());
   if (!vips_ && config_.bindVips) vips_ = std::make_unique<VipManager>(config_.interface, dir + "/interface");
-  if (!nft_ && config_.nftables) nft_ = std::make_unique<netfilter::NftProxyTable>(config_.nftTable, config_.masqueradeMark);
+  if (!nft_ && config_.nftables)
+    nft_ = std::make_unique<netfilter::NftProxyTable>(config_.nftTable, config_.masqueradeMark, clusterPrefixes(config_));
   if (!source_) {
-    source_ = std::make_unique<FileServiceSource>(config_.servicesFile);
+    auto src = makeSource();
+    if (!src) return fail(src.error());
+    source_ = std::move(*src);
     source_->watch([this] {
       sourceChanged_ = true;
       if (ctx_.trigger) ctx_.trigger();
@@ -142,6 +270,9 @@ Result<void> IpvsModule::ensureOpen() {
 Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
   if (auto r = ensureOpen(); !r) return fail(r.error());
   auto log = log::get("ipvs");
+  // Before the source has its whole input (the first lists from the API), nothing is
+  // programmed and nothing removed: a restart while the API is away keeps the kernel as is.
+  if (!source_->ready()) return failErrno(EAGAIN, "waiting for " + source_->describe());
   if (sourceChanged_.exchange(false)) {
     auto d = source_->load(&desired_);
     if (!d) {
@@ -191,6 +322,7 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
   if (!pass.dryRun) pendingChanged_.clear();
   if (!pass.dryRun) {
     lastDuration_ = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+    syncDurations_.observe(double(lastDuration_.count()) / 1e6);
     ++syncs_;
     if (report->fullRead) ++fullReads_;
     opsApplied_ += report->applied;
@@ -210,6 +342,7 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
       edgesStale_ = false;
     }
   }
+  if (!pass.dryRun) afterKubePass(true);
   return report;
 }
 
@@ -225,7 +358,7 @@ bool IpvsModule::vipWanted(uint16_t family, const Address& a) const {
   for (Protocol p : {Protocol::kTcp, Protocol::kUdp, Protocol::kSctp}) {
     for (auto it = desired_.lower_bound(ServiceKey{family, p, a, 0, 0});
          it != desired_.end() && it->first.family == family && it->first.protocol == p && it->first.address == a; ++it)
-      if (live(it->first)) return true;
+      if (live(it->first) && it->second->bindVip) return true;
   }
   return false;
 }
@@ -236,7 +369,11 @@ netfilter::NftService IpvsModule::nftService(const ServiceKey& k) const {
   n.addr = k.address.bytes;
   n.protocol = static_cast<uint8_t>(k.protocol);
   n.port = k.port;
-  if (auto it = desired_.find(k); it != desired_.end()) n.masquerade = it->second->masquerade;
+  if (auto it = desired_.find(k); it != desired_.end()) {
+    n.masquerade = it->second->masquerade;
+    n.masqueradeOutside = it->second->masqueradeOutside;
+    n.vip = it->second->bindVip;
+  }
   return n;
 }
 
@@ -246,7 +383,7 @@ Result<void> IpvsModule::syncEdges(bool full, const std::vector<ServiceKey>& cha
     if (vips_) {
       std::set<Address> vips;
       for (const auto& [k, s] : desired_)
-        if (live(k)) vips.insert(k.address);
+        if (live(k) && s->bindVip) vips.insert(k.address);
       if (auto r = vips_->sync(vips, true); !r) return fail(r.error().wrap("VIPs"));
     }
     if (nft_) {
@@ -275,12 +412,14 @@ Result<void> IpvsModule::syncEdges(bool full, const std::vector<ServiceKey>& cha
 Result<void> IpvsModule::reconcile(const agent::ReconcileContext& ctx) {
   std::lock_guard lock(mu_);
   if (auto next = pendingConfig_.take()) {
-    bool sourceMoved = next->servicesFile != config_.servicesFile;
+    bool sourceMoved = next->servicesFile != config_.servicesFile || next->source != config_.source ||
+                       !(toJson(*next).get("kubernetes") == toJson(config_).get("kubernetes"));
     bool ifMoved = next->interface != config_.interface || next->bindVips != config_.bindVips;
     config_ = std::move(*next);
     if (sourceMoved && source_) {
       source_->stop();
       source_.reset();
+      kubeSource_ = nullptr;
     }
     if (ifMoved) vips_.reset();
     nft_.reset();  // table name or mark may have changed: rebuilt on the next pass
@@ -298,6 +437,15 @@ Result<void> IpvsModule::reconcile(const agent::ReconcileContext& ctx) {
     return {};
   }
   auto report = syncLocked(Pass{ctx.initial || ctx.resync, ctx.dryRun || ctx_.dryRun});
+  if (!report && source_ && !source_->ready()) {
+    agent::ModuleState s;
+    s.name = name();
+    s.health = agent::Health::kStarting;
+    s.summary = report.error().message();
+    s.conditions.push_back({"ServiceProxyReady", false, "WaitingForApi", s.summary});
+    ctx_.store->publish(std::move(s));
+    return {};
+  }
   if (!report) {
     publish(nullptr, report.error());
     return fail(report.error());
@@ -320,6 +468,8 @@ Result<void> IpvsModule::teardown(bool dryRun) {
   if (source_) {
     source_->stop();
     source_.reset();
+    kubeSource_ = nullptr;
+    (void)health_.update({});
   }
   if (dryRun) {
     if (!teardownLogged_)
@@ -396,9 +546,47 @@ void IpvsModule::publish(const SyncReport* report, const std::optional<Error>& e
     else
       s.conditions.push_back({"IpvsSynced", true, "InSync", s.summary});
   }
+  Json kubeDetails;
+  if (kubeSource_) {
+    auto ks = kubeSource_->status();
+    bool ready = ks.synced && !error && report && report->failures.empty();
+    std::string msg = std::to_string(ks.programmed) + " Kubernetes services programmed, " +
+                      std::to_string(ks.skipped) + " skipped, " + std::to_string(ks.invalid) + " invalid";
+    s.conditions.push_back({"ServiceProxyReady", ready, ready ? "Programmed" : error ? "SyncFailed" : "ChangesFailed",
+                            ready ? msg : error ? error->message() : msg});
+    Json problems = Json::array();
+    for (const auto& p : ks.problems) problems.push(p);
+    auto watch = [](const kube::ListWatchStats& w) {
+      return Json::object()
+          .set("lists", w.lists)
+          .set("relists", w.relists)
+          .set("resumes", w.resumes)
+          .set("events", w.events)
+          .set("bookmarks", w.bookmarks)
+          .set("resource_version", w.resourceVersion)
+          .set("last_error", w.lastError);
+    };
+    kubeDetails = Json::object()
+                      .set("services", ks.services)
+                      .set("programmed", ks.programmed)
+                      .set("skipped", ks.skipped)
+                      .set("invalid", ks.invalid)
+                      .set("conflicts", ks.conflicts)
+                      .set("endpoint_slices", ks.slices)
+                      .set("problems", problems)
+                      .set("health_check_ports", health_.listeners())
+                      .set("events_sent", eventsSent_)
+                      .set("events_failed", eventsFailed_)
+                      .set("services_watch", watch(ks.serviceWatch))
+                      .set("endpointslices_watch", watch(ks.sliceWatch))
+                      .set("node_watch", watch(ks.nodeWatch));
+    if (ks.invalid > 0 && s.health == agent::Health::kHealthy) s.summary += ", " + std::to_string(ks.invalid) + " invalid services skipped";
+  }
   Json conflicts = Json::array();
   for (const auto& c : lastConflicts_) conflicts.push(c);
   s.details = Json::object()
+                  .set("source", config_.source)
+                  .set("kubernetes", kubeDetails)
                   .set("services_file", config_.servicesFile)
                   .set("owned_services", owned)
                   .set("endpoints", endpoints)
@@ -418,6 +606,20 @@ void IpvsModule::publish(const SyncReport* report, const std::optional<Error>& e
       {"nodeagent_ipvs_operation_failures_total", "IPVS netlink operations the kernel refused", MT::kCounter, {}, double(opFailures_)},
       {"nodeagent_ipvs_last_sync_seconds", "duration of the last sync", MT::kGauge, {}, double(lastDuration_.count()) / 1e6},
   };
+  if (kubeSource_) {
+    auto ks = kubeSource_->status();
+    using MT = agent::Metric::Type;
+    s.metrics.push_back({"nodeagent_ipvs_kubernetes_services", "Kubernetes services by what the proxy did with them",
+                         MT::kGauge, {{"state", "programmed"}}, double(ks.programmed)});
+    s.metrics.push_back({"nodeagent_ipvs_kubernetes_services", "Kubernetes services by what the proxy did with them",
+                         MT::kGauge, {{"state", "skipped"}}, double(ks.skipped)});
+    s.metrics.push_back({"nodeagent_ipvs_kubernetes_services", "Kubernetes services by what the proxy did with them",
+                         MT::kGauge, {{"state", "invalid"}}, double(ks.invalid)});
+    syncDurations_.appendTo(s.metrics, "nodeagent_ipvs_sync_proxy_rules_duration_seconds",
+                            "time to program the changed services into the kernel, per pass (kube-proxy's meaning)");
+    programmingDurations_.appendTo(s.metrics, "nodeagent_ipvs_network_programming_duration_seconds",
+                                   "from an EndpointSlice's last-change-trigger-time to its change in the kernel");
+  }
   ctx_.store->publish(std::move(s));
 }
 
@@ -430,8 +632,10 @@ Json IpvsModule::listJson() {
     bool owned = reconciler_ && reconciler_->owns(k);
     std::string sched = st.service.scheduler;
     if (st.service.timeout) sched += " persistent " + std::to_string(st.service.timeout);
+    auto want = desired_.find(k);
     items.push(Json::object()
                    .set("service", k.toString())
+                   .set("name", want != desired_.end() ? want->second->name : "")
                    .set("endpoint", "")
                    .set("scheduler", sched)
                    .set("forward", "")
@@ -444,6 +648,7 @@ Json IpvsModule::listJson() {
       bool drain = reconciler_ && reconciler_->draining().contains({k, d.dest.key});
       items.push(Json::object()
                      .set("service", "")
+                     .set("name", "")
                      .set("endpoint", d.dest.key.toString())
                      .set("scheduler", "")
                      .set("forward", std::string(forwardName(d.dest.forward)))

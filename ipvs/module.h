@@ -11,9 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "agent/kube/client.h"
+#include "agent/kube/config.h"
 #include "agent/module.h"
 #include "common/handoff.h"
 #include "ipvs/config.h"
+#include "ipvs/health_server.h"
+#include "ipvs/kube_source.h"
 #include "ipvs/reconciler.h"
 #include "ipvs/service_source.h"
 #include "ipvs/vip_manager.h"
@@ -32,10 +36,34 @@ struct SysctlWant {
 // The sysctl module applies them (agent/modules.cpp contributes them to its config).
 std::vector<SysctlWant> wantedSysctls(const std::string& kernelRelease);
 std::string runningKernelRelease();  // uname -r
+// kube-proxy's ipvs.strictARP: net.ipv4.conf.all.arp_ignore=1 and arp_announce=2.
+std::vector<SysctlWant> strictArpSysctls();
+
+// What the Kubernetes service source needs from the agent's config.
+struct KubeAccess {
+  kube::Config kube;
+  std::string nodeName;
+};
+
+// The Event that tells a Service's owner why the proxy skipped it (core/v1 Event JSON).
+//   kubectl create -f - <<< '{"kind":"Event","involvedObject":{"kind":"Service",...},...}'
+std::string buildServiceEvent(const InvalidService& s, const std::string& eventName, const std::string& nodeName,
+                              const std::string& timestamp);
+
+// A Prometheus histogram kept as cumulative bucket counters (kube-proxy's buckets:
+// 1 ms doubling 15 times).
+struct DurationHistogram {
+  static constexpr int kBuckets = 15;
+  uint64_t counts[kBuckets + 1] = {};  // the last: +Inf
+  uint64_t count = 0;
+  double sum = 0;
+  void observe(double seconds);
+  void appendTo(std::vector<agent::Metric>& out, const std::string& name, const std::string& help) const;
+};
 
 class IpvsModule final : public agent::Module {
  public:
-  IpvsModule(agent::ModuleContext ctx, Config config, std::string procRoot);
+  IpvsModule(agent::ModuleContext ctx, Config config, std::string procRoot, KubeAccess kube = {});
   ~IpvsModule() override;
   std::string name() const override { return "ipvs"; }
   Result<void> reconcile(const agent::ReconcileContext& ctx) override;
@@ -60,8 +88,18 @@ class IpvsModule final : public agent::Module {
   netfilter::NftService nftService(const ServiceKey& k) const;
   Json listJson();
 
+  [[nodiscard]] Result<std::unique_ptr<ServiceSource>> makeSource();
+  void afterKubePass(bool applied);
+
   agent::ModuleContext ctx_;
   std::string procRoot_;
+  KubeAccess kubeAccess_;
+  std::unique_ptr<kube::Client> kubeClient_;
+  KubeServiceSource* kubeSource_ = nullptr;  // source_ when it is the Kubernetes one
+  HealthCheckServer health_;
+  std::optional<Error> healthError_;
+  DurationHistogram syncDurations_, programmingDurations_;
+  uint64_t eventsSent_ = 0, eventsFailed_ = 0;
   mutable std::mutex mu_;  // guards everything below (reconcile thread vs. control calls)
   Config config_;
   std::atomic<int64_t> resyncMs_;  // config_.resyncInterval, readable without mu_

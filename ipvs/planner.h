@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -51,6 +52,15 @@ struct DesiredService {
   Service service;
   bool masquerade = false;  // SNAT traffic to this service (nftables mark + masquerade)
   Dests dests;
+  // Set by the Kubernetes source (a services file leaves the defaults):
+  // SNAT only traffic from outside the cluster CIDR (kube-proxy's --cluster-cidr); a
+  // `masquerade` service SNATs everything whatever this says.
+  bool masqueradeOutside = false;
+  // False for a NodePort on one of the node's own addresses: that address is neither bound
+  // on the VIP interface nor closed to other ports (the node's ssh is on it).
+  bool bindVip = true;
+  std::vector<Cidr> sourceRanges;  // loadBalancerSourceRanges: other sources are dropped
+  std::string name;                // namespace/name:port of the Kubernetes service
   bool operator==(const DesiredService&) const = default;
 };
 

@@ -26,6 +26,9 @@ class ServiceSource {
   virtual void watch(std::function<void()> onChange) = 0;
   virtual void stop() {}
   virtual std::string describe() const = 0;
+  // False while the source has not seen its whole input yet (the Kubernetes source before
+  // its first lists): the module then programs nothing rather than a partial set.
+  virtual bool ready() const { return true; }
 };
 
 // Parses the services file. Every error names file:line:col and the key.

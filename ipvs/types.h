@@ -33,6 +33,7 @@ struct Cidr {
   [[nodiscard]] static Result<Cidr> parse(std::string_view text);
   bool contains(const Address& a) const;
   std::string toString() const;
+  bool operator==(const Cidr&) const = default;
 };
 
 enum class Protocol : uint16_t { kTcp = 6, kUdp = 17, kSctp = 132 };

@@ -129,6 +129,21 @@ nftnl_expr* lookup(const std::string& set, uint32_t sreg, bool invert) {
   if (invert) nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
   return e;
 }
+nftnl_expr* cmpNeq(uint32_t sreg, const void* data, uint32_t len) {
+  auto* e = cmpEq(sreg, data, len);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, NFT_CMP_NEQ);
+  return e;
+}
+nftnl_expr* bitwiseMask(uint32_t reg, const uint8_t* mask, uint32_t len) {
+  static const uint8_t zero[16] = {};
+  auto* e = nftnl_expr_alloc("bitwise");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, reg);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, reg);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, len);
+  nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask, len);
+  nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, zero, len);
+  return e;
+}
 nftnl_expr* bitwise(uint32_t reg, uint32_t mask, uint32_t x) {
   auto* e = nftnl_expr_alloc("bitwise");
   nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, reg);
@@ -217,12 +232,12 @@ void putElems(Batch& b, const std::string& table, const std::string& set, const 
 }
 
 // Element keys to add and delete per set, indexed as kElemSets.
-using ElemKeys = std::vector<std::vector<uint8_t>>[6];
-constexpr const char* kElemSets[6] = {"vips4", "vips6", "svc4", "svc6", "masq4", "masq6"};
+using ElemKeys = std::vector<std::vector<uint8_t>>[8];
+constexpr const char* kElemSets[8] = {"vips4", "vips6", "svc4", "svc6", "masq4", "masq6", "masqx4", "masqx6"};
 
 // All element changes of one pass, set by set, deletes before adds (one transaction).
 void putElemChanges(Batch& b, const std::string& table, const ElemKeys& add, const ElemKeys& del) {
-  for (int i = 0; i < 6; ++i) {
+  for (int i = 0; i < 8; ++i) {
     if (!del[i].empty()) putElems(b, table, kElemSets[i], del[i], false);
     if (!add[i].empty()) putElems(b, table, kElemSets[i], add[i], true);
   }
@@ -315,6 +330,8 @@ Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebu
     putSet(b, table_, "svc6", t6, 24, 4);
     putSet(b, table_, "masq4", t4, 12, 5);
     putSet(b, table_, "masq6", t6, 24, 6);
+    putSet(b, table_, "masqx4", t4, 12, 7);
+    putSet(b, table_, "masqx6", t6, 24, 8);
     putChain(b, table_, "input", NF_INET_LOCAL_IN, 0, "filter");
     putChain(b, table_, "mark-pre", NF_INET_PRE_ROUTING, -150, "filter");
     putChain(b, table_, "mark-out", NF_INET_LOCAL_OUT, -150, "filter");
@@ -343,6 +360,24 @@ Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebu
         addExpr(r, bitwise(NFT_REG_1, ~mark_, mark_));
         addExpr(r, metaSet(NFT_META_MARK, NFT_REG_1));
         putRule(b, table_, chain, r);
+        for (const auto& c : clusterCidrs_) {
+          if (c.family != family) continue;
+          // ip saddr != CIDR ip daddr . meta l4proto . th dport @masqx4 meta mark set meta mark | MARK
+          uint32_t len = v6 ? 16 : 4;
+          uint8_t mask[16] = {}, base[16] = {};
+          for (int i = 0; i < c.length; ++i) mask[i / 8] |= uint8_t(0x80 >> (i % 8));
+          for (uint32_t i = 0; i < len; ++i) base[i] = c.addr[i] & mask[i];
+          auto* x = nftnl_rule_alloc();
+          loadServiceKey(x, family);  // the key sits in registers 0 to 5; the source goes to 3
+          addExpr(x, payload(NFT_PAYLOAD_NETWORK_HEADER, v6 ? 8 : 12, len, NFT_REG_3));
+          addExpr(x, bitwiseMask(NFT_REG_3, mask, len));
+          addExpr(x, cmpNeq(NFT_REG_3, base, len));
+          addExpr(x, lookup(v6 ? "masqx6" : "masqx4", NFT_REG32_00, false));
+          addExpr(x, meta(NFT_META_MARK, NFT_REG_1));
+          addExpr(x, bitwise(NFT_REG_1, ~mark_, mark_));
+          addExpr(x, metaSet(NFT_META_MARK, NFT_REG_1));
+          putRule(b, table_, chain, x);
+        }
       }
     }
     {
@@ -357,8 +392,10 @@ Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebu
     current_.clear();
   }
   std::set<std::vector<uint8_t>> haveVips, wantVips;
-  for (const auto& s : current_) haveVips.insert(vipKey(s));
-  for (const auto& s : services) wantVips.insert(vipKey(s));
+  for (const auto& s : current_)
+    if (s.vip) haveVips.insert(vipKey(s));
+  for (const auto& s : services)
+    if (s.vip) wantVips.insert(vipKey(s));
   ElemKeys add, del;
   for (const auto& v : wantVips)
     if (!haveVips.contains(v)) add[v.size() == 16].push_back(v);
@@ -370,16 +407,18 @@ Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebu
     if (!had) {
       add[idx(s, 2)].push_back(nftServiceKey(s));
       if (s.masquerade) add[idx(s, 4)].push_back(nftServiceKey(s));
+      else if (s.masqueradeOutside) add[idx(s, 6)].push_back(nftServiceKey(s));
     }
   }
   for (const auto& s : current_) {
     if (services.contains(s)) continue;
     del[idx(s, 2)].push_back(nftServiceKey(s));
     if (s.masquerade) del[idx(s, 4)].push_back(nftServiceKey(s));
+    else if (s.masqueradeOutside) del[idx(s, 6)].push_back(nftServiceKey(s));
   }
-  // A service whose masquerade flag flips is a different NftService: handled above as one
-  // delete and one add of the same svc key; drop that pair so the svc set is untouched.
-  for (int i : {2, 3}) {
+  // A service whose flags change is a different NftService: handled above as one delete
+  // and one add of the same key; drop such pairs so the set is untouched.
+  for (int i : {2, 3, 4, 5, 6, 7}) {
     std::set<std::vector<uint8_t>> a(add[i].begin(), add[i].end()), d(del[i].begin(), del[i].end());
     std::erase_if(add[i], [&](const auto& k) { return d.contains(k); });
     std::erase_if(del[i], [&](const auto& k) { return a.contains(k); });
@@ -397,23 +436,26 @@ Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebu
 }
 
 namespace {
-// The entry of `current` for the service of `s` (any masquerade flag), or end.
+// The entry of `current` for the service of `s` (any flags), or end.
 std::set<NftService>::const_iterator findService(const std::set<NftService>& current, const NftService& s) {
   NftService probe = s;
   probe.masquerade = false;
+  probe.masqueradeOutside = false;
+  probe.vip = false;
   auto it = current.lower_bound(probe);
-  for (int i = 0; i < 2 && it != current.end(); ++i, ++it)
+  for (int i = 0; i < 8 && it != current.end(); ++i, ++it)
     if (it->family == s.family && it->addr == s.addr && it->protocol == s.protocol && it->port == s.port) return it;
   return current.end();
 }
 
-// Whether any service of `current` has the VIP of `s`.
+// Whether any service of `current` has the VIP of `s` (as a VIP, not a node address).
 bool hasVip(const std::set<NftService>& current, const NftService& s) {
   NftService probe;
   probe.family = s.family;
   probe.addr = s.addr;
-  auto it = current.lower_bound(probe);
-  return it != current.end() && it->family == s.family && it->addr == s.addr;
+  for (auto it = current.lower_bound(probe); it != current.end() && it->family == s.family && it->addr == s.addr; ++it)
+    if (it->vip) return true;
+  return false;
 }
 }  // namespace
 
@@ -434,12 +476,15 @@ Result<void> NftProxyTable::update(std::span<const NftChange> changes) {
     if (!vipBefore.contains(key)) vipBefore.emplace(key, std::pair{s, hasVip(current_, s)});
     auto it = findService(current_, s);
     bool had = it != current_.end(), hadMasq = had && it->masquerade;
-    bool want = c.present, wantMasq = want && s.masquerade;
+    bool hadMasqX = had && !it->masquerade && it->masqueradeOutside;
+    bool want = c.present, wantMasq = want && s.masquerade, wantMasqX = want && !s.masquerade && s.masqueradeOutside;
     int v6 = s.family == AF_INET6;
     if (had && !want) del[2 + v6].push_back(nftServiceKey(s));
     if (!had && want) add[2 + v6].push_back(nftServiceKey(s));
     if (hadMasq && !wantMasq) del[4 + v6].push_back(nftServiceKey(s));
     if (!hadMasq && wantMasq) add[4 + v6].push_back(nftServiceKey(s));
+    if (hadMasqX && !wantMasqX) del[6 + v6].push_back(nftServiceKey(s));
+    if (!hadMasqX && wantMasqX) add[6 + v6].push_back(nftServiceKey(s));
     if (had) current_.erase(it);
     if (want) current_.insert(s);
   }

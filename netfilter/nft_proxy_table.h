@@ -6,10 +6,12 @@
 //     set vips4 { type ipv4_addr }            set vips6 { type ipv6_addr }
 //     set svc4  { type ipv4_addr . inet_proto . inet_service }   (svc6 likewise)
 //     set masq4 { same type: services whose traffic is SNAT-ed }  (masq6 likewise)
+//     set masqx4 { same type: SNAT-ed only from outside the cluster CIDR } (masqx6 likewise)
 //     chain input  { type filter hook input priority filter;
 //       meta l4proto tcp|udp|sctp ip daddr @vips4 ip daddr . meta l4proto . th dport != @svc4 drop }
 //     chain mark-pre / mark-out { type filter hook prerouting|output priority mangle;
-//       ip daddr . meta l4proto . th dport @masq4 meta mark set meta mark | MARK }
+//       ip daddr . meta l4proto . th dport @masq4 meta mark set meta mark | MARK
+//       ip saddr != CLUSTER_CIDR4 ip daddr . meta l4proto . th dport @masqx4 meta mark set ... }
 //     chain masq { type nat hook postrouting priority srcnat; meta mark & MARK == MARK masquerade }
 //   }
 #pragma once
@@ -31,6 +33,8 @@ struct NftService {
   uint8_t protocol = 0;  // IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP
   uint16_t port = 0;     // host byte order
   bool masquerade = false;
+  bool masqueradeOutside = false;  // SNAT only from outside the cluster CIDR of its family
+  bool vip = true;  // the address is a VIP (in vips4/6: other ports dropped); false: a node address
   auto operator<=>(const NftService&) const = default;
 };
 
@@ -53,7 +57,14 @@ std::vector<uint8_t> buildSetElemsMessage(const std::string& table, const std::s
 
 class NftProxyTable {
  public:
-  NftProxyTable(std::string table, uint32_t mark) : table_(std::move(table)), mark_(mark) {}
+  // `clusterCidrs`: at most one per family (kube-proxy's --cluster-cidr), for masqx4/6.
+  struct Prefix {
+    int family = 0;
+    std::array<uint8_t, 16> addr{};
+    int length = 0;
+  };
+  NftProxyTable(std::string table, uint32_t mark, std::vector<Prefix> clusterCidrs = {})
+      : table_(std::move(table)), mark_(mark), clusterCidrs_(std::move(clusterCidrs)) {}
   // Makes the table hold exactly `services`. The first call of a process (and `rebuild`)
   // replaces the whole table in one atomic batch (delete + create: never a moment without
   // it); later calls send only element additions and deletions.
@@ -68,6 +79,7 @@ class NftProxyTable {
  private:
   std::string table_;
   uint32_t mark_;
+  std::vector<Prefix> clusterCidrs_;
   bool built_ = false;
   std::set<NftService> current_;
 };

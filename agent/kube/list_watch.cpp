@@ -57,7 +57,50 @@ ListWatchStats ListWatch::stats() const {
   return stats_;
 }
 
+bool ListWatch::listRaw() {
+  std::string cont;
+  bool first = true;
+  std::string rv;
+  do {
+    std::string path = opts_.path;
+    char sep = '?';
+    auto param = [&](const std::string& k, const std::string& v) {
+      path += sep + k + "=" + urlEncode(v);
+      sep = '&';
+    };
+    if (!opts_.fieldSelector.empty()) param("fieldSelector", opts_.fieldSelector);
+    if (opts_.pageSize > 0) param("limit", std::to_string(opts_.pageSize));
+    if (!cont.empty()) param("continue", cont);
+    auto r = client_.request("GET", path);
+    if (!r) {
+      std::lock_guard l(statsMu_);
+      stats_.lastError = r.error().message();
+      log::get("kube")->debug("list {}: {}", opts_.path, r.error().message());
+      return false;  // a continue token that expired (410) restarts the list as well
+    }
+    auto page = handler_.onListPage(r->body, first);
+    if (!page) {
+      std::lock_guard l(statsMu_);
+      stats_.lastError = "list " + opts_.path + ": " + page.error().message();
+      return false;
+    }
+    first = false;
+    cont = page->continueToken;
+    if (rv.empty() || cont.empty()) rv = page->resourceVersion;  // a list's version is its first page's
+  } while (!cont.empty() && !stop_);
+  if (stop_) return false;
+  rv_ = rv;
+  {
+    std::lock_guard l(statsMu_);
+    stats_.lists++;
+    stats_.resourceVersion = rv_;
+  }
+  if (handler_.onListDone) handler_.onListDone(rv_);
+  return true;
+}
+
 bool ListWatch::list() {
+  if (handler_.onListPage) return listRaw();
   std::string path = opts_.path;
   if (!opts_.fieldSelector.empty()) path += "?fieldSelector=" + urlEncode(opts_.fieldSelector);
   auto r = client_.request("GET", path);
@@ -93,6 +136,25 @@ ListWatch::WatchEnd ListWatch::watchOnce() {
     stats_.watches++;
   }
   bool gone = false;
+  auto onRawLine = [&](std::string_view line) {
+    auto ev = handler_.onRawEvent(line);
+    if (!ev) {
+      log::get("kube")->debug("watch {}: undecodable event: {}", opts_.path, ev.error().message());
+      return false;  // resume from the last good version
+    }
+    if (ev->type == "ERROR") {
+      if (ev->errorCode == 410) gone = true;
+      std::lock_guard l(statsMu_);
+      stats_.lastError = "watch " + opts_.path + ": " + ev->errorMessage;
+      return false;
+    }
+    if (!ev->resourceVersion.empty()) rv_ = ev->resourceVersion;
+    std::lock_guard l(statsMu_);
+    stats_.resourceVersion = rv_;
+    if (ev->type == "BOOKMARK") stats_.bookmarks++;
+    else stats_.events++;
+    return !stop_.load();
+  };
   auto onLine = [&](std::string_view line) {
     auto ev = decodeWatchEvent(line);
     if (!ev) {
@@ -122,7 +184,9 @@ ListWatch::WatchEnd ListWatch::watchOnce() {
   };
   // The client gives up a little after the server should have ended the stream, so a
   // silently dead connection cannot hold the watch forever.
-  auto r = client_.stream(path, onLine, std::chrono::seconds(timeoutSec) + std::chrono::seconds(30), &stop_);
+  auto streamTimeout = std::chrono::seconds(timeoutSec) + std::chrono::seconds(30);
+  auto r = handler_.onRawEvent ? client_.stream(path, onRawLine, streamTimeout, &stop_)
+                               : client_.stream(path, onLine, streamTimeout, &stop_);
   if (stop_) return WatchEnd::kStopped;
   if (gone) return WatchEnd::kRelist;
   if (!r) {

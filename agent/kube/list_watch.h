@@ -24,6 +24,19 @@ struct ListWatchOptions {
   std::chrono::milliseconds watchTimeout{300'000};  // timeoutSeconds asked of the server
   std::chrono::milliseconds backoffBase{500};
   std::chrono::milliseconds backoffMax{30'000};
+  int pageSize = 0;  // list in pages of this many items (limit/continue); 0: one request
+};
+
+// What a raw handler found in a list page or a watch event (it parses the text itself).
+struct RawListPage {
+  std::string resourceVersion;
+  std::string continueToken;  // "": the last page
+};
+struct RawWatchEvent {
+  std::string type;  // ADDED MODIFIED DELETED BOOKMARK ERROR
+  std::string resourceVersion;
+  int errorCode = 0;  // ERROR: the Status code
+  std::string errorMessage;
 };
 
 struct ListWatchHandler {
@@ -31,6 +44,12 @@ struct ListWatchHandler {
   std::function<void(const std::vector<Json>& items, const std::string& resourceVersion)> onList;
   // ADDED, MODIFIED or DELETED with the object.
   std::function<void(const std::string& type, const Json& object)> onEvent;
+  // Raw mode, for large collections (set these instead of onList/onEvent): the handler
+  // decodes the text straight into its own structs, so no JSON tree of the whole list is
+  // ever built. A (re)list is onListPage for each page, then onListDone.
+  std::function<Result<RawListPage>(std::string_view page, bool first)> onListPage;
+  std::function<void(const std::string& resourceVersion)> onListDone;
+  std::function<Result<RawWatchEvent>(std::string_view line)> onRawEvent;
 };
 
 struct ListWatchStats {
@@ -55,6 +74,7 @@ class ListWatch {
  private:
   enum class WatchEnd { kResume, kRelist, kStopped };
   bool list();
+  bool listRaw();
   WatchEnd watchOnce();
   bool sleep(std::chrono::milliseconds d);
 

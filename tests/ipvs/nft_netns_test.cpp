@@ -91,6 +91,40 @@ TEST(NftProxyTable, BuildsTableAndUpdatesElementsInANetns) {
   EXPECT_NE(run("nft list tables").find("table inet other"), std::string::npos);
 }
 
+// The Kubernetes source's flags: ClusterIP traffic SNAT-ed only from outside the cluster
+// CIDR (masqx4 and a `saddr !=` rule), and a NodePort on a node address that is not a VIP
+// (no entry in vips4, so the node's other ports stay open).
+TEST(NftProxyTable, ClusterCidrMasqueradeAndNodeAddresses) {
+  ASSERT_EQ(::unshare(CLONE_NEWNET), 0) << "needs root (CAP_SYS_ADMIN) for a network namespace";
+  NftProxyTable::Prefix cidr{AF_INET, {}, 16};
+  ::inet_pton(AF_INET, "10.244.0.0", cidr.addr.data());
+  NftProxyTable t("nodeagent-ipvs", 0x4000, {cidr});
+  NftService cluster = svc("10.96.0.20", IPPROTO_TCP, 80, false);
+  cluster.masqueradeOutside = true;
+  NftService nodePort = svc("192.168.1.10", IPPROTO_TCP, 30080, true);
+  nodePort.vip = false;
+  ASSERT_TRUE(t.sync({cluster, nodePort}));
+  std::string pre = run("nft list chain inet nodeagent-ipvs mark-pre");
+  std::cout << pre;
+  EXPECT_NE(pre.find("ip saddr != 10.244.0.0/16"), std::string::npos);
+  EXPECT_NE(run("nft list set inet nodeagent-ipvs masqx4").find("10.96.0.20 . tcp . 80"), std::string::npos);
+  EXPECT_EQ(run("nft list set inet nodeagent-ipvs masq4").find("10.96.0.20"), std::string::npos);
+  EXPECT_NE(run("nft list set inet nodeagent-ipvs masq4").find("192.168.1.10 . tcp . 30080"), std::string::npos);
+  EXPECT_NE(run("nft list set inet nodeagent-ipvs svc4").find("192.168.1.10 . tcp . 30080"), std::string::npos);
+  EXPECT_EQ(run("nft list set inet nodeagent-ipvs vips4").find("192.168.1.10"), std::string::npos);
+  EXPECT_NE(run("nft list set inet nodeagent-ipvs vips4").find("10.96.0.20"), std::string::npos);
+  // masquerade_all switched on: the element moves from masqx4 to masq4.
+  NftService all = cluster;
+  all.masquerade = true;
+  std::vector<NftChange> changes = {{all, true}, {nodePort, false}};
+  ASSERT_TRUE(t.update(changes));
+  EXPECT_EQ(run("nft list set inet nodeagent-ipvs masqx4").find("10.96.0.20"), std::string::npos);
+  EXPECT_NE(run("nft list set inet nodeagent-ipvs masq4").find("10.96.0.20 . tcp . 80"), std::string::npos);
+  EXPECT_EQ(run("nft list set inet nodeagent-ipvs svc4").find("192.168.1.10"), std::string::npos);
+  EXPECT_NE(run("nft list set inet nodeagent-ipvs vips4").find("10.96.0.20"), std::string::npos);
+  ASSERT_TRUE(t.remove());
+}
+
 // A rebuild far larger than one page of the batch (libnftnl's nftnl_batch moves a message
 // that crosses a page's limit to a new page): 6,000 services, 18,000 elements, in one
 // transaction, all acknowledged, all in the kernel.

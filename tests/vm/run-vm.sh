@@ -4,8 +4,12 @@
 # from the host's /lib/modules. The VM's exit status is the command's; the script FAILS
 # when the VM cannot be built or does not boot (no exit marker on the console).
 #
-#   run-vm.sh [--bin FILE]... [--file SRC:DST]... [--mem MB] [--timeout S] -- CMD [ARG]...
+#   run-vm.sh [--bin FILE]... [--file SRC:DST]... [--mem MB] [--timeout S] [--net] -- CMD [ARG]...
 #
+# --net gives the guest a virtio NIC on QEMU user networking, configured as eth0
+# 10.0.2.15/24 with default route via 10.0.2.2; slirp maps 10.0.2.2 to the host's
+# loopback, so the guest reaches loopback services of the host (the test apiserver). The
+# guest scripts contact 10.0.2.2 only (slirp's restrict=on would cut the host off too).
 # --bin copies an executable (and the shared libraries ldd lists) into the guest's /bin.
 # CMD runs under bash in the guest with cwd /tmp and PATH=/bin:/sbin. Its stdout and
 # stderr are copied to this script's stdout, between clear markers.
@@ -15,12 +19,14 @@ bins=()
 files=()
 mem=768
 timeout=600
+net=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bins+=("$2"); shift 2 ;;
     --file) files+=("$2"); shift 2 ;;
     --mem) mem="$2"; shift 2 ;;
     --timeout) timeout="$2"; shift 2 ;;
+    --net) net=1; shift ;;
     --) shift; break ;;
     *) echo "run-vm: unknown option $1" >&2; exit 2 ;;
   esac
@@ -70,6 +76,7 @@ done
 mods=(ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_sh ip_vs_mh ip_vs_sed ip_vs_nq
       dummy veth nf_tables nft_nat nft_chain_nat nft_masq nft_ct nft_fib nft_fib_inet nft_fib_ipv4
       nf_conntrack_netlink nf_nat nft_numgen nft_reject_inet)
+[ "$net" = 1 ] && mods+=(virtio_pci virtio_net)
 mdir="$root/lib/modules/$kver"
 mkdir -p "$mdir"
 for m in "${mods[@]}"; do
@@ -112,6 +119,9 @@ while read -r ko; do
   insmod "$ko" $args 2>/dev/null || echo "insmod $ko failed"
 done < /etc/load-modules
 ip link set lo up
+if [ -e /sys/class/net/eth0 ]; then
+  ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2
+fi
 echo "NODEAGENT-VM-START"
 cd /tmp
 PATH=/bin:/sbin HOME=/tmp /bin/bash /bin/guest-cmd > /dev/console 2>&1
@@ -123,9 +133,11 @@ chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initrd.gz" || die "initramfs build failed"
 
 log="$work/console.log"
+netargs=()
+[ "$net" = 1 ] && netargs=(-netdev user,id=n0,net=10.0.2.0/24,host=10.0.2.2,restrict=off -device virtio-net-pci,netdev=n0)
 set +e
 timeout --kill-after=10 "$timeout" qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp 1 \
-  -nodefaults -display none -serial stdio -no-reboot \
+  -nodefaults -display none -serial stdio -no-reboot "${netargs[@]}" \
   -kernel "/boot/vmlinuz-$kver" -initrd "$work/initrd.gz" \
   -append "console=ttyS0 panic=-1 quiet loglevel=3" < /dev/null | tee "$log" | sed -n "/NODEAGENT-VM-START/,\$p"
 qrc=${PIPESTATUS[0]}
