@@ -108,7 +108,13 @@ std::string jsonQuote(std::string_view s) {
 
 int64_t Json::asInt(int64_t dflt) const {
   if (isInt()) return std::get<int64_t>(v_);
-  if (isDouble()) return static_cast<int64_t>(std::get<double>(v_));
+  if (isDouble()) {
+    // Converting a double outside int64's range (or NaN) is undefined: such a number
+    // (1e300 from a hostile or broken peer) is not an integer the caller can use.
+    double d = std::get<double>(v_);
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) return dflt;
+    return static_cast<int64_t>(d);
+  }
   return dflt;
 }
 double Json::asDouble(double dflt) const {

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 namespace nodeagent {
 
@@ -90,12 +91,15 @@ NetlinkAck decodeNetlinkError(Bytes message) {
   }
   nlmsgerr err;
   std::memcpy(&err, message.data() + NLMSG_HDRLEN, sizeof err);
-  ack.error = -err.error;
-  if (err.error > 0) {  // the kernel sends 0 or a negative errno
+  // The kernel sends 0 or a negated errno (at most MAX_ERRNO, 4095). Anything else makes
+  // the message malformed; negating INT_MIN would be undefined (found by the netlink_ack
+  // fuzz target), and a positive value would become a negative "errno".
+  if (err.error > 0 || err.error < -4095) {
     ack.error = EBADMSG;
-    ack.message = "netlink error message with a positive code";
+    ack.message = "netlink error message with invalid error code " + std::to_string(err.error);
     return ack;
   }
+  ack.error = -err.error;
   nlmsghdr h = headerAt(message);
   if (!(h.nlmsg_flags & NLM_F_ACK_TLVS)) return ack;
   // TLVs follow the echoed request: only its header when capped, else all of it.

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "api.grpc.pb.h"
+#include "imagepull/cri_decode.h"
 
 namespace nodeagent::imagepull {
 
@@ -20,16 +21,6 @@ class GrpcCategory final : public std::error_category {
 Error toError(const grpc::Status& s, const std::string& what) {
   // The runtime's message names the image and the registry; it never carries credentials.
   return Error(makeGrpcError(static_cast<GrpcCode>(s.error_code())), what + ": " + s.error_message());
-}
-
-ImageInfo toInfo(const runtime::v1::Image& im) {
-  ImageInfo i;
-  i.id = im.id();
-  i.repoTags.assign(im.repo_tags().begin(), im.repo_tags().end());
-  i.repoDigests.assign(im.repo_digests().begin(), im.repo_digests().end());
-  i.size = im.size();
-  i.pinned = im.pinned();
-  return i;
 }
 
 }  // namespace
@@ -92,7 +83,7 @@ Result<RuntimeVersion> CriImageService::version() {
                       "container runtime at " + impl_->options.endpoint +
                           " does not serve CRI runtime.v1 (is its CRI plugin enabled? containerd >= 1.6 serves it)"));
   if (!s.ok()) return fail(toError(s, "CRI Version at " + impl_->options.endpoint));
-  return RuntimeVersion{resp.runtime_name(), resp.runtime_version(), resp.runtime_api_version()};
+  return decodeVersion(resp);
 }
 
 Result<std::optional<ImageInfo>> CriImageService::status(const std::string& image) {
@@ -103,8 +94,7 @@ Result<std::optional<ImageInfo>> CriImageService::status(const std::string& imag
   runtime::v1::ImageStatusResponse resp;
   auto s = impl_->images->ImageStatus(&ctx, req, &resp);
   if (!s.ok()) return fail(toError(s, "CRI ImageStatus " + image));
-  if (!resp.has_image() || resp.image().id().empty()) return std::optional<ImageInfo>{};
-  return std::optional<ImageInfo>{toInfo(resp.image())};
+  return decodeImageStatus(resp);
 }
 
 Result<std::string> CriImageService::pull(const std::string& image, const std::string& registryHost,
@@ -161,10 +151,7 @@ Result<std::vector<ImageInfo>> CriImageService::list() {
   runtime::v1::ListImagesResponse resp;
   auto s = impl_->images->ListImages(&ctx, req, &resp);
   if (!s.ok()) return fail(toError(s, "CRI ListImages"));
-  std::vector<ImageInfo> out;
-  out.reserve(resp.images_size());
-  for (const auto& im : resp.images()) out.push_back(toInfo(im));
-  return out;
+  return decodeListImages(resp);
 }
 
 Result<std::vector<FsUsage>> CriImageService::fsInfo() {
@@ -174,10 +161,7 @@ Result<std::vector<FsUsage>> CriImageService::fsInfo() {
   runtime::v1::ImageFsInfoResponse resp;
   auto s = impl_->images->ImageFsInfo(&ctx, req, &resp);
   if (!s.ok()) return fail(toError(s, "CRI ImageFsInfo"));
-  std::vector<FsUsage> out;
-  for (const auto& f : resp.image_filesystems())
-    out.push_back({f.fs_id().mountpoint(), f.has_used_bytes() ? f.used_bytes().value() : 0});
-  return out;
+  return decodeImageFsInfo(resp);
 }
 
 }  // namespace nodeagent::imagepull

@@ -100,6 +100,8 @@ bool retryableCurl(int code) {
   }
 }
 
+}  // namespace
+
 // "reason: message" from an API Status body; the raw body (shortened) when it is not one.
 std::string describeStatus(const std::string& body) {
   auto j = Json::parse(body);
@@ -114,8 +116,6 @@ std::string describeStatus(const std::string& body) {
     if (c == '\n' || c == '\r') c = ' ';
   return s;
 }
-
-}  // namespace
 
 RequestInfo requestInfo(std::string_view method, std::string_view path) {
   RequestInfo info;

@@ -29,6 +29,9 @@ namespace nodeagent::kube {
 const std::error_category& httpCategory();
 // The HTTP status of an API error, 0 for transport and other errors.
 int httpStatus(const Error& e);
+// "reason: message" from an API Status body; the raw body (shortened, one line) when the
+// body is not a Status.
+std::string describeStatus(const std::string& body);
 
 // A request in RBAC's terms, for messages that say what was refused: the verb (get, list,
 // watch, create, update, patch, delete, deletecollection), the resource with its API group

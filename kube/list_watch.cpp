@@ -20,6 +20,23 @@ std::string urlEncode(std::string_view s) {
   return out;
 }
 
+Result<WatchEvent> decodeWatchEvent(std::string_view line) {
+  auto ev = Json::parse(line);
+  if (!ev) return fail(ev.error());
+  if (!ev->isObject()) return failInvalid("watch event is not a JSON object");
+  WatchEvent out;
+  out.type = ev->get("type").asString();
+  if (out.type.empty()) return failInvalid("watch event without a type");
+  out.object = ev->get("object");
+  if (out.type == "ERROR") {
+    out.errorCode = out.object.get("code").asInt();
+    out.errorMessage = out.object.get("message").asString();
+  } else {
+    out.resourceVersion = out.object.get("metadata").get("resourceVersion").asString();
+  }
+  return out;
+}
+
 ListWatch::ListWatch(Client& client, ListWatchOptions options, ListWatchHandler handler)
     : client_(client), opts_(std::move(options)), handler_(std::move(handler)) {}
 
@@ -139,31 +156,28 @@ ListWatch::WatchEnd ListWatch::watchOnce() {
     return !stop_.load();
   };
   auto onLine = [&](std::string_view line) {
-    auto ev = Json::parse(line);
+    auto ev = decodeWatchEvent(line);
     if (!ev) {
       log::get("kube")->debug("watch {}: undecodable event: {}", opts_.path, ev.error().message());
       return false;  // resume from the last good version
     }
-    const std::string& type = ev->get("type").asString();
-    const Json& obj = ev->get("object");
-    if (type == "ERROR") {
-      if (obj.get("code").asInt() == 410) gone = true;
+    if (ev->type == "ERROR") {
+      if (ev->errorCode == 410) gone = true;
       std::lock_guard l(statsMu_);
-      stats_.lastError = "watch " + opts_.path + ": " + obj.get("message").asString();
+      stats_.lastError = "watch " + opts_.path + ": " + ev->errorMessage;
       return false;
     }
-    std::string rv = obj.get("metadata").get("resourceVersion").asString();
-    if (!rv.empty()) rv_ = rv;
+    if (!ev->resourceVersion.empty()) rv_ = ev->resourceVersion;
     std::lock_guard l(statsMu_);
     stats_.resourceVersion = rv_;
-    if (type == "BOOKMARK") {
+    if (ev->type == "BOOKMARK") {
       stats_.bookmarks++;
       return true;
     }
     stats_.events++;
     if (handler_.onEvent) {
       statsMu_.unlock();
-      handler_.onEvent(type, obj);
+      handler_.onEvent(ev->type, ev->object);
       statsMu_.lock();
     }
     return !stop_.load();

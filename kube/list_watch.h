@@ -90,6 +90,17 @@ class ListWatch {
   std::mt19937_64 rng_{std::random_device{}()};
 };
 
+// One line of a watch stream, decoded. ERROR events carry the API Status (code 410 means
+// the version was compacted away); BOOKMARK events only move the resource version.
+struct WatchEvent {
+  std::string type;             // ADDED, MODIFIED, DELETED, BOOKMARK or ERROR
+  Json object;                  // the object (a Status for ERROR)
+  std::string resourceVersion;  // the object's metadata.resourceVersion, "" when absent
+  int64_t errorCode = 0;        // ERROR: the Status code
+  std::string errorMessage;     // ERROR: the Status message
+};
+[[nodiscard]] Result<WatchEvent> decodeWatchEvent(std::string_view line);
+
 // Percent-encodes a query value.
 std::string urlEncode(std::string_view s);
 

@@ -12,6 +12,17 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// Found by the config fuzz target (corpus/config/regress-duration-overflow.yaml): the bare
+// seconds were multiplied by 1000 before any range check, an overflow (undefined) that
+// came out as 1384ms.
+TEST(Duration, BareSecondsTooLargeForMillisecondsAreRejected) {
+  auto d = parseDuration("18446744073709553");
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().message().find("too large"), std::string::npos);
+  EXPECT_FALSE(parseDuration("9223372036854776"));
+  EXPECT_EQ(*parseDuration("9223372036854775"), std::chrono::milliseconds(9223372036854775000));
+}
+
 TEST(Duration, ParsesUnitsAndBareSeconds) {
   EXPECT_EQ(*parseDuration("250ms"), 250ms);
   EXPECT_EQ(*parseDuration("10s"), 10s);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+
 namespace nodeagent {
 namespace {
 
@@ -73,6 +75,19 @@ TEST(Json, YamlQuotesWhatWouldReadBackAsAnotherType) {
             "    b: x\n"
             "  - y\n"
             "none: []\n");
+}
+
+// A number from a peer that does not fit int64 (an API Status "code": 1e300) must not be
+// converted: that conversion is undefined behaviour. Seed: fuzz corpus
+// kube_watch_event/regress-error-code-1e300.
+TEST(Json, AsIntOfADoubleOutsideInt64IsTheDefault) {
+  auto j = Json::parse(R"({"big": 1e300, "small": -1e300, "edge": 9223372036854775808.0, "ok": -9223372036854775808.0, "frac": 410.7})");
+  ASSERT_TRUE(j);
+  EXPECT_EQ(j->get("big").asInt(7), 7);
+  EXPECT_EQ(j->get("small").asInt(7), 7);
+  EXPECT_EQ(j->get("edge").asInt(7), 7);
+  EXPECT_EQ(j->get("ok").asInt(7), INT64_MIN);
+  EXPECT_EQ(j->get("frac").asInt(7), 410);
 }
 
 }  // namespace

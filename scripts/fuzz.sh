@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets of tests/fuzz with clang 16 (ASan + UBSan + coverage) into
+# build-fuzz/ (FUZZ_BUILD_DIR overrides) and runs each for a while, two at a time.
+#
+#   scripts/fuzz.sh [--seconds N] [--jobs N] [TARGET...]    (default: 30 s, every target)
+#
+# The committed seeds (tests/fuzz/corpus/<target>/) are read, never written: what the
+# fuzzer finds goes to build-fuzz/fuzz-corpus/<target>/, a crashing input to
+# build-fuzz/fuzz-artifacts/<target>/. Prints executions and crashes per target; exits 1
+# when any target crashed (a sanitizer report, a broken property, a timeout or an OOM).
+# Fixing a crash: copy its input into tests/fuzz/corpus/<target>/ (the unit tier's
+# fuzz_replay_<target> replays it from then on) and add a named test beside the module.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${FUZZ_BUILD_DIR:-$root/build-fuzz}"
+seconds=30
+jobs=2
+targets=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seconds) seconds="$2"; shift 2 ;;
+    --jobs) jobs="$2"; shift 2 ;;
+    -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
+    *) targets+=("$1"); shift ;;
+  esac
+done
+for tool in clang-16 clang++-16; do
+  command -v "$tool" >/dev/null || { echo "fuzz.sh: $tool missing (scripts/packages/fuzz.txt)" >&2; exit 1; }
+done
+
+CC=clang-16 CXX=clang++-16 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DNODEAGENT_FUZZ=ON -DNODEAGENT_STATIC_DEPS=OFF >/dev/null
+if [ ${#targets[@]} -eq 0 ]; then
+  mapfile -t targets < "$build/tests/fuzz/targets.txt"
+fi
+build_start=$(date +%s)
+cmake --build "$build" -j "$(nproc)" --target "${targets[@]/#/fuzz_}"
+echo "fuzz.sh: build took $(( $(date +%s) - build_start ))s"
+
+export ASAN_OPTIONS="detect_leaks=1:symbolize=1:${ASAN_OPTIONS:-}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
+export ASAN_SYMBOLIZER_PATH="${ASAN_SYMBOLIZER_PATH:-$(command -v llvm-symbolizer-16 || echo /usr/lib/llvm-16/bin/llvm-symbolizer)}"
+logs="$build/fuzz-logs"
+mkdir -p "$logs"
+
+run_one() {
+  local t="$1" work="$build/fuzz-corpus/$1" art="$build/fuzz-artifacts/$1/"
+  rm -rf "$art"
+  mkdir -p "$work" "$art"
+  local rc=0
+  "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix="$art" "$work" "$root/tests/fuzz/corpus/$t" \
+    >"$logs/$t.log" 2>&1 || rc=$?
+  echo "$rc" > "$logs/$t.rc"
+}
+
+start=$(date +%s)
+running=0
+for t in "${targets[@]}"; do
+  [ -x "$build/tests/fuzz/fuzz_$t" ] || { echo "fuzz.sh: no target $t" >&2; exit 2; }
+  rm -f "$logs/$t.rc"
+  run_one "$t" &
+  running=$((running + 1))
+  if [ "$running" -ge "$jobs" ]; then wait -n || true; running=$((running - 1)); fi
+done
+wait || true
+
+failed=0
+printf '%-18s %12s %10s %8s %8s\n' target executions exec/s corpus crashes
+for t in "${targets[@]}"; do
+  log="$logs/$t.log"
+  rc=$(cat "$logs/$t.rc" 2>/dev/null || echo 1)
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  # A crash ends the run before the final stats: take the last status line's count.
+  [ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
+  speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+  corpus=$(find "$build/fuzz-corpus/$t" -type f | wc -l)
+  crashes=$(find "$build/fuzz-artifacts/$t" -type f 2>/dev/null | wc -l)
+  [ "$rc" -eq 0 ] || { [ "$crashes" -gt 0 ] || crashes=1; }
+  printf '%-18s %12s %10s %8s %8s\n' "$t" "${execs:-?}" "${speed:-?}" "$corpus" "$crashes"
+  if [ "$rc" -ne 0 ]; then
+    failed=1
+    echo "---- fuzz_$t failed (exit $rc); log $log; inputs in $build/fuzz-artifacts/$t/" >&2
+    grep -E 'ERROR|SUMMARY|violated|Test unit written|==[0-9]+==' "$log" | head -20 >&2 || true
+  fi
+done
+echo "fuzz.sh: ${#targets[@]} targets, ${seconds}s each, $(( $(date +%s) - start ))s wall"
+exit "$failed"

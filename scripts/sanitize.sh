@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Builds the project once more with sanitizers (GCC) in its own build directory and runs
+# the tiers they cover:
+#
+#   scripts/sanitize.sh address   ASan + UBSan into build-asan/: the unit, netns and daemon tiers
+#   scripts/sanitize.sh thread    TSan into build-tsan/: the unit tests of the module runner,
+#                                 state store, prefetcher and reporter
+#
+# Only the executables those tests run are built. Any sanitizer report fails: UBSan is built
+# without recovery, every runtime halts on the first error, and every report is also
+# written to a log directory that is checked after the run, so a report from a daemon or
+# CLI that a script test started (and whose exit status the script may not look at) fails
+# the run too. Extra args go to ctest. SANITIZE_BUILD_DIR overrides the build directory.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+kind="${1:-}"
+shift || true
+case "$kind" in
+  address)
+    build="${SANITIZE_BUILD_DIR:-$root/build-asan}"
+    select=(-L '^(unit|netns|daemon)$')
+    ;;
+  thread)
+    build="${SANITIZE_BUILD_DIR:-$root/build-tsan}"
+    # The tests of the threaded parts: module runner and state store, prefetcher, reporter.
+    select=(-R "$(tr '\n' '|' < "$root/tests/tsan_tests.txt" | sed 's/|$//; s/^/^(/; s/$/)$/')")
+    ;;
+  *)
+    echo "usage: sanitize.sh address|thread [ctest args]" >&2
+    exit 2
+    ;;
+esac
+if [ "$(id -u)" -ne 0 ]; then
+  echo "sanitize.sh: the netns and daemon tiers need root; run as root" >&2
+  exit 1
+fi
+werror=OFF
+[ "${CI:-}" = "true" ] && werror=ON
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNODEAGENT_WERROR="$werror" \
+  -DNODEAGENT_SANITIZE="$kind" -DNODEAGENT_STATIC_DEPS=OFF >/dev/null
+
+# The executables the selected tests run: a test's command or any argument that names a
+# target's output, plus the daemon and CLI, which the script tests find on their own.
+mapfile -t wanted < <(cd "$build" && ctest --show-only=json-v1 "${select[@]}" | python3 -c '
+import json, os, sys
+names = set()
+for t in json.load(sys.stdin)["tests"]:
+    for word in t.get("command", []):
+        names.add(os.path.basename(word))
+print("\n".join(sorted(names)))')
+mapfile -t all_targets < <(cmake --build "$build" --target help | sed -n 's/^\.\.\. \([A-Za-z0-9_]*\).*/\1/p')
+targets=(nodeagentd nodeagentctl)
+for w in "${wanted[@]}"; do
+  for t in "${all_targets[@]}"; do
+    [ "$w" = "$t" ] && targets+=("$t")
+  done
+done
+echo "sanitize.sh ($kind): building ${targets[*]}"
+start=$(date +%s)
+cmake --build "$build" -j "$(nproc)" --target "${targets[@]}"
+echo "sanitize.sh ($kind): build took $(( $(date +%s) - start ))s"
+
+reports="$build/sanitizer-reports"
+rm -rf "$reports"
+mkdir -p "$reports"
+common="halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_path=$reports/report"
+export ASAN_OPTIONS="$common:detect_leaks=1:detect_stack_use_after_return=1"
+export UBSAN_OPTIONS="$common"
+export TSAN_OPTIONS="$common:second_deadlock_stack=1:suppressions=$root/tests/tsan.supp"
+# Tests must not pass by a sanitizer report landing in a log nobody reads.
+start=$(date +%s)
+rc=0
+(cd "$build" && ctest --output-on-failure --timeout 1800 "${select[@]}" "$@") || rc=$?
+echo "sanitize.sh ($kind): tests took $(( $(date +%s) - start ))s"
+if compgen -G "$reports/report*" >/dev/null; then
+  echo "sanitize.sh ($kind): sanitizer reports:" >&2
+  for f in "$reports"/report*; do
+    echo "==== $f" >&2
+    cat "$f" >&2
+  done
+  rc=1
+fi
+exit "$rc"
