@@ -10,7 +10,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
 N="${N:-10000}"; D="${D:-10}"; C="${C:-100}"
-cmake --build "$build" --target proxy_kube_bench -j2 >/dev/null
+[ -x "$build/bench/proxy-kube/proxy_kube_bench" ] || cmake --build "$build" --target proxy_kube_bench -j2 >/dev/null
 work="$(mktemp -d /tmp/nodeagent-proxy-bench.XXXXXX)"
 trap '"$root/tests/k8s/control-plane.sh" stop "$work/cp" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 "$root/tests/k8s/control-plane.sh" start "$work/cp" >/dev/null

@@ -37,5 +37,9 @@ files=(--file "$root/tests/ipvs/vm/lib.sh:/opt/nodeagent/lib.sh"
        --file "$work/guest/agent-guest.kubeconfig:$g/agent-guest.kubeconfig"
        --file "$AGENT_TOKEN_FILE:${AGENT_TOKEN_FILE/#$CP_DIR/$g}"
        --file "$CP_DIR/pki:$g/pki")
+# libcurl is loaded with dlopen (kube/curl_library.h), so ldd of the daemon does not name it.
+curl_lib="$(ldconfig -p | awk '/libcurl\.so\.4 .*x86-64/ {print $NF; exit}')"
+[ -n "$curl_lib" ] || { echo "kube-vm: libcurl.so.4 not found (libcurl4)" >&2; exit 1; }
+for f in "$curl_lib" $(ldd "$curl_lib" | grep -o '/[^ ]*'); do files+=(--file "$f:$f"); done
 "$root/tests/vm/run-vm.sh" --net --timeout 1500 --mem 1536 \
   --bin "$1" --bin "$2" --bin "$BIN_DIR/kubectl" "${files[@]}" -- bash /opt/nodeagent/kube.sh

@@ -150,6 +150,7 @@ cat > /tmp/na/expected <<'EXP'
 -A -t 10.96.0.13:80 -s rr -p 600
 -A -t 10.96.0.14:80 -s rr
 -A -t 10.96.0.15:9000 -s rr
+-A -t 10.96.0.1:443 -s rr
 -A -u 10.96.0.12:53 -s rr
 -a -t 10.0.0.1:30080 -r 10.244.1.2:8080 -m -w 1
 -a -t 10.0.0.1:30080 -r 10.244.2.2:8080 -m -w 1
@@ -185,8 +186,8 @@ both() { grep -q be1 <<< "$1" && grep -q be2 <<< "$1"; }
 check "TCP through the ClusterIP reaches both backends" both "$seen"
 check "TCP through the NodePort (10.0.0.1:30080)" grep -q be <<< "$(in_cl http_get 10.0.0.1 30080 /index.html)"
 check "TCP through the externalIP (10.0.3.3:80)" grep -q be <<< "$(in_cl http_get 10.0.3.3 80 /index.html)"
-src_cluster="$(in_cl http_get 10.0.0.1 30080 /cgi-bin/ip)"
-src_local="$(in_cl http_get 10.0.0.1 30081 /cgi-bin/ip)"
+src_cluster="$(in_cl http_get 10.0.0.1 30080 /cgi-bin/ip | sed 's/^\[::ffff:\(.*\)\]$/\1/')"
+src_local="$(in_cl http_get 10.0.0.1 30081 /cgi-bin/ip | sed 's/^\[::ffff:\(.*\)\]$/\1/')"
 echo "client address seen: eTP Cluster '$src_cluster', eTP Local '$src_local'"
 check "externalTrafficPolicy Cluster: the client's address is SNAT-ed" bash -c "[ '$src_cluster' != 10.0.0.2 ] && [ -n '$src_cluster' ]"
 check "externalTrafficPolicy Local: the client's address is kept" bash -c "[ '$src_local' = 10.0.0.2 ]"
