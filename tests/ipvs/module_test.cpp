@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "core/state_store.h"
+#include "tests/common/fake_clock.h"
 #include "tests/ipvs/fake_service_table.h"
 
 namespace nodeagent::ipvs {
@@ -17,21 +18,29 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class FakeClock final : public Clock {
- public:
-  TimePoint now() const override { return t; }
-  std::chrono::system_clock::time_point wallNow() const override { return {}; }
-  TimePoint t{};
+using testing::FakeClock;
+
+// What a fake VIP binder or nftables table leaves on the node: the name of what holds the
+// items (the interface, the table; "" when there is none) and the items.
+template <class Item>
+struct Held {
+  std::string name;
+  std::set<Item> items;
+  void sync(const std::string& by, const std::set<Item>& want) {
+    name = by;
+    items = want;
+  }
+  void remove(const std::string& by) {
+    if (name == by) name.clear(), items.clear();
+  }
 };
 
 // The node's kernel as the fakes leave it; it outlives every module instance ("restart").
 struct FakeNode {
   FakeServiceTable ipvs;
   int ipvsErrno = 0;  // serviceTable() fails with it (ENOENT: no IPVS in the kernel)
-  std::string vipInterface;  // "": no interface
-  std::set<Address> vips;
-  std::string nftTable;  // "": no table
-  std::set<netfilter::NftService> nft;
+  Held<Address> vips;               // name: the dummy interface
+  Held<netfilter::NftService> nft;  // name: the nftables table
   std::vector<DestKey> flushedBackends;
   std::vector<ServiceKey> flushedServices;
   FakeClock clock;
@@ -53,56 +62,52 @@ class TableHandle final : public ServiceTable {
   FakeServiceTable& t_;
 };
 
-class FakeVips final : public VipBinder {
- public:
-  FakeVips(FakeNode& n, std::string ifname) : n_(n), ifname_(std::move(ifname)) {}
-  Result<void> sync(const std::set<Address>& vips, bool) override {
-    n_.vipInterface = ifname_;
-    n_.vips = vips;
+// What the fakes below share: the items they hold on the node, under their name.
+template <class Item>
+class HeldBy {
+ protected:
+  HeldBy(Held<Item>& held, std::string name) : held_(held), name_(std::move(name)) {}
+  Result<void> hold(const std::set<Item>& items) {
+    held_.sync(name_, items);
     return {};
   }
-  Result<void> update(std::span<const std::pair<Address, bool>> changes) override {
-    n_.vipInterface = ifname_;
-    for (const auto& [a, bind] : changes) bind ? (void)n_.vips.insert(a) : (void)n_.vips.erase(a);
+  Result<void> drop() {
+    held_.remove(name_);
     return {};
   }
-  Result<void> remove() override {
-    if (n_.vipInterface == ifname_) n_.vipInterface.clear(), n_.vips.clear();
-    return {};
-  }
-
- private:
-  FakeNode& n_;
-  std::string ifname_;
+  Held<Item>& held_;
+  std::string name_;
 };
 
-class FakeProxyTable final : public netfilter::ProxyTable {
+class FakeVips final : public VipBinder, HeldBy<Address> {
  public:
-  FakeProxyTable(FakeNode& n, std::string name) : n_(n), name_(std::move(name)) {}
-  Result<void> sync(const std::set<netfilter::NftService>& services, bool) override {
-    n_.nftTable = name_;
-    n_.nft = services;
-    return {};
+  FakeVips(FakeNode& n, std::string ifname) : HeldBy(n.vips, std::move(ifname)) {}
+  Result<void> sync(const std::set<Address>& vips, bool) override { return hold(vips); }
+  Result<void> update(std::span<const std::pair<Address, bool>> changes) override {
+    auto now = held_.items;
+    for (const auto& [a, bind] : changes) bind ? (void)now.insert(a) : (void)now.erase(a);
+    return hold(now);
   }
-  Result<void> update(std::span<const netfilter::NftChange> changes) override {
-    n_.nftTable = name_;
-    for (const auto& c : changes) {
-      std::erase_if(n_.nft, [&](const netfilter::NftService& s) {
-        return s.family == c.service.family && s.addr == c.service.addr && s.protocol == c.service.protocol &&
-               s.port == c.service.port;
-      });
-      if (c.present) n_.nft.insert(c.service);
-    }
-    return {};
-  }
-  Result<void> remove() override {
-    if (n_.nftTable == name_) n_.nftTable.clear(), n_.nft.clear();
-    return {};
-  }
+  Result<void> remove() override { return drop(); }
+};
 
- private:
-  FakeNode& n_;
-  std::string name_;
+class FakeProxyTable final : public netfilter::ProxyTable, HeldBy<netfilter::NftService> {
+ public:
+  FakeProxyTable(FakeNode& n, std::string name) : HeldBy(n.nft, std::move(name)) {}
+  Result<void> sync(const std::set<netfilter::NftService>& services, bool) override { return hold(services); }
+  // A change replaces whatever entry the service (family, address, protocol, port) had.
+  Result<void> update(std::span<const netfilter::NftChange> changes) override {
+    auto now = held_.items;
+    for (const auto& c : changes) {
+      std::erase_if(now, [&](const netfilter::NftService& s) {
+        return std::tie(s.family, s.addr, s.protocol, s.port) ==
+               std::tie(c.service.family, c.service.addr, c.service.protocol, c.service.port);
+      });
+      if (c.present) now.insert(c.service);
+    }
+    return hold(now);
+  }
+  Result<void> remove() override { return drop(); }
 };
 
 class FakeFlusher final : public FlowFlusher {
@@ -142,9 +147,9 @@ DestKey dest(const std::string& a, uint16_t port) { return DestKey{addr(a), port
 class IpvsModuleTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("ipvs-module-" + std::to_string(::getpid()) + "-" +
-                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
+    char tmpl[] = "/tmp/ipvs-module-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
     std::filesystem::create_directories(dir_ / "state");
     config_.enabled = true;
     config_.servicesFile = (dir_ / "services.yaml").string();
@@ -172,6 +177,7 @@ class IpvsModuleTest : public ::testing::Test {
     ASSERT_TRUE(r) << r.error().message();
   }
   core::ModuleState state() const { return store_.get("ipvs")->state; }
+  void drainOneEndpoint();
   const FakeServiceTable::Entry* kernel(const ServiceKey& k) const {
     auto it = node_.ipvs.table.find(k);
     return it == node_.ipvs.table.end() ? nullptr : &it->second;
@@ -196,10 +202,10 @@ TEST_F(IpvsModuleTest, ProgramsServicesVipsAndNftables) {
   ASSERT_NE(kernel(tcp("10.96.0.1", 80)), nullptr);
   EXPECT_EQ(kernel(tcp("10.96.0.1", 80))->dests.size(), 2u);
   ASSERT_NE(kernel(tcp("10.96.0.2", 443)), nullptr);
-  EXPECT_EQ(node_.vipInterface, "nodeagent-ipvs0");
-  EXPECT_EQ(node_.vips, (std::set<Address>{addr("10.96.0.1"), addr("10.96.0.2")}));
-  EXPECT_EQ(node_.nftTable, "nodeagent-ipvs");
-  EXPECT_EQ(node_.nft.size(), 2u);
+  EXPECT_EQ(node_.vips.name, "nodeagent-ipvs0");
+  EXPECT_EQ(node_.vips.items, (std::set<Address>{addr("10.96.0.1"), addr("10.96.0.2")}));
+  EXPECT_EQ(node_.nft.name, "nodeagent-ipvs");
+  EXPECT_EQ(node_.nft.items.size(), 2u);
   EXPECT_EQ(state().health, core::Health::kHealthy) << state().summary;
   EXPECT_EQ(state().details.get("owned_services").asInt(), 2);
 }
@@ -222,10 +228,10 @@ TEST_F(IpvsModuleTest, ReloadAppliesTheNewSectionOnTheNextPass) {
   EXPECT_EQ(kernel(tcp("10.96.0.2", 443)), nullptr);
   ServiceKey dns{AF_INET, Protocol::kUdp, addr("10.96.0.9"), 53, 0};
   ASSERT_NE(kernel(dns), nullptr);
-  EXPECT_EQ(node_.vipInterface, "na-test1");
-  EXPECT_EQ(node_.vips, std::set<Address>{addr("10.96.0.9")});
-  EXPECT_EQ(node_.nftTable, "na-test");
-  EXPECT_EQ(node_.nft.size(), 1u);
+  EXPECT_EQ(node_.vips.name, "na-test1");
+  EXPECT_EQ(node_.vips.items, std::set<Address>{addr("10.96.0.9")});
+  EXPECT_EQ(node_.nft.name, "na-test");
+  EXPECT_EQ(node_.nft.items.size(), 1u);
   EXPECT_EQ(state().details.get("services_file").asString(), next.servicesFile);
 }
 
@@ -242,9 +248,9 @@ TEST_F(IpvsModuleTest, SwitchedOffRemovesWhatItMadeAndLeavesForeignServices) {
   pass();
   EXPECT_EQ(node_.ipvs.table.size(), 1u);
   EXPECT_NE(kernel(tcp("10.1.1.1", 80)), nullptr) << "a foreign service stays";
-  EXPECT_EQ(node_.vipInterface, "");
-  EXPECT_TRUE(node_.vips.empty());
-  EXPECT_EQ(node_.nftTable, "");
+  EXPECT_EQ(node_.vips.name, "");
+  EXPECT_TRUE(node_.vips.items.empty());
+  EXPECT_EQ(node_.nft.name, "");
   EXPECT_FALSE(std::filesystem::exists(dir_ / "state" / "ipvs"));
   EXPECT_EQ(state().health, core::Health::kDisabled);
   // A restart while switched off touches nothing (no state directory left).
@@ -264,21 +270,25 @@ TEST_F(IpvsModuleTest, SwitchedOffDryRunChangesNothing) {
   module_->reload(off);
   ASSERT_TRUE(module_->reconcile(core::ReconcileContext{true, false, false}));
   EXPECT_EQ(node_.ipvs.table.size(), 2u);
-  EXPECT_EQ(node_.vips.size(), 2u);
-  EXPECT_EQ(node_.nftTable, "nodeagent-ipvs");
+  EXPECT_EQ(node_.vips.items.size(), 2u);
+  EXPECT_EQ(node_.nft.name, "nodeagent-ipvs");
 }
 
-TEST_F(IpvsModuleTest, RestartFinishesADrainStartedBeforeIt) {
+// Programs kTwoServices, then 10.244.0.2 goes while it still has connections.
+void IpvsModuleTest::drainOneEndpoint() {
   writeServices(kTwoServices);
   start();
   pass();
-  // 10.244.0.2 goes while it still has connections: weight 0, kept.
   node_.ipvs.table[tcp("10.96.0.1", 80)].dests[dest("10.244.0.2", 8080)].activeConns = 3;
   writeServices(
       "  - {address: 10.96.0.1, port: 80, endpoints: [{address: 10.244.0.1, port: 8080}]}\n"
       "  - {address: 10.96.0.2, port: 443, endpoints: [{address: 10.244.0.3, port: 8443}]}\n");
   module_->reload(config_);  // re-reads the file (SIGHUP), as the inotify watch would
   pass();
+}
+
+TEST_F(IpvsModuleTest, RestartFinishesADrainStartedBeforeIt) {
+  drainOneEndpoint();  // weight 0, kept
   auto* svc = kernel(tcp("10.96.0.1", 80));
   ASSERT_NE(svc, nullptr);
   ASSERT_TRUE(svc->dests.contains(dest("10.244.0.2", 8080)));
@@ -303,15 +313,7 @@ TEST_F(IpvsModuleTest, RestartFinishesADrainStartedBeforeIt) {
 }
 
 TEST_F(IpvsModuleTest, DrainEndsAtItsDeadlineAfterRestart) {
-  writeServices(kTwoServices);
-  start();
-  pass();
-  node_.ipvs.table[tcp("10.96.0.1", 80)].dests[dest("10.244.0.2", 8080)].activeConns = 3;
-  writeServices(
-      "  - {address: 10.96.0.1, port: 80, endpoints: [{address: 10.244.0.1, port: 8080}]}\n"
-      "  - {address: 10.96.0.2, port: 443, endpoints: [{address: 10.244.0.3, port: 8443}]}\n");
-  module_->reload(config_);
-  pass();
+  drainOneEndpoint();
   start();
   pass();
   ASSERT_TRUE(kernel(tcp("10.96.0.1", 80))->dests.contains(dest("10.244.0.2", 8080)));
@@ -335,7 +337,7 @@ TEST_F(IpvsModuleTest, ForeignServiceAtADesiredAddressIsReportedAsAConflict) {
   ASSERT_EQ(conflicts.size(), 1u);
   EXPECT_NE(conflicts[0].asString().find("TCP 10.96.0.2:443"), std::string::npos) << conflicts[0].asString();
   EXPECT_NE(conflicts[0].asString().find("not created by nodeagent"), std::string::npos);
-  EXPECT_FALSE(node_.vips.contains(addr("10.96.0.2"))) << "no VIP for a service that is not ours";
+  EXPECT_FALSE(node_.vips.items.contains(addr("10.96.0.2"))) << "no VIP for a service that is not ours";
   // `nodeagentctl ipvs plan` shows it too.
   struct NoOutput final : core::CallOutput {
     void progress(const Json&) override {}
