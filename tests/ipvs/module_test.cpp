@@ -304,7 +304,7 @@ TEST_F(IpvsModuleTest, RestartFinishesADrainStartedBeforeIt) {
   ASSERT_TRUE(svc->dests.contains(dest("10.244.0.2", 8080)));
   EXPECT_EQ(node_.ipvs.count(Op::Type::kDelService) + node_.ipvs.count(Op::Type::kAddService), 0u);
   EXPECT_EQ(state().details.get("draining").asInt(), 1);
-  svc->dests.at(dest("10.244.0.2", 8080)).activeConns = 0;
+  node_.ipvs.table[tcp("10.96.0.1", 80)].dests[dest("10.244.0.2", 8080)].activeConns = 0;
   pass();
   EXPECT_FALSE(kernel(tcp("10.96.0.1", 80))->dests.contains(dest("10.244.0.2", 8080)));
   EXPECT_EQ(state().details.get("draining").asInt(), 0);
