@@ -192,10 +192,19 @@ echo "client address seen: eTP Cluster '$src_cluster', eTP Local '$src_local'"
 check "externalTrafficPolicy Cluster: the client's address is SNAT-ed" bash -c "[ '$src_cluster' != 10.0.0.2 ] && [ -n '$src_cluster' ]"
 check "externalTrafficPolicy Local: the client's address is kept" bash -c "[ '$src_local' = 10.0.0.2 ]"
 
-ip netns exec be1 sh -c 'nc -u -l -p 5353 > /tmp/udp.out' &
-sleep 0.5
-ip netns exec cl sh -c 'echo udp-hello | nc -u -w 1 10.96.0.12 53' >/dev/null 2>&1
-check "UDP through the ClusterIP" wait_for 5 grep -q udp-hello /tmp/udp.out
+# UDP: busybox's nc has no -u, so socat serves (an echo server that prefixes its name) and
+# asks; the reply coming back checks IPVS's reverse translation and the SNAT too.
+ip netns exec be1 socat UDP4-RECVFROM:5353,fork SYSTEM:'read l; echo be1-$l' &
+udp_ask() { ip netns exec cl sh -c 'echo udp-hello | socat -t 3 -T 3 - UDP4:10.96.0.12:53' 2>/dev/null; }
+check "UDP through the ClusterIP (request and reply)" wait_for 10 bash -c "$(declare -f udp_ask); udp_ask | grep -q be1-udp-hello"
+check "UDP conntrack entry through the service" bash -c "conntrack -L -p udp --orig-dst 10.96.0.12 2>/dev/null | grep -q 'src=10.244.1.2'"
+# The UDP endpoint replaced: kube-proxy deletes it at once (no drain) and flushes its flows,
+# so the client's next datagram is not stuck to a gone backend.
+udp_ask >/dev/null
+kc patch endpointslice dns-1 --type=json -p '[{"op":"replace","path":"/endpoints/0/addresses/0","value":"10.244.2.2"}]' >/dev/null
+check "UDP endpoint gone: deleted from IPVS at once (no weight-0 drain)" wait_for 20 bash -c \
+  "ipvsadm -Ln -u 10.96.0.12:53 | grep -q '10.244.2.2:5353' && ! ipvsadm -Ln -u 10.96.0.12:53 | grep -q '10.244.1.2:5353'"
+check "its UDP conntrack entries flushed" bash -c "! conntrack -L -p udp --orig-dst 10.96.0.12 2>/dev/null | grep -q 'src=10.244.1.2'"
 
 health() { ip netns exec cl bash -c "exec 3<>/dev/tcp/10.0.0.1/32000 && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null; }
 health_is() { health | grep -q "$1"; }
