@@ -186,6 +186,13 @@ both() { grep -q be1 <<< "$1" && grep -q be2 <<< "$1"; }
 check "TCP through the ClusterIP reaches both backends" both "$seen"
 check "TCP through the NodePort (10.0.0.1:30080)" grep -q be <<< "$(in_cl http_get 10.0.0.1 30080 /index.html)"
 check "TCP through the externalIP (10.0.3.3:80)" grep -q be <<< "$(in_cl http_get 10.0.3.3 80 /index.html)"
+# Hairpin: a pod reaching itself through its own service (kube-proxy's KUBE-LOOP-BACK
+# masquerade); without it the pod gets a packet from its own address and drops it.
+in_be1() { ip netns exec be1 bash -c "$(declare -f http_get); $*" 2>&1; }
+hp=""; for i in 1 2 3 4; do hp="$hp $(in_be1 http_get 10.96.0.10 80 /index.html)"; done
+echo "hairpin responses (from be1):$hp"
+check "hairpin: a pod reaches itself through its ClusterIP" bash -c \
+  "[ \$(grep -o be1 <<< '$hp' | wc -l) -ge 1 ] && [ \$(grep -oE 'be[12]' <<< '$hp' | wc -l) -eq 4 ]"
 src_cluster="$(in_cl http_get 10.0.0.1 30080 /cgi-bin/ip | sed 's/^\[::ffff:\(.*\)\]$/\1/')"
 src_local="$(in_cl http_get 10.0.0.1 30081 /cgi-bin/ip | sed 's/^\[::ffff:\(.*\)\]$/\1/')"
 echo "client address seen: eTP Cluster '$src_cluster', eTP Local '$src_local'"
@@ -217,6 +224,16 @@ check "eTP Local frontends lose the endpoint (no remote fallback)" wait_for 10 b
   "ipvsadm -Sn | grep -q -- '-A -t 10.0.4.4:80' && ! ipvsadm -Sn | grep -q -- '-a -t 10.0.4.4:80'"
 kc patch endpointslice local-1 --type=json -p '[{"op":"replace","path":"/endpoints/0/conditions/ready","value":true}]' >/dev/null
 check "health check 200 again" wait_for 30 health_is '200 OK'
+
+# loadBalancerSourceRanges: the load balancer address only, clients outside are dropped.
+lb_ok() { grep -q be1 <<< "$(in_cl http_get 10.0.4.4 80 /index.html)"; }
+lb_fns="$(declare -f in_cl http_get lb_ok)"
+check "the load balancer address answers" wait_for 20 bash -c "$lb_fns; lb_ok"
+kc patch service local --type=merge -p '{"spec":{"loadBalancerSourceRanges":["10.9.0.0/16"]}}' >/dev/null
+check "loadBalancerSourceRanges: a client outside them is dropped" wait_for 30 bash -c "$lb_fns; ! lb_ok"
+check "loadBalancerSourceRanges: the NodePort is not filtered" bash -c "$lb_fns; grep -q be1 <<< \"\$(in_cl http_get 10.0.0.1 30081 /index.html)\""
+kc patch service local --type=merge -p '{"spec":{"loadBalancerSourceRanges":["10.0.0.0/24"]}}' >/dev/null
+check "loadBalancerSourceRanges: a client inside them gets through" wait_for 30 bash -c "$lb_fns; lb_ok"
 
 sticky=""; for i in 1 2 3 4 5 6; do sticky="$sticky $(in_cl http_get 10.96.0.13 80 /index.html)"; done
 echo "affinity responses:$sticky"
