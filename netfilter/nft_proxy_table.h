@@ -12,12 +12,21 @@
 //     chain mark-pre / mark-out { type filter hook prerouting|output priority mangle;
 //       ip daddr . meta l4proto . th dport @masq4 meta mark set meta mark | MARK
 //       ip saddr != CLUSTER_CIDR4 ip daddr . meta l4proto . th dport @masqx4 meta mark set ... }
-//     chain masq { type nat hook postrouting priority srcnat; meta mark & MARK == MARK masquerade }
+//     set fw4 { same type: load balancer frontends with loadBalancerSourceRanges }  (fw6 likewise)
+//     set fwallow4 { type ipv4_addr . inet_proto . inet_service . ipv4_addr; flags interval:
+//                    frontend . allowed source range }                              (fwallow6 likewise)
+//     set loop4 { type ipv4_addr . inet_proto . inet_service . ipv4_addr: a node-local
+//                 endpoint . its port . itself (hairpin) }                          (loop6 likewise)
+//     chain mark-pre / mark-out (first):
+//       ip daddr . meta l4proto . th dport @fw4 ip daddr . meta l4proto . th dport . ip saddr != @fwallow4 drop
+//     chain masq { type nat hook postrouting priority srcnat; meta mark & MARK == MARK masquerade
+//       ip daddr . meta l4proto . th dport . ip saddr @loop4 masquerade }
 //   }
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <set>
 #include <span>
 #include <string>
@@ -40,6 +49,7 @@ std::vector<uint8_t> buildSetElemsMessage(const std::string& table, const std::s
 
 class NftProxyTable final : public ProxyTable {
  public:
+  // `clusterCidrs`: at most one per family (kube-proxy's --cluster-cidr), for masqx4/6.
   NftProxyTable(std::string table, uint32_t mark, std::vector<Prefix> clusterCidrs = {})
       : table_(std::move(table)), mark_(mark), clusterCidrs_(std::move(clusterCidrs)) {}
   // The first call of a process (and `rebuild`) replaces the whole table in one atomic
@@ -59,6 +69,9 @@ class NftProxyTable final : public ProxyTable {
   std::vector<Prefix> clusterCidrs_;
   bool built_ = false;
   std::set<NftService> current_;
+  // loop4/6 elements are shared by the services of one endpoint: how many services hold
+  // each (key bytes; the set is the key's size).
+  std::map<std::vector<uint8_t>, uint32_t> loopRefs_;
 };
 
 }  // namespace nodeagent::netfilter
