@@ -130,8 +130,7 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
     auto v = service_->version();
     std::lock_guard lock(mu_);
     if (!v) {
-      if (runtimeError_ != v.error().message()) logger->warn("container runtime: {}", v.error().message());
-      runtimeError_ = v.error().message();
+      runtimeError_ = v.error().message();  // returned by this pass: the runner logs it
     } else {
       if (!haveRuntime)
         logger->info("container runtime {} {} (CRI {}) at {}", v->runtimeName, v->runtimeVersion, v->apiVersion,

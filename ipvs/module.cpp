@@ -308,11 +308,11 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
     if (report->applied > 0)
       log->info("applied {} IPVS changes in {} us{}", report->applied, lastDuration_.count(),
                 report->fullRead ? " after a full read" : "");
-    for (const auto& f : report->failures) log->warn("{}", f);
+    // Failures are not logged here: reconcile() returns them and the runner logs them once
+    // (a control call returns them to the client instead).
     if (auto r = syncEdges(report->fullRead || edgesStale_, changed); !r) {
       edgesStale_ = true;  // all of it again next pass
       report->failures.push_back(r.error().message());
-      log->warn("{}", r.error().message());
     } else {
       edgesStale_ = false;
     }
