@@ -104,6 +104,10 @@ Result<void> NodeModule::reconcile(const ReconcileContext&) {
   return {};
 }
 
+std::vector<CommandSpec> NodeModule::commands() const {
+  return {{.command = "facts", .help = "what the agent knows about this node"}};
+}
+
 Result<Json> NodeModule::call(const CallRequest& req, CallOutput& out) {
   if (req.command != "facts") return Module::call(req, out);
   std::lock_guard lock(mu_);

@@ -130,6 +130,11 @@ class Daemon {
           for (auto& m : modules_)
             if (m.module->name() == n) return m.module.get();
           return nullptr;
+        },
+        .modules = [this] {
+          std::vector<core::Module*> out;
+          for (auto& m : modules_) out.push_back(m.module.get());
+          return out;
         }});
     if (auto r = server.start({config_.control.socket, config_.control.socketMode, config_.control.socketGroup}); !r) {
       logger_->error("control socket: {}", r.error().message());

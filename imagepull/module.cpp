@@ -286,6 +286,22 @@ void ImagePullModule::publish(const Config& c) {
   ctx_.store->publish(std::move(s));
 }
 
+std::vector<core::CommandSpec> ImagePullModule::commands() const {
+  return {
+      {.command = "list", .group = "images", .help = "images the agent prefetches, per tier and state"},
+      {.command = "status", .group = "images", .help = "prefetch status: runtime, disk guard, counts, every image"},
+      {.command = "pull",
+       .group = "images",
+       .help = "pull an image now, ahead of queued lower tiers (live progress on a terminal; exit 1 if it fails)",
+       .args = {"IMAGE"},
+       .options = {{.name = "tier", .help = "base, business (default) or environment"}},
+       .mutating = true,
+       .longRunning = true},
+      {.command = "forget", .group = "images", .help = "stop tracking a requested image (the runtime keeps it)",
+       .args = {"IMAGE"}, .mutating = true},
+  };
+}
+
 Result<Json> ImagePullModule::call(const core::CallRequest& req, core::CallOutput& out) {
   auto now = steady_clock::now();
   if (req.command == "list") {

@@ -641,6 +641,14 @@ Json IpvsModule::listJson() {
   return Json::object().set("items", items).set("last_sync", lastSync_);
 }
 
+std::vector<core::CommandSpec> IpvsModule::commands() const {
+  return {
+      {.command = "list", .help = "IPVS services and endpoints (as ipvsadm -Ln) with the agent's view"},
+      {.command = "plan", .help = "the IPVS changes a sync would make (reads the kernel, changes nothing)"},
+      {.command = "sync", .help = "read the kernel table and converge now", .mutating = true},
+  };
+}
+
 Result<Json> IpvsModule::call(const core::CallRequest& req, core::CallOutput& out) {
   std::lock_guard lock(mu_);
   if (!config_.enabled) return failInvalid("the ipvs module is disabled (set ipvs.enabled: true)");
