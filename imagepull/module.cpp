@@ -1,12 +1,16 @@
 #include "imagepull/module.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/state_store.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "imagepull/cri_image_service.h"
 #include "imagepull/image_ref.h"
 #include "imagepull/policy.h"
+#include "kube/cluster.h"
+#include "kube/event.h"
 
 namespace nodeagent::imagepull {
 
@@ -42,8 +46,12 @@ std::string progressLine(const ImageRecord& r, SteadyTime now) {
 }  // namespace
 
 ImagePullModule::ImagePullModule(core::ModuleContext ctx, Config config, std::string nodeName,
-                                 std::unique_ptr<ImageService> service)
-    : ctx_(std::move(ctx)), nodeName_(std::move(nodeName)), service_(std::move(service)), config_(std::move(config)) {
+                                 std::unique_ptr<ImageService> service, std::optional<kube::Config> kube)
+    : ctx_(std::move(ctx)),
+      nodeName_(std::move(nodeName)),
+      service_(std::move(service)),
+      kube_(std::move(kube)),
+      config_(std::move(config)) {
   if (!service_)
     service_ = std::make_unique<CriImageService>(
         CriOptions{.endpoint = config_.runtimeEndpoint, .maxReceiveBytes = config_.maxReceiveBytes});
@@ -58,7 +66,122 @@ ImagePullModule::ImagePullModule(core::ModuleContext ctx, Config config, std::st
 ImagePullModule::~ImagePullModule() { stop(); }
 
 void ImagePullModule::stop() {
+  if (kubeClient_) kubeClient_->interrupt();
+  if (sets_) sets_->stop();
   if (prefetcher_) prefetcher_->stop();
+}
+
+void ImagePullModule::ensureClusterSets(const Config& c) {
+  auto logger = log::get("imagepull");
+  if (c.clusterSets.enabled == "false") {
+    if (sets_) {
+      sets_->stop();
+      sets_.reset();
+      logger->info("cluster prefetch sets off (imagepull.cluster_sets.enabled: false)");
+    }
+    std::lock_guard lock(mu_);
+    setsError_.clear();
+    return;
+  }
+  if (sets_ && sets_->where() == c.clusterSets.namespace_ + "/" + c.clusterSets.configMap) return;
+  if (sets_) {  // reload named another ConfigMap
+    sets_->stop();
+    sets_.reset();
+  }
+  std::string error;
+  if (!kubeClient_) {
+    auto cluster = kube_ ? kube::resolveCluster(*kube_) : Result<std::optional<kube::ClusterConfig>>(std::nullopt);
+    if (!cluster) {
+      error = cluster.error().message();
+    } else if (!*cluster) {
+      if (c.clusterSets.enabled == "true") error = "cluster_sets.enabled is true but no Kubernetes API is configured (kube.mode)";
+    } else {
+      kube::ClientOptions co;
+      co.userAgent = "nodeagent/imagepull";
+      if (kube_) {
+        co.qps = kube_->qps, co.burst = kube_->burst, co.maxAttempts = kube_->maxAttempts;
+        co.connectTimeout = kube_->connectTimeout, co.requestTimeout = kube_->requestTimeout;
+      }
+      auto client = kube::Client::create(**cluster, co);
+      if (!client) error = client.error().message();
+      else kubeClient_ = std::move(*client);
+    }
+  }
+  if (kubeClient_) {
+    sets_ = std::make_unique<ClusterSetSource>(
+        *kubeClient_, ClusterSetsOptions{.ns = c.clusterSets.namespace_, .configMap = c.clusterSets.configMap, .nodeName = nodeName_});
+    sets_->start([trigger = ctx_.trigger] {
+      if (trigger) trigger();
+    });
+    logger->info("watching prefetch sets in configmap {} for node {}", sets_->where(), nodeName_);
+  }
+  std::lock_guard lock(mu_);
+  if (!error.empty() && error != setsError_) logger->warn("cluster prefetch sets: {}", error);
+  setsError_ = error;
+}
+
+std::vector<ConfiguredImage> ImagePullModule::wantedImages(const Config& c) {
+  auto logger = log::get("imagepull");
+  std::vector<ConfiguredImage> out;
+  for (const auto& image : c.base) out.push_back({image, Tier::kBase, "config"});
+  for (const auto& image : c.environment) out.push_back({image, Tier::kEnvironment, "config"});
+  std::optional<ClusterSetsView> view;
+  if (sets_) {
+    view = sets_->view();
+    reportRejected(sets_->takeNewRejected());
+  }
+  std::optional<ClusterSetsView> before;
+  {
+    std::lock_guard lock(mu_);
+    before = setsView_;
+    setsView_ = view;
+  }
+  if (!view) return out;
+  // Selection changes, once each: the Node's labels or the ConfigMap changed.
+  std::vector<std::string> was = before ? before->selected : std::vector<std::string>{};
+  for (const auto& name : view->selected)
+    if (std::find(was.begin(), was.end(), name) == was.end())
+      logger->info("prefetch set {} selected (node {} matches its nodeSelector)", name, nodeName_);
+  for (const auto& name : was)
+    if (std::find(view->selected.begin(), view->selected.end(), name) == view->selected.end())
+      logger->info("prefetch set {} no longer selected; its images stay in the runtime, untracked", name);
+  for (const auto& set : view->parsed.sets) {
+    if (std::find(view->selected.begin(), view->selected.end(), set.name) == view->selected.end()) continue;
+    for (const auto& image : set.images) out.push_back({image, set.tier, "set " + set.name});
+  }
+  return out;
+}
+
+void ImagePullModule::reportRejected(const std::vector<RejectedSet>& rejected) {
+  auto logger = log::get("imagepull");
+  for (const auto& r : rejected) {
+    logger->warn("prefetch set {} rejected: {}", r.name, r.problem);
+    if (ctx_.dryRun || !kubeClient_ || !sets_) continue;
+    auto now = std::chrono::system_clock::now();
+    char suffix[32];
+    std::snprintf(suffix, sizeof suffix, ".%llx",
+                  static_cast<unsigned long long>(
+                      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count()));
+    Config c;
+    {
+      std::lock_guard lock(mu_);
+      c = config_;
+    }
+    kube::ObjectEvent e{.kind = "ConfigMap",
+                        .ns = c.clusterSets.namespace_,
+                        .name = c.clusterSets.configMap,
+                        .eventNamespace = c.clusterSets.namespace_,
+                        .eventName = c.clusterSets.configMap + suffix,
+                        .reason = "PrefetchSetRejected",
+                        .message = "nodeagent on " + nodeName_ + " rejected prefetch set " + r.name + ": " + r.problem,
+                        .host = nodeName_,
+                        .timestamp = formatRfc3339(now)};
+    auto res = kubeClient_->request("POST", "/api/v1/namespaces/" + c.clusterSets.namespace_ + "/events",
+                                    kube::buildObjectEvent(e));
+    std::lock_guard lock(mu_);
+    if (res) ++eventsSent_;
+    else ++eventsFailed_, logger->debug("event for prefetch set {}: {}", r.name, res.error().message());
+  }
 }
 
 PrefetchOptions ImagePullModule::optionsFor(const Config& c, bool dryRun) const {
@@ -113,8 +236,18 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
       prefetcher_->setCredentials(std::make_shared<const CredentialStore>(std::move(*creds)));
     }
   }
-  if (!c.active()) {
-    if (changed) (void)prefetcher_->setConfigured({}, {});
+  ensureClusterSets(c);
+  auto wanted = wantedImages(c);
+  bool active = c.enabled == "true" || (c.enabled == "auto" && !wanted.empty());
+  bool wantedChanged;
+  {
+    std::lock_guard lock(mu_);
+    active_ = active;
+    wantedChanged = changed || wanted != applied_;
+    applied_ = wanted;
+  }
+  if (!active) {
+    if (wantedChanged) (void)prefetcher_->setConfigured(std::vector<ConfiguredImage>{});
     publish(c);
     return {};
   }
@@ -141,8 +274,9 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
       if (runtimeDown) prefetcher_->runtimeAnswered();
     }
   }
+  if (wantedChanged)
+    if (auto r = prefetcher_->setConfigured(wanted); !r) return fail(r.error());
   if (changed) {
-    if (auto r = prefetcher_->setConfigured(c.base, c.environment); !r) return fail(r.error());
     auto delay = startDelay(nodeName_, c.startSpread);
     prefetcher_->releaseAt(started_ + delay);
     if (rctx.initial && delay.count() > 0)
@@ -171,9 +305,11 @@ Json ImagePullModule::statusJson() {
   Config c;
   Json runtime = Json::object();
   Json creds = Json::object();
+  bool active;
   {
     std::lock_guard lock(mu_);
     c = config_;
+    active = active_;
     runtime.set("endpoint", c.runtimeEndpoint);
     if (runtime_)
       runtime.set("name", runtime_->runtimeName).set("version", runtime_->runtimeVersion).set("api", runtime_->apiVersion);
@@ -198,7 +334,7 @@ Json ImagePullModule::statusJson() {
   for (const auto& r : records) images.push(toJson(r, now));
   auto delay = startDelay(nodeName_, c.startSpread);
   return Json::object()
-      .set("active", c.active())
+      .set("active", active)
       .set("runtime", runtime)
       .set("concurrency", c.concurrency)
       .set("per_registry", c.perRegistry)
@@ -213,7 +349,52 @@ Json ImagePullModule::statusJson() {
       .set("pulled", stats.pulled)
       .set("failed_attempts", stats.failedAttempts)
       .set("already_present", stats.skippedPresent)
+      .set("cluster_sets", clusterSetsJson(records))
       .set("images", images);
+}
+
+Json ImagePullModule::clusterSetsJson(const std::vector<ImageRecord>& records) {
+  Config c;
+  std::optional<ClusterSetsView> view;
+  std::string error;
+  Json j = Json::object();
+  {
+    std::lock_guard lock(mu_);
+    c = config_;
+    view = setsView_;
+    error = setsError_;
+    j.set("events_sent", eventsSent_).set("events_failed", eventsFailed_);
+  }
+  j.set("enabled", c.clusterSets.enabled).set("configmap", c.clusterSets.namespace_ + "/" + c.clusterSets.configMap);
+  if (!error.empty()) j.set("error", error);
+  j.set("watching", view.has_value());
+  if (!view) return j;
+  j.set("synced", view->synced()).set("configmap_found", view->configMapFound);
+  auto now = std::chrono::system_clock::now();
+  Json sets = Json::array();
+  for (const auto& set : view->parsed.sets) {
+    bool selected = std::find(view->selected.begin(), view->selected.end(), set.name) != view->selected.end();
+    Json o = Json::object().set("name", set.name).set("tier", std::string(tierName(set.tier))).set("selected", selected);
+    o.set("images", set.images.size());
+    if (selected) {
+      size_t present = 0;
+      Json missing = Json::array();
+      for (const auto& image : set.images) {
+        auto it = std::find_if(records.begin(), records.end(), [&](const auto& r) { return r.image == image; });
+        if (it != records.end() && it->state == PullState::kPresent) ++present;
+        else missing.push(image);
+      }
+      o.set("present", present).set("missing", missing);
+      if (set.deadline) o.set("overdue", present < set.images.size() && now > *set.deadline);
+    }
+    if (set.deadline) o.set("deadline", formatRfc3339(*set.deadline));
+    sets.push(o);
+  }
+  j.set("sets", sets);
+  Json rejected = Json::array();
+  for (const auto& r : view->parsed.rejected) rejected.push(Json::object().set("name", r.name).set("problem", r.problem));
+  j.set("rejected", rejected);
+  return j;
 }
 
 void ImagePullModule::publish(const Config& c) {
@@ -234,14 +415,16 @@ void ImagePullModule::publish(const Config& c) {
     }
   }
   std::string runtimeError;
+  bool active;
   {
     std::lock_guard lock(mu_);
     runtimeError = runtimeError_;
+    active = active_;
   }
   // Down since the first answer: an outage, not a start (degraded, not "starting").
   if (runtimeError.empty() && stats.runtimeDown) runtimeError = stats.runtimeError;
   core::Condition cond{.type = "BaseImagesPresent"};
-  if (!c.active()) {
+  if (!active) {
     s.health = core::Health::kDisabled;
     s.summary = "no images configured; prefetch idle (pulls on request only)";
   } else if (!runtimeError.empty()) {
@@ -255,7 +438,7 @@ void ImagePullModule::publish(const Config& c) {
                 std::to_string(stats.active) + " pulling" + (failed ? ", " + std::to_string(failed) + " failed" : "") +
                 (stats.diskHigh ? ", holding pulls: image disk above high-water mark" : "");
   }
-  if (c.active()) {
+  if (active) {
     cond.status = basePresent == base;
     if (cond.reason.empty()) {
       if (base == 0) cond.reason = "NoBaseImages", cond.message = "no base images configured";

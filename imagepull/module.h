@@ -8,6 +8,9 @@
 #include <string>
 
 #include "core/module.h"
+#include "kube/client.h"
+#include "kube/config.h"
+#include "imagepull/cluster_sets.h"
 #include "imagepull/config.h"
 #include "imagepull/disk_guard.h"
 #include "imagepull/image_service.h"
@@ -18,8 +21,9 @@ namespace nodeagent::imagepull {
 class ImagePullModule final : public core::Module {
  public:
   // `service` is the runtime client (CriImageService for the configured endpoint when null).
+  // `kube` is how to reach the API for cluster prefetch sets (none: local lists only).
   ImagePullModule(core::ModuleContext ctx, Config config, std::string nodeName,
-                  std::unique_ptr<ImageService> service = nullptr);
+                  std::unique_ptr<ImageService> service = nullptr, std::optional<kube::Config> kube = std::nullopt);
   ~ImagePullModule() override;
 
   std::string name() const override { return "imagepull"; }
@@ -34,7 +38,13 @@ class ImagePullModule final : public core::Module {
   PrefetchOptions optionsFor(const Config& c, bool dryRun) const;
   Result<Json> callPull(const core::CallRequest& req, core::CallOutput& out);
   Json statusJson();
+  Json clusterSetsJson(const std::vector<ImageRecord>& records);
   void publish(const Config& c);
+  // Starts (or stops) the cluster set watch as the config says; errors are kept in setsError_.
+  void ensureClusterSets(const Config& c);
+  // The local lists first (they win), then the images of every selected cluster set.
+  std::vector<ConfiguredImage> wantedImages(const Config& c);
+  void reportRejected(const std::vector<RejectedSet>& rejected);
 
   core::ModuleContext ctx_;
   std::string nodeName_;
@@ -42,6 +52,9 @@ class ImagePullModule final : public core::Module {
   std::unique_ptr<CriDiskProbe> disk_;
   std::unique_ptr<Prefetcher> prefetcher_;
   SteadyTime started_;
+  std::optional<kube::Config> kube_;
+  std::unique_ptr<kube::Client> kubeClient_;
+  std::unique_ptr<ClusterSetSource> sets_;  // reconcile thread only (created and stopped there)
 
   mutable std::mutex mu_;  // guards the fields below
   Config config_;
@@ -51,6 +64,11 @@ class ImagePullModule final : public core::Module {
   std::string credentialsError_;
   size_t credentialHosts_ = 0;
   SteadyTime nextRefresh_{};
+  bool active_ = false;
+  std::string setsError_;
+  std::optional<ClusterSetsView> setsView_;  // the view the applied images came from
+  std::vector<ConfiguredImage> applied_;
+  uint64_t eventsSent_ = 0, eventsFailed_ = 0;
 };
 
 }  // namespace nodeagent::imagepull
