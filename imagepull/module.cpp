@@ -353,6 +353,58 @@ Json ImagePullModule::statusJson() {
       .set("images", images);
 }
 
+core::Condition imagesReadyCondition(const std::vector<ImageRecord>& records, const std::string& runtimeError,
+                                     bool released) {
+  // Every image the node should hold (local lists and selected sets), not on-demand pulls.
+  size_t total = 0, present = 0, failed = 0;
+  std::vector<std::string> missing;
+  for (const auto& r : records) {
+    if (!r.configured) continue;
+    ++total;
+    if (r.state == PullState::kPresent) ++present;
+    else missing.push_back(r.image), failed += r.state == PullState::kFailed;
+  }
+  core::Condition c{.type = "ImagesReady", .status = present == total};
+  c.message = std::to_string(present) + "/" + std::to_string(total) + " images";
+  if (!missing.empty()) {
+    constexpr size_t kNamed = 3;  // one line on `kubectl describe node`
+    c.message += ", missing: ";
+    for (size_t i = 0; i < std::min(kNamed, missing.size()); ++i) c.message += (i ? ", " : "") + missing[i];
+    if (missing.size() > kNamed) c.message += " (+" + std::to_string(missing.size() - kNamed) + " more)";
+  }
+  if (total == 0) c.reason = "NoImages";
+  else if (present == total) c.reason = "AllPresent";
+  else if (!runtimeError.empty()) c.reason = "RuntimeUnavailable";
+  else if (failed) c.reason = "PullFailed";
+  else if (!released) c.reason = "WaitingForStartSlot";
+  else c.reason = "Pulling";
+  return c;
+}
+
+std::vector<SetCount> ImagePullModule::setCounts(const std::vector<ImageRecord>& records) {
+  std::optional<ClusterSetsView> view;
+  {
+    std::lock_guard lock(mu_);
+    view = setsView_;
+  }
+  std::vector<SetCount> out;
+  if (!view) return out;
+  std::map<std::string, PullState> state;
+  for (const auto& r : records) state[r.image] = r.state;
+  for (const auto& set : view->parsed.sets) {
+    if (std::find(view->selected.begin(), view->selected.end(), set.name) == view->selected.end()) continue;
+    SetCount c{.name = set.name, .tier = set.tier, .images = set.images.size()};
+    for (const auto& image : set.images) {
+      auto it = state.find(image);
+      if (it != state.end() && it->second == PullState::kPresent) ++c.present;
+      else c.missing.push_back(image);
+    }
+    c.overdue = set.deadline && !c.missing.empty() && std::chrono::system_clock::now() > *set.deadline;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 Json ImagePullModule::clusterSetsJson(const std::vector<ImageRecord>& records) {
   Config c;
   std::optional<ClusterSetsView> view;
@@ -370,22 +422,20 @@ Json ImagePullModule::clusterSetsJson(const std::vector<ImageRecord>& records) {
   j.set("watching", view.has_value());
   if (!view) return j;
   j.set("synced", view->synced()).set("configmap_found", view->configMapFound);
-  auto now = std::chrono::system_clock::now();
+  auto counts = setCounts(records);
   Json sets = Json::array();
   for (const auto& set : view->parsed.sets) {
-    bool selected = std::find(view->selected.begin(), view->selected.end(), set.name) != view->selected.end();
-    Json o = Json::object().set("name", set.name).set("tier", std::string(tierName(set.tier))).set("selected", selected);
-    o.set("images", set.images.size());
-    if (selected) {
-      size_t present = 0;
+    auto count = std::find_if(counts.begin(), counts.end(), [&](const SetCount& c) { return c.name == set.name; });
+    Json o = Json::object()
+                 .set("name", set.name)
+                 .set("tier", std::string(tierName(set.tier)))
+                 .set("selected", count != counts.end())
+                 .set("images", set.images.size());
+    if (count != counts.end()) {
       Json missing = Json::array();
-      for (const auto& image : set.images) {
-        auto it = std::find_if(records.begin(), records.end(), [&](const auto& r) { return r.image == image; });
-        if (it != records.end() && it->state == PullState::kPresent) ++present;
-        else missing.push(image);
-      }
-      o.set("present", present).set("missing", missing);
-      if (set.deadline) o.set("overdue", present < set.images.size() && now > *set.deadline);
+      for (const auto& image : count->missing) missing.push(image);
+      o.set("present", count->present).set("missing", missing);
+      if (set.deadline) o.set("overdue", count->overdue);
     }
     if (set.deadline) o.set("deadline", formatRfc3339(*set.deadline));
     sets.push(o);
@@ -452,6 +502,7 @@ void ImagePullModule::publish(const Config& c) {
                        (basePresent ? ", " + std::to_string(basePinned) + " pinned by the runtime against image GC" : "");
     }
     s.conditions.push_back(cond);
+    s.conditions.push_back(imagesReadyCondition(records, runtimeError, prefetcher_->released()));
   }
   using core::Metric;
   for (auto st : {PullState::kQueued, PullState::kPulling, PullState::kPresent, PullState::kRetrying,
@@ -467,6 +518,12 @@ void ImagePullModule::publish(const Config& c) {
   s.metrics.push_back({"nodeagent_imagepull_in_flight", "Pulls in flight", Metric::Type::kGauge, {}, double(stats.active)});
   if (stats.disk)
     s.metrics.push_back({"nodeagent_imagepull_disk_used_percent", "Image file system usage", Metric::Type::kGauge, {}, stats.disk->usedPercent});
+  for (const auto& set : setCounts(records)) {
+    s.metrics.push_back({"nodeagent_imagepull_set_images", "Images of each selected prefetch set", Metric::Type::kGauge,
+                         {{"set", set.name}, {"tier", std::string(tierName(set.tier))}}, double(set.images)});
+    s.metrics.push_back({"nodeagent_imagepull_set_images_present", "Images of each selected prefetch set present in the runtime",
+                         Metric::Type::kGauge, {{"set", set.name}, {"tier", std::string(tierName(set.tier))}}, double(set.present)});
+  }
   ctx_.store->publish(std::move(s));
 }
 

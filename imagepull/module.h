@@ -18,6 +18,20 @@
 
 namespace nodeagent::imagepull {
 
+// A selected prefetch set's images against what the runtime holds.
+struct SetCount {
+  std::string name;
+  Tier tier = Tier::kEnvironment;
+  size_t images = 0, present = 0;
+  std::vector<std::string> missing;
+  bool overdue = false;  // past its deadline with images missing
+};
+
+// NodeAgentImagesReady: True when every image the node should hold (local lists and the
+// selected sets) is present; "41/42 images, missing: a, b, c (+N more)".
+core::Condition imagesReadyCondition(const std::vector<ImageRecord>& records, const std::string& runtimeError,
+                                     bool released);
+
 class ImagePullModule final : public core::Module {
  public:
   // `service` is the runtime client (CriImageService for the configured endpoint when null).
@@ -39,6 +53,7 @@ class ImagePullModule final : public core::Module {
   Result<Json> callPull(const core::CallRequest& req, core::CallOutput& out);
   Json statusJson();
   Json clusterSetsJson(const std::vector<ImageRecord>& records);
+  std::vector<SetCount> setCounts(const std::vector<ImageRecord>& records);
   void publish(const Config& c);
   // Starts (or stops) the cluster set watch as the config says; errors are kept in setsError_.
   void ensureClusterSets(const Config& c);

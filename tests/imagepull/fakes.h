@@ -48,16 +48,18 @@ class FakeService final : public ImageService {
   }
   Result<std::string> pull(const std::string& image, const std::string&, const Credential*,
                            std::chrono::milliseconds timeout) override {
+    std::chrono::milliseconds takes;
     {
       std::lock_guard l(mu);
       order.push_back(image);
       ++pulls[image];
       maxInFlight = std::max(maxInFlight, ++inFlight);
+      takes = pullTime;  // under the lock: a test may change it between phases
     }
-    std::this_thread::sleep_for(std::min(pullTime, timeout));
+    std::this_thread::sleep_for(std::min(takes, timeout));
     std::lock_guard l(mu);
     --inFlight;
-    if (pullTime > timeout) return fail(Error(makeGrpcError(GrpcCode::kDeadlineExceeded), "deadline"));
+    if (takes > timeout) return fail(Error(makeGrpcError(GrpcCode::kDeadlineExceeded), "deadline"));
     if (down) return fail(unreachable());
     if (auto& f = failures[image]; !f.empty()) {
       auto code = f.front();

@@ -37,6 +37,15 @@ const Json* findSet(const Json& st, const std::string& name) {
   return nullptr;
 }
 
+// The ImagesReady condition as the reporter would put it on the Node.
+core::Condition imagesReady(core::StateStore& store) {
+  auto snap = store.get("imagepull");
+  if (snap)
+    for (const auto& c : snap->state.conditions)
+      if (c.type == "ImagesReady") return c;
+  return {};
+}
+
 bool tracked(const Json& st, const std::string& image) {
   for (const auto& i : st.get("images").asArray())
     if (i.get("image").asString() == image) return true;
@@ -95,6 +104,12 @@ data:
     std::lock_guard l(runtime->mu);
     return runtime->present.contains(cuda) && runtime->present.contains(base);
   }, 30s)) << status(m).dump(2);
+  ASSERT_TRUE(eventually([&] {
+    pass();
+    return imagesReady(store).status;
+  })) << imagesReady(store).message;
+  EXPECT_EQ(imagesReady(store).reason, "AllPresent");
+  EXPECT_EQ(imagesReady(store).message, "2/2 images");
   auto st = status(m);
   EXPECT_TRUE(st.get("active").asBool());
   EXPECT_TRUE(st.get("cluster_sets").get("synced").asBool());
@@ -132,13 +147,32 @@ data:
     EXPECT_TRUE(runtime->present.contains(cuda)) << "dropping a set never deletes its images";
   }
 
-  // A label added selects the web set (business tier) without a restart.
+  EXPECT_EQ(imagesReady(store).message, "1/1 images");
+
+  // A label added selects the web set (business tier) without a restart; until it is
+  // pulled the condition says what is missing.
+  {
+    std::lock_guard l(runtime->mu);
+    runtime->pullTime = 1500ms;
+  }
   kubectl(cp, {"label", "node", nodeName, "role=web"});
+  ASSERT_TRUE(eventually([&] {
+    pass();
+    return !imagesReady(store).status;
+  })) << imagesReady(store).message;
+  EXPECT_EQ(imagesReady(store).message, "1/2 images, missing: registry.example.com/web/nginx:1.27");
+  EXPECT_EQ(imagesReady(store).reason, "Pulling");
   ASSERT_TRUE(eventually([&] {
     pass();
     std::lock_guard l(runtime->mu);
     return runtime->present.contains("registry.example.com/web/nginx:1.27");
   }, 20s)) << status(m).dump(2);
+  EXPECT_TRUE(eventually([&] {
+    pass();
+    return imagesReady(store).status;
+  }));
+  st = status(m);
+  EXPECT_EQ(findSet(st, "web")->get("present").asInt(), 1);
 
   // Every request of the agent for the ConfigMap was allowed, and named it.
   using kube::testing::AuditQuery;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "imagepull/cluster_sets.h"
+#include "imagepull/module.h"
 #include "imagepull/prefetch_set.h"
 
 namespace nodeagent::imagepull {
@@ -138,6 +139,41 @@ TEST(ClusterSetSource, ReEvaluatesOnLabelAndConfigMapChangesAndReportsRejections
   EXPECT_TRUE(src.view().parsed.rejected.empty());
   src.setConfigMap(&cm);
   EXPECT_EQ(src.takeNewRejected().size(), 1u) << "broken again after a fix is reported again";
+}
+
+ImageRecord record(const std::string& image, PullState state, bool configured = true) {
+  ImageRecord r;
+  r.image = image;
+  r.state = state;
+  r.configured = configured;
+  return r;
+}
+
+TEST(ImagesReady, CountsWhatTheNodeShouldHoldAndNamesTheFirstMissing) {
+  auto c = imagesReadyCondition({}, "", true);
+  EXPECT_TRUE(c.status);
+  EXPECT_EQ(c.reason, "NoImages");
+  EXPECT_EQ(c.message, "0/0 images");
+
+  std::vector<ImageRecord> rs{record("a", PullState::kPresent), record("b", PullState::kPulling),
+                              record("asked", PullState::kQueued, false)};
+  c = imagesReadyCondition(rs, "", true);
+  EXPECT_EQ(c.type, "ImagesReady");
+  EXPECT_FALSE(c.status);
+  EXPECT_EQ(c.reason, "Pulling");
+  EXPECT_EQ(c.message, "1/2 images, missing: b") << "on-demand pulls are not counted";
+  EXPECT_EQ(imagesReadyCondition(rs, "", false).reason, "WaitingForStartSlot");
+  EXPECT_EQ(imagesReadyCondition(rs, "connection refused", true).reason, "RuntimeUnavailable");
+
+  for (auto n : {"c", "d", "e"}) rs.push_back(record(n, PullState::kFailed));
+  c = imagesReadyCondition(rs, "", true);
+  EXPECT_EQ(c.reason, "PullFailed");
+  EXPECT_EQ(c.message, "1/5 images, missing: b, c, d (+1 more)");
+  rs = {record("a", PullState::kPresent)};
+  c = imagesReadyCondition(rs, "", true);
+  EXPECT_TRUE(c.status);
+  EXPECT_EQ(c.reason, "AllPresent");
+  EXPECT_EQ(c.message, "1/1 images");
 }
 
 }  // namespace
