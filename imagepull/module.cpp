@@ -5,6 +5,7 @@
 
 #include "core/state_store.h"
 #include "common/clock.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "imagepull/cri_image_service.h"
 #include "imagepull/image_ref.h"
@@ -118,6 +119,60 @@ void ImagePullModule::ensureClusterSets(const Config& c) {
   std::lock_guard lock(mu_);
   if (!error.empty() && error != setsError_) logger->warn("cluster prefetch sets: {}", error);
   setsError_ = error;
+}
+
+void ImagePullModule::restoreRequests() {
+  auto logger = log::get("imagepull");
+  if (ctx_.stateDir.empty()) return;
+  std::string path = ctx_.stateDir + "/requests.json";
+  auto text = readFile(path);
+  if (!text) {
+    if (text.error().code() != std::errc::no_such_file_or_directory)
+      logger->warn("requested images not restored: {}", text.error().message());
+    return;
+  }
+  auto j = Json::parse(*text);
+  if (!j || !j->get("images").isArray()) {
+    logger->warn("requested images not restored: {} is not a requests file{}", path,
+                 j ? "" : ": " + j.error().message());
+    return;
+  }
+  size_t restored = 0;
+  for (const auto& item : j->get("images").asArray()) {
+    auto tier = parseTier(item.get("tier").asString());
+    const auto& image = item.get("image").asString();
+    auto key = tier ? prefetcher_->request(image, *tier) : Result<std::string>(failInvalid("unknown tier"));
+    if (!key) {
+      logger->warn("requested image {} in {} not restored: {}", image, path, key.error().message());
+      continue;
+    }
+    std::lock_guard lock(mu_);
+    requested_[*key] = *tier;
+    ++restored;
+  }
+  if (restored) logger->info("restored {} requested image(s) from {}", restored, path);
+}
+
+void ImagePullModule::saveRequests() {
+  if (ctx_.stateDir.empty() || ctx_.dryRun) return;
+  Json images = Json::array();
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [image, tier] : requested_)
+      images.push(Json::object().set("image", image).set("tier", std::string(tierName(tier))));
+  }
+  // nodeagentctl images pull IMAGE (kept until `images forget IMAGE`)
+  std::string path = ctx_.stateDir + "/requests.json";
+  auto r = makeDirs(ctx_.stateDir, 0750);
+  if (r) r = writeFileAtomic(path, Json::object().set("version", 1).set("images", images).dump(2) + "\n", 0640);
+  std::lock_guard lock(mu_);
+  if (!r) {
+    if (requestsError_ != r.error().message())
+      log::get("imagepull")->warn("requested images not saved (lost on restart): {}", r.error().message());
+    requestsError_ = r.error().message();
+  } else {
+    requestsError_.clear();
+  }
 }
 
 std::vector<ConfiguredImage> ImagePullModule::wantedImages(const Config& c) {
@@ -236,6 +291,10 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
       prefetcher_->setCredentials(std::make_shared<const CredentialStore>(std::move(*creds)));
     }
   }
+  if (!requestsRestored_) {
+    requestsRestored_ = true;
+    restoreRequests();
+  }
   ensureClusterSets(c);
   auto wanted = wantedImages(c);
   bool active = c.enabled == "true" || (c.enabled == "auto" && !wanted.empty());
@@ -349,8 +408,17 @@ Json ImagePullModule::statusJson() {
       .set("pulled", stats.pulled)
       .set("failed_attempts", stats.failedAttempts)
       .set("already_present", stats.skippedPresent)
+      .set("requests", requestsJson())
       .set("cluster_sets", clusterSetsJson(records))
       .set("images", images);
+}
+
+Json ImagePullModule::requestsJson() {
+  std::lock_guard lock(mu_);
+  Json j = Json::object().set("remembered", requested_.size());
+  if (!ctx_.stateDir.empty()) j.set("file", ctx_.stateDir + "/requests.json");
+  if (!requestsError_.empty()) j.set("error", requestsError_);
+  return j;
 }
 
 core::Condition imagesReadyCondition(const std::vector<ImageRecord>& records, const std::string& runtimeError,
@@ -559,6 +627,14 @@ Result<Json> ImagePullModule::call(const core::CallRequest& req, core::CallOutpu
       return Json::object().set("image", ref->canonical()).set("dry_run", true).set("would_forget", tracked);
     }
     if (auto r = prefetcher_->forget(req.args[0]); !r) return fail(r.error());
+    if (auto ref = parseImageRef(req.args[0]); ref) {
+      bool erased;
+      {
+        std::lock_guard lock(mu_);
+        erased = requested_.erase(ref->canonical()) > 0;
+      }
+      if (erased) saveRequests();
+    }
     log::get("imagepull")->info("forgot {} (on request); the runtime keeps the image", req.args[0]);
     if (ctx_.trigger) ctx_.trigger();
     return Json::object().set("image", req.args[0]).set("forgotten", true);
@@ -588,6 +664,14 @@ Result<Json> ImagePullModule::callPull(const core::CallRequest& req, core::CallO
   }
   auto key = prefetcher_->request(req.args[0], tier);
   if (!key) return fail(key.error());
+  bool save;
+  {
+    std::lock_guard lock(mu_);
+    auto [it, fresh] = requested_.try_emplace(*key, tier);
+    save = fresh || tier < it->second;
+    if (tier < it->second) it->second = tier;
+  }
+  if (save) saveRequests();
   log::get("imagepull")->info("pull of {} ({}) requested", *key, tierName(tier));
   uint64_t seen = 0;
   while (true) {

@@ -3,6 +3,7 @@
 // and publishes per-image state; call() serves `nodeagentctl images ...`.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -54,12 +55,16 @@ class ImagePullModule final : public core::Module {
   Json statusJson();
   Json clusterSetsJson(const std::vector<ImageRecord>& records);
   std::vector<SetCount> setCounts(const std::vector<ImageRecord>& records);
+  Json requestsJson();
   void publish(const Config& c);
   // Starts (or stops) the cluster set watch as the config says; errors are kept in setsError_.
   void ensureClusterSets(const Config& c);
   // The local lists first (they win), then the images of every selected cluster set.
   std::vector<ConfiguredImage> wantedImages(const Config& c);
   void reportRejected(const std::vector<RejectedSet>& rejected);
+  // Images requested with `images pull` survive a restart: stateDir/requests.json.
+  void restoreRequests();
+  void saveRequests();
 
   core::ModuleContext ctx_;
   std::string nodeName_;
@@ -84,6 +89,9 @@ class ImagePullModule final : public core::Module {
   std::optional<ClusterSetsView> setsView_;  // the view the applied images came from
   std::vector<ConfiguredImage> applied_;
   uint64_t eventsSent_ = 0, eventsFailed_ = 0;
+  bool requestsRestored_ = false;
+  std::map<std::string, Tier> requested_;  // canonical image -> tier, as saved
+  std::string requestsError_;
 };
 
 }  // namespace nodeagent::imagepull

@@ -2,8 +2,14 @@
 // the node-selector match, and ClusterSetSource driven through its watch handlers.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <thread>
+
 #include "imagepull/cluster_sets.h"
+#include "core/state_store.h"
+#include "common/files.h"
 #include "imagepull/module.h"
+#include "tests/imagepull/fakes.h"
 #include "imagepull/prefetch_set.h"
 
 namespace nodeagent::imagepull {
@@ -174,6 +180,76 @@ TEST(ImagesReady, CountsWhatTheNodeShouldHoldAndNamesTheFirstMissing) {
   EXPECT_TRUE(c.status);
   EXPECT_EQ(c.reason, "AllPresent");
   EXPECT_EQ(c.message, "1/1 images");
+}
+
+struct NullOutput final : core::CallOutput {
+  void progress(const Json&) override {}
+  bool cancelled() const override { return false; }
+};
+
+std::vector<std::string> trackedRequests(ImagePullModule& m) {
+  NullOutput out;
+  auto st = m.call({.command = "status"}, out);
+  EXPECT_TRUE(st);
+  std::vector<std::string> images;
+  for (const auto& i : st->get("images").asArray())
+    if (i.get("source").asString() == "request") images.push_back(i.get("image").asString() + "=" + i.get("tier").asString());
+  return images;
+}
+
+TEST(ImagePullModule, RemembersRequestedImagesAcrossARestart) {
+  char tmpl[] = "/tmp/nodeagent-requests-XXXXXX";
+  ASSERT_TRUE(::mkdtemp(tmpl));
+  std::string dir = std::string(tmpl) + "/imagepull";  // the module's own state dir
+  core::StateStore store;
+  Config c;
+  c.authFile = "";
+  NullOutput out;
+  {
+    ImagePullModule m(core::ModuleContext{.store = &store, .stateDir = dir}, c, "n1", std::make_unique<FakeService>());
+    ASSERT_TRUE(m.reconcile({.initial = true}));
+    ASSERT_TRUE(m.call({.command = "pull", .args = {"app/api:1"}}, out));
+    ASSERT_TRUE(m.call({.command = "pull", .args = {"app/web:2"}}, out));
+    ASSERT_TRUE(m.call({.command = "pull", .args = {"app/tmp:3"}}, out));
+    ASSERT_TRUE(m.call({.command = "forget", .args = {"app/tmp:3"}}, out));
+    m.stop();
+  }
+  auto saved = readFile(dir + "/requests.json");
+  ASSERT_TRUE(saved);
+  EXPECT_NE(saved->find("docker.io/app/api:1"), std::string::npos) << *saved;
+  EXPECT_EQ(saved->find("app/tmp"), std::string::npos) << "forgotten: " << *saved;
+
+  auto svc = std::make_unique<FakeService>();
+  FakeService* runtime = svc.get();
+  ImagePullModule m(core::ModuleContext{.store = &store, .stateDir = dir}, c, "n1", std::move(svc));
+  ASSERT_TRUE(m.reconcile({.initial = true}));
+  EXPECT_EQ(trackedRequests(m),
+            (std::vector<std::string>{"docker.io/app/api:1=business", "docker.io/app/web:2=business"}));
+  // Restored requests are pulled again (this runtime is new and empty).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  auto pulled = [&] {
+    std::lock_guard l(runtime->mu);
+    return runtime->present;
+  };
+  while (std::chrono::steady_clock::now() < deadline && pulled().size() < 2)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(pulled(), (std::set<std::string>{"docker.io/app/api:1", "docker.io/app/web:2"}));
+  m.stop();
+  std::filesystem::remove_all(tmpl);
+}
+
+TEST(ImagePullModule, IgnoresACorruptRequestsFile) {
+  char tmpl[] = "/tmp/nodeagent-requests-XXXXXX";
+  ASSERT_TRUE(::mkdtemp(tmpl));
+  ASSERT_TRUE(writeFileAtomic(std::string(tmpl) + "/requests.json", "{not json", 0640));
+  core::StateStore store;
+  Config c;
+  c.authFile = "";
+  ImagePullModule m(core::ModuleContext{.store = &store, .stateDir = tmpl}, c, "n1", std::make_unique<FakeService>());
+  ASSERT_TRUE(m.reconcile({.initial = true}));
+  EXPECT_TRUE(trackedRequests(m).empty());
+  m.stop();
+  std::filesystem::remove_all(tmpl);
 }
 
 }  // namespace
