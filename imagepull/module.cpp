@@ -307,7 +307,7 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
   }
   if (!active) {
     if (wantedChanged) (void)prefetcher_->setConfigured(std::vector<ConfiguredImage>{});
-    publish(c);
+    publish();
     return {};
   }
   // The runtime must serve CRI v1; ask until it answers, and again while the prefetcher
@@ -351,7 +351,7 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
       prefetcher_->refreshEnvironment();
     }
   }
-  publish(c);
+  publish();
   std::lock_guard lock(mu_);
   if (!runtimeError_.empty()) return failInvalid(runtimeError_);
   return {};
@@ -515,7 +515,7 @@ Json ImagePullModule::clusterSetsJson(const std::vector<ImageRecord>& records) {
   return j;
 }
 
-void ImagePullModule::publish(const Config& c) {
+void ImagePullModule::publish() {
   auto records = prefetcher_->snapshot();
   auto stats = prefetcher_->stats();
   core::ModuleState s;

@@ -56,7 +56,7 @@ class ImagePullModule final : public core::Module {
   Json clusterSetsJson(const std::vector<ImageRecord>& records);
   std::vector<SetCount> setCounts(const std::vector<ImageRecord>& records);
   Json requestsJson();
-  void publish(const Config& c);
+  void publish();
   // Starts (or stops) the cluster set watch as the config says; errors are kept in setsError_.
   void ensureClusterSets(const Config& c);
   // The local lists first (they win), then the images of every selected cluster set.
