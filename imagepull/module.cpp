@@ -305,6 +305,9 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
     wantedChanged = changed || wanted != applied_;
     applied_ = wanted;
   }
+  // The start slot is set at the first pass even while nothing is wanted yet: cluster sets
+  // arrive after the first pass, and must not wait for a slot that was never set.
+  if (changed) prefetcher_->releaseAt(started_ + startDelay(nodeName_, c.startSpread));
   if (!active) {
     if (wantedChanged) (void)prefetcher_->setConfigured(std::vector<ConfiguredImage>{});
     publish();
@@ -337,7 +340,6 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
     if (auto r = prefetcher_->setConfigured(wanted); !r) return fail(r.error());
   if (changed) {
     auto delay = startDelay(nodeName_, c.startSpread);
-    prefetcher_->releaseAt(started_ + delay);
     if (rctx.initial && delay.count() > 0)
       logger->info("prefetch starts in {} (node's slot in the {} fleet-wide start window)", formatDuration(delay),
                    formatDuration(c.startSpread));
