@@ -372,6 +372,10 @@ netfilter::NftService IpvsModule::nftService(const ServiceKey& k) const {
     n.masquerade = it->second->masquerade;
     n.masqueradeOutside = it->second->masqueradeOutside;
     n.vip = it->second->bindVip;
+    n.firewall = !it->second->sourceRanges.empty();
+    for (const auto& c : it->second->sourceRanges)
+      n.allowedSources.push_back({c.base.family, c.base.bytes, c.prefix});
+    for (const auto& d : it->second->hairpin) n.hairpin.push_back({d.address.bytes, d.port});
   }
   return n;
 }

@@ -12,12 +12,21 @@
 //     chain mark-pre / mark-out { type filter hook prerouting|output priority mangle;
 //       ip daddr . meta l4proto . th dport @masq4 meta mark set meta mark | MARK
 //       ip saddr != CLUSTER_CIDR4 ip daddr . meta l4proto . th dport @masqx4 meta mark set ... }
-//     chain masq { type nat hook postrouting priority srcnat; meta mark & MARK == MARK masquerade }
+//     set fw4 { same type: load balancer frontends with loadBalancerSourceRanges }  (fw6 likewise)
+//     set fwallow4 { type ipv4_addr . inet_proto . inet_service . ipv4_addr; flags interval:
+//                    frontend . allowed source range }                              (fwallow6 likewise)
+//     set loop4 { type ipv4_addr . inet_proto . inet_service . ipv4_addr: a node-local
+//                 endpoint . its port . itself (hairpin) }                          (loop6 likewise)
+//     chain mark-pre / mark-out (first):
+//       ip daddr . meta l4proto . th dport @fw4 ip daddr . meta l4proto . th dport . ip saddr != @fwallow4 drop
+//     chain masq { type nat hook postrouting priority srcnat; meta mark & MARK == MARK masquerade
+//       ip daddr . meta l4proto . th dport . ip saddr @loop4 masquerade }
 //   }
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <set>
 #include <span>
 #include <string>
@@ -27,6 +36,23 @@
 
 namespace nodeagent::netfilter {
 
+// An address prefix (kube-proxy's --cluster-cidr, a loadBalancerSourceRanges entry).
+struct NftPrefix {
+  int family = 0;
+  std::array<uint8_t, 16> addr{};
+  int length = 0;
+  auto operator<=>(const NftPrefix&) const = default;
+};
+
+// An endpoint of a service on this node: a connection from it to its own service that
+// IPVS sends back to it is masqueraded (kube-proxy's KUBE-LOOP-BACK), else the endpoint
+// would get a packet from its own address and drop it.
+struct NftEndpoint {
+  std::array<uint8_t, 16> addr{};  // the service's family
+  uint16_t port = 0;               // host byte order
+  auto operator<=>(const NftEndpoint&) const = default;
+};
+
 struct NftService {
   int family = 0;  // AF_INET or AF_INET6
   std::array<uint8_t, 16> addr{};
@@ -35,6 +61,11 @@ struct NftService {
   bool masquerade = false;
   bool masqueradeOutside = false;  // SNAT only from outside the cluster CIDR of its family
   bool vip = true;  // the address is a VIP (in vips4/6: other ports dropped); false: a node address
+  // loadBalancerSourceRanges: only sources in `allowedSources` (those of the service's
+  // family) reach the service; the others are dropped before IPVS sees them.
+  bool firewall = false;
+  std::vector<NftPrefix> allowedSources;
+  std::vector<NftEndpoint> hairpin;  // node-local endpoints (sorted, unique)
   auto operator<=>(const NftService&) const = default;
 };
 
@@ -58,11 +89,7 @@ std::vector<uint8_t> buildSetElemsMessage(const std::string& table, const std::s
 class NftProxyTable {
  public:
   // `clusterCidrs`: at most one per family (kube-proxy's --cluster-cidr), for masqx4/6.
-  struct Prefix {
-    int family = 0;
-    std::array<uint8_t, 16> addr{};
-    int length = 0;
-  };
+  using Prefix = NftPrefix;
   NftProxyTable(std::string table, uint32_t mark, std::vector<Prefix> clusterCidrs = {})
       : table_(std::move(table)), mark_(mark), clusterCidrs_(std::move(clusterCidrs)) {}
   // Makes the table hold exactly `services`. The first call of a process (and `rebuild`)
@@ -82,6 +109,9 @@ class NftProxyTable {
   std::vector<Prefix> clusterCidrs_;
   bool built_ = false;
   std::set<NftService> current_;
+  // loop4/6 elements are shared by the services of one endpoint: how many services hold
+  // each (key bytes; the set is the key's size).
+  std::map<std::vector<uint8_t>, uint32_t> loopRefs_;
 };
 
 }  // namespace nodeagent::netfilter

@@ -15,9 +15,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 "$root/scripts/build.sh"
 # The kube tier's Kubernetes components (a hash check when warm; a cold build takes long).
-# Skipped only when the selection clearly leaves the kube tier out.
+# Skipped only when the selection clearly leaves the kube tier and the VM tier (its
+# Kubernetes scenario) out.
 case " $* " in
-  *" -L "* | *" -R "*) [[ " $* " == *kube* ]] && bash "$root/tests/k8s/build.sh" kube-apiserver etcd kubectl >/dev/null ;;
+  *" -L "* | *" -R "*) [[ " $* " == *kube* || " $* " == *vm* ]] && bash "$root/tests/k8s/build.sh" kube-apiserver etcd kubectl >/dev/null ;;
   *) bash "$root/tests/k8s/build.sh" kube-apiserver etcd kubectl >/dev/null ;;
 esac
 # Tests touch only what they create: the host's sysctl.d, its /proc/sys values and
