@@ -33,52 +33,13 @@
 #include <vector>
 
 #include "common/result.h"
+#include "netfilter/proxy_table.h"
 
 namespace nodeagent::netfilter {
-
-// An address prefix (kube-proxy's --cluster-cidr, a loadBalancerSourceRanges entry).
-struct NftPrefix {
-  int family = 0;
-  std::array<uint8_t, 16> addr{};
-  int length = 0;
-  auto operator<=>(const NftPrefix&) const = default;
-};
-
-// An endpoint of a service on this node: a connection from it to its own service that
-// IPVS sends back to it is masqueraded (kube-proxy's KUBE-LOOP-BACK), else the endpoint
-// would get a packet from its own address and drop it.
-struct NftEndpoint {
-  std::array<uint8_t, 16> addr{};  // the service's family
-  uint16_t port = 0;               // host byte order
-  auto operator<=>(const NftEndpoint&) const = default;
-};
-
-struct NftService {
-  int family = 0;  // AF_INET or AF_INET6
-  std::array<uint8_t, 16> addr{};
-  uint8_t protocol = 0;  // IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP
-  uint16_t port = 0;     // host byte order
-  bool masquerade = false;
-  bool masqueradeOutside = false;  // SNAT only from outside the cluster CIDR of its family
-  bool vip = true;  // the address is a VIP (in vips4/6: other ports dropped); false: a node address
-  // loadBalancerSourceRanges: only sources in `allowedSources` (those of the service's
-  // family) reach the service; the others are dropped before IPVS sees them.
-  bool firewall = false;
-  std::vector<NftPrefix> allowedSources;
-  std::vector<NftEndpoint> hairpin;  // node-local endpoints (sorted, unique)
-  auto operator<=>(const NftService&) const = default;
-};
 
 // The element key bytes of a service in svc4/svc6 (addr . proto . port, each field padded
 // to 4 bytes as nft's concatenations are).
 std::vector<uint8_t> nftServiceKey(const NftService& s);
-
-// One service's entry: `present` false removes whatever entry the service (family,
-// address, protocol, port) has; true makes it exactly `service` (masquerade included).
-struct NftChange {
-  NftService service;
-  bool present = true;
-};
 
 // nft add element inet TABLE SET { KEY, ... } (add), nft delete element ... (!add): one
 // NFT_MSG_NEWSETELEM / NFT_MSG_DELSETELEM message with sequence number `seq`, as the table
@@ -86,22 +47,21 @@ struct NftChange {
 std::vector<uint8_t> buildSetElemsMessage(const std::string& table, const std::string& set,
                                           std::span<const std::vector<uint8_t>> keys, bool add, uint32_t seq);
 
-class NftProxyTable {
+class NftProxyTable final : public ProxyTable {
  public:
   // `clusterCidrs`: at most one per family (kube-proxy's --cluster-cidr), for masqx4/6.
-  using Prefix = NftPrefix;
   NftProxyTable(std::string table, uint32_t mark, std::vector<Prefix> clusterCidrs = {})
       : table_(std::move(table)), mark_(mark), clusterCidrs_(std::move(clusterCidrs)) {}
-  // Makes the table hold exactly `services`. The first call of a process (and `rebuild`)
-  // replaces the whole table in one atomic batch (delete + create: never a moment without
-  // it); later calls send only element additions and deletions.
-  [[nodiscard]] Result<void> sync(const std::set<NftService>& services, bool rebuild = false);
-  // Applies changes to the last synced set: element changes for those services only (and
-  // their VIPs), so one changed service costs the same whatever the table size. Before the
-  // table is built (or after a failed batch), rebuilds it whole with the changes applied.
-  [[nodiscard]] Result<void> update(std::span<const NftChange> changes);
-  // nft delete table inet NAME (when the module is disabled).
-  [[nodiscard]] Result<void> remove();
+  // The first call of a process (and `rebuild`) replaces the whole table in one atomic
+  // batch (delete + create: never a moment without it); later calls send only element
+  // additions and deletions.
+  [[nodiscard]] Result<void> sync(const std::set<NftService>& services, bool rebuild = false) override;
+  // Element changes for those services only (and their VIPs), so one changed service costs
+  // the same whatever the table size. Before the table is built (or after a failed batch),
+  // rebuilds it whole with the changes applied.
+  [[nodiscard]] Result<void> update(std::span<const NftChange> changes) override;
+  // nft delete table inet NAME
+  [[nodiscard]] Result<void> remove() override;
 
  private:
   std::string table_;
