@@ -72,7 +72,7 @@ Result<std::vector<ComposedModule>> createModules(
     modules.push_back({std::move(sysctlModule), [sysctlPtr](const Config& c) { sysctlPtr->reload(sysctlConfigFor(c)); }});
   }
   auto imagepullModule = std::make_unique<imagepull::ImagePullModule>(makeContext("imagepull"), config.imagepull,
-                                                                      resolveNodeName(config));
+                                                                      resolveNodeName(config), nullptr, config.kube);
   auto* imagepullPtr = imagepullModule.get();
   modules.push_back({std::move(imagepullModule), [imagepullPtr](const Config& c) { imagepullPtr->reload(c.imagepull); }});
   return modules;
