@@ -37,7 +37,7 @@ void putServiceKey(NetlinkWriter& m, const ServiceKey& k) {
 }
 
 void putService(NetlinkWriter& m, const Service& s) {
-  size_t nest = m.beginNest(IPVS_CMD_ATTR_SERVICE);
+  nlattr* nest = m.beginNest(IPVS_CMD_ATTR_SERVICE);
   putServiceKey(m, s.key);
   m.putString(IPVS_SVC_ATTR_SCHED_NAME, s.scheduler);
   ip_vs_flags flags{s.flags & ~uint32_t(IP_VS_SVC_F_HASHED), ~0u};
@@ -48,7 +48,7 @@ void putService(NetlinkWriter& m, const Service& s) {
 }
 
 void putServiceKeyNest(NetlinkWriter& m, const ServiceKey& k) {
-  size_t nest = m.beginNest(IPVS_CMD_ATTR_SERVICE);
+  nlattr* nest = m.beginNest(IPVS_CMD_ATTR_SERVICE);
   putServiceKey(m, k);
   m.endNest(nest);
 }
@@ -60,7 +60,7 @@ void putDestKey(NetlinkWriter& m, const DestKey& d) {
 }
 
 void putDest(NetlinkWriter& m, const Destination& d) {
-  size_t nest = m.beginNest(IPVS_CMD_ATTR_DEST);
+  nlattr* nest = m.beginNest(IPVS_CMD_ATTR_DEST);
   putDestKey(m, d.key);
   m.putU32(IPVS_DEST_ATTR_FWD_METHOD, static_cast<uint32_t>(d.forward));
   m.putU32(IPVS_DEST_ATTR_WEIGHT, d.weight);
@@ -116,7 +116,7 @@ Message buildEditDest(uint16_t familyId, const ServiceKey& k, const Destination&
 Message buildDelDest(uint16_t familyId, const ServiceKey& k, const DestKey& d) {
   auto m = start(familyId, IPVS_CMD_DEL_DEST);
   putServiceKeyNest(m, k);
-  size_t nest = m.beginNest(IPVS_CMD_ATTR_DEST);
+  nlattr* nest = m.beginNest(IPVS_CMD_ATTR_DEST);
   putDestKey(m, d);
   m.endNest(nest);
   return std::move(m).finish();

@@ -56,7 +56,7 @@ Message buildNewDummy(const std::string& name) {
   ifi.ifi_change = IFF_UP;
   auto m = start(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, ifi);
   m.putString(IFLA_IFNAME, name);
-  size_t info = m.beginNest(IFLA_LINKINFO);
+  nlattr* info = m.beginNest(IFLA_LINKINFO);
   m.putString(IFLA_INFO_KIND, "dummy");
   m.endNest(info);
   return std::move(m).finish();
