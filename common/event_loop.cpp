@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include <cerrno>
+#include <mutex>
 
 namespace nodeagent {
 
@@ -27,11 +28,56 @@ uint64_t monotonicUsec(std::chrono::steady_clock::time_point t) {
 
 }  // namespace
 
+struct EventLoop::Poster::Queue {
+  std::mutex mu;
+  std::vector<std::function<void(EventLoop&)>> items;
+  Waker waker;
+};
+
 Result<std::unique_ptr<EventLoop>> EventLoop::create() {
   std::unique_ptr<EventLoop> loop(new EventLoop());
   if (int r = sd_event_new(&loop->event_); r < 0) return failErrno(-r, "sd_event_new");
+  auto queue = std::make_shared<Poster::Queue>();
+  // The handler holds the queue weakly: the queue lives as long as a Poster does.
+  auto waker = loop->waker([raw = loop.get(), weak = std::weak_ptr<Poster::Queue>(queue)] {
+    auto q = weak.lock();
+    if (!q) return;
+    std::vector<std::function<void(EventLoop&)>> items;
+    {
+      std::lock_guard l(q->mu);
+      items.swap(q->items);
+    }
+    for (auto& fn : items) fn(*raw);
+  });
+  if (!waker) return fail(waker.error());
+  queue->waker = *waker;
+  loop->poster_.queue_ = std::move(queue);
   return loop;
 }
+
+void EventLoop::Poster::post(std::function<void(EventLoop&)> fn) const {
+  if (!queue_) return;
+  {
+    std::lock_guard l(queue_->mu);
+    queue_->items.push_back(std::move(fn));
+  }
+  queue_->waker.wake();
+}
+
+Result<std::unique_ptr<EventLoop::Reader>> EventLoop::reader(int fd, Handler fn) {
+  std::unique_ptr<Reader> r(new Reader());
+  r->fn_ = std::move(fn);
+  auto cb = [](sd_event_source*, int, uint32_t, void* self) -> int {
+    static_cast<Reader*>(self)->fn_();
+    return 0;
+  };
+  if (int rc = sd_event_add_io(event_, &r->source_, fd, EPOLLIN, cb, r.get()); rc < 0)
+    return failErrno(-rc, "sd_event_add_io");
+  return r;
+}
+
+// The source holds a reference to its sd_event, so this is safe after the loop is gone.
+EventLoop::Reader::~Reader() { sd_event_source_disable_unref(source_); }
 
 EventLoop::~EventLoop() {
   for (auto& t : timers_) sd_event_source_disable_unref(t->source_);

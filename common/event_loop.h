@@ -47,6 +47,36 @@ class EventLoop {
     std::shared_ptr<Fd> fd_;
   };
 
+  // Runs functions on the loop's thread for any thread (a mutex-guarded queue and an
+  // eventfd). Copies share the queue; posting after the loop is gone is harmless: nothing
+  // runs, and what was posted is released with the last Poster. A default Poster has no
+  // loop (valid() is false).
+  class Poster {
+   public:
+    bool valid() const { return queue_ != nullptr; }
+    void post(std::function<void(EventLoop&)> fn) const;
+
+   private:
+    friend class EventLoop;
+    struct Queue;
+    std::shared_ptr<Queue> queue_;
+  };
+
+  // Calls its handler on the loop's thread whenever a descriptor is readable. Made and
+  // destroyed on the loop's thread (or once the loop no longer runs).
+  class Reader {
+   public:
+    ~Reader();
+    Reader(const Reader&) = delete;
+    Reader& operator=(const Reader&) = delete;
+
+   private:
+    friend class EventLoop;
+    Reader() = default;
+    sd_event_source* source_ = nullptr;
+    Handler fn_;
+  };
+
   [[nodiscard]] static Result<std::unique_ptr<EventLoop>> create();
   ~EventLoop();
   EventLoop(const EventLoop&) = delete;
@@ -61,6 +91,10 @@ class EventLoop {
   // A wake-up source whose handler is `fn`.
   [[nodiscard]] Result<Waker> waker(Handler fn);
 
+  // Watches `fd` (which must outlive the Reader) for input. Loop thread only.
+  [[nodiscard]] Result<std::unique_ptr<Reader>> reader(int fd, Handler fn);
+  Poster poster() const { return poster_; }
+
   // Runs handlers until a handler calls exit(); returns exit's code.
   [[nodiscard]] Result<int> run();
   void exit(int code);
@@ -71,6 +105,7 @@ class EventLoop {
   sd_event* event_ = nullptr;
   std::vector<std::unique_ptr<Source>> sources_;
   std::vector<std::unique_ptr<Timer>> timers_;
+  Poster poster_;
 };
 
 }  // namespace nodeagent

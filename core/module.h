@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/json.h"
+#include "common/event_loop.h"
 #include "common/result.h"
 
 namespace nodeagent::core {
@@ -111,6 +112,9 @@ struct ModuleContext {
   std::string stateDir;  // the module owns stateDir/<name>/
   // Asks the runner for an immediate reconcile (coalesced, rate-limited by min_interval).
   std::function<void()> trigger;
+  // The daemon's main loop, for what only waits on a descriptor (a file watch): no thread
+  // of its own. Not valid in `nodeagentd --once` and in tests without a loop.
+  EventLoop::Poster mainLoop;
 };
 
 class Module {

@@ -98,6 +98,13 @@ class Daemon {
         return 1;
       }
     }
+    // The main loop exists before the modules: their contexts hand it out.
+    auto loop = EventLoop::create();
+    if (!loop) {
+      logger_->error("main loop: {}", loop.error().message());
+      return 1;
+    }
+    if (!opts_.once) mainLoop_ = (*loop)->poster();
     auto modules = createModules(config_, opts_, [this](const std::string& name) { return makeContext(name); });
     if (!modules) {
       logger_->error("cannot set up modules: {}", modules.error().message());
@@ -114,11 +121,6 @@ class Daemon {
 
     logger_->info("nodeagentd {} starting on node {} with config {}{}", kVersion, nodeName_, config_.source,
                   opts_.dryRun ? " (dry run: nothing will be changed)" : "");
-    auto loop = EventLoop::create();
-    if (!loop) {
-      logger_->error("main loop: {}", loop.error().message());
-      return 1;
-    }
     control::ControlServer server(control::ControlBackend{
         .store = &store_,
         .nodeName = nodeName_,
@@ -171,7 +173,8 @@ class Daemon {
         .trigger = [this, name] {
           std::lock_guard l(runnersMu_);
           if (auto it = runners_.find(name); it != runners_.end()) it->second->trigger();
-        }};
+        },
+        .mainLoop = mainLoop_};
   }
 
   int runOnce() {
@@ -324,6 +327,8 @@ class Daemon {
   std::mutex runnersMu_;
   std::map<std::string, std::unique_ptr<core::ModuleRunner>> runners_;
   std::atomic<bool> stopping_{false};
+  // What modules post to the main loop with (makeContext).
+  EventLoop::Poster mainLoop_;
   // Main loop state (storeChanged).
   bool ready_ = false;
   std::string lastStatus_;

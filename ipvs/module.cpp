@@ -142,7 +142,7 @@ void IpvsModule::stop() {
 
 Result<std::unique_ptr<ServiceSource>> IpvsModule::makeSource() {
   kubeSource_ = nullptr;
-  if (config_.source != "kubernetes") return std::make_unique<FileServiceSource>(config_.servicesFile);
+  if (config_.source != "kubernetes") return std::make_unique<FileServiceSource>(config_.servicesFile, ctx_.mainLoop);
   if (!kubeClient_) {
     auto cluster = kube::resolveCluster(kubeAccess_.kube);
     if (!cluster) return fail(cluster.error().wrap("ipvs.source kubernetes"));

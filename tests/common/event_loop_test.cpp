@@ -1,9 +1,12 @@
 // EventLoop (common/event_loop.h) on a real sd-event: wake-ups from other threads, timers,
 // periodic handlers and signals all run on the thread that runs the loop.
 #include "common/event_loop.h"
+#include "common/fd.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -69,6 +72,59 @@ TEST(EventLoop, EveryRunsRepeatedly) {
   }));
   ASSERT_TRUE(loop->run().has_value());
   EXPECT_EQ(ticks, 3);
+}
+
+// Any thread posts work to the loop's thread; a reader made there runs its handler when
+// the descriptor has input, and not after it is dropped. Posting once the loop is gone
+// runs nothing and does not crash.
+TEST(EventLoop, PostedWorkAndReadersRunOnTheLoopThread) {
+  auto loop = makeLoop();
+  auto poster = loop->poster();
+  ASSERT_TRUE(poster.valid());
+  int pipeFds[2];
+  ASSERT_EQ(::pipe2(pipeFds, O_NONBLOCK | O_CLOEXEC), 0);
+  Fd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+  std::unique_ptr<EventLoop::Reader> reader;  // loop thread only
+  std::atomic<int> reads{0};
+  std::atomic<bool> made{false}, onLoopThread{true};
+  std::thread looper([&] { (void)loop->run(); });
+  auto loopThread = looper.get_id();
+  poster.post([&](EventLoop& l) {
+    if (std::this_thread::get_id() != loopThread) onLoopThread = false;
+    auto r = l.reader(readEnd.get(), [&] {
+      if (std::this_thread::get_id() != loopThread) onLoopThread = false;
+      char c;
+      while (::read(readEnd.get(), &c, 1) == 1) {
+      }
+      ++reads;
+    });
+    if (r) reader = std::move(*r);
+    made = r.has_value();
+  });
+  auto waitFor = [](auto pred) {
+    for (int i = 0; i < 500 && !pred(); ++i) std::this_thread::sleep_for(10ms);
+    return pred();
+  };
+  ASSERT_TRUE(waitFor([&] { return made.load(); }));
+  ASSERT_EQ(::write(writeEnd.get(), "x", 1), 1);
+  EXPECT_TRUE(waitFor([&] { return reads == 1; }));
+  // Dropped (on the loop's thread): more input calls nothing.
+  std::atomic<bool> dropped{false};
+  poster.post([&](EventLoop&) {
+    reader.reset();
+    dropped = true;
+  });
+  ASSERT_TRUE(waitFor([&] { return dropped.load(); }));
+  ASSERT_EQ(::write(writeEnd.get(), "y", 1), 1);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(reads, 1);
+  EXPECT_TRUE(onLoopThread);
+  poster.post([](EventLoop& l) { l.exit(0); });
+  looper.join();
+  loop.reset();
+  bool ran = false;
+  poster.post([&](EventLoop&) { ran = true; });
+  EXPECT_FALSE(ran);
 }
 
 TEST(EventLoop, SignalRunsItsHandlerInsteadOfTheDefaultAction) {
