@@ -33,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 
 t0=$SECONDS
-image="$(bash "$src/deploy/build-image.sh" 2>"$D/build.log")" || { cat "$D/build.log"; exit 1; }
+image="$(BUILD_DIR="$build" bash "$src/deploy/build-image.sh" 2>"$D/build.log")" || { cat "$D/build.log"; exit 1; }
 cat "$D/build.log"
 echo "image built in $((SECONDS - t0)) s"
 
