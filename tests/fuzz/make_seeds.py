@@ -6,6 +6,7 @@ Each seed is a reply as the kernel sends it (layouts from <linux/ip_vs.h>,
 messages the parsers accept and mutates from there. The text seeds (YAML, JSON, image
 references) are plain files written by hand. Run: python3 tests/fuzz/make_seeds.py
 """
+import json
 import os
 import socket
 import struct
@@ -179,3 +180,72 @@ a6 = ifaddr(socket.AF_INET6, 128, 7, attr(1, v6("fd00:96::a")), attr(8, u32(0x80
 write("rtnl_reply", "addr-v4", a4)
 write("rtnl_reply", "addr-v6-no-local", a6)
 write("rtnl_reply", "addr-dump", a4 + a6 + msg(3, u32(0)))
+
+
+# The service proxy's Kubernetes objects (ipvs/kube_objects.h): v1 Service and
+# discovery.k8s.io/v1 EndpointSlice as the API server sends them.
+def write_json(target, name, obj):
+    write(target, name + ".json", json.dumps(obj, separators=(",", ":")).encode())
+
+
+def meta(name, **extra):
+    m = {"name": name, "namespace": "default", "uid": "0b5e6c1e-" + name, "resourceVersion": "4711"}
+    m.update(extra)
+    return m
+
+
+write_json("kube_service", "clusterip", {
+    "kind": "Service", "apiVersion": "v1", "metadata": meta("web"),
+    "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+             "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080},
+                       {"name": "dns", "protocol": "UDP", "port": 53, "targetPort": "dns"}],
+             "sessionAffinity": "None", "internalTrafficPolicy": "Cluster"}})
+write_json("kube_service", "nodeport-dual-local", {
+    "kind": "Service", "metadata": meta("web", labels={"app": "web"},
+                                        annotations={"service.kubernetes.io/topology-mode": "Auto"}),
+    "spec": {"type": "NodePort", "clusterIPs": ["10.96.0.11", "fd00:96::b"], "ipFamilyPolicy": "PreferDualStack",
+             "ports": [{"name": "http", "port": 80, "nodePort": 30080}], "externalTrafficPolicy": "Local",
+             "externalIPs": ["203.0.113.7", "2001:db8::7"], "sessionAffinity": "ClientIP",
+             "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 600}}}})
+write_json("kube_service", "loadbalancer", {
+    "kind": "Service", "metadata": meta("web"),
+    "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.12", "ports": [{"port": 443, "nodePort": 31443}],
+             "externalTrafficPolicy": "Local", "healthCheckNodePort": 32000,
+             "loadBalancerSourceRanges": ["192.0.2.0/24", " 2001:db8::/32 "], "trafficDistribution": "PreferClose"},
+    "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.9"}, {"ip": "198.51.100.10", "ipMode": "Proxy"},
+                                            {"hostname": "lb.example.com"}]}}})
+write_json("kube_service", "headless", {
+    "kind": "Service", "metadata": meta("db", labels={"service.kubernetes.io/headless": ""}),
+    "spec": {"clusterIP": "None", "ports": [{"port": 5432}]}})
+write_json("kube_service", "externalname", {
+    "kind": "Service", "metadata": meta("ext", labels={"service.kubernetes.io/service-proxy-name": "other"}),
+    "spec": {"type": "ExternalName", "externalName": "example.com"}})
+write_json("kube_service", "invalid-port", {
+    "kind": "Service", "metadata": meta("bad"),
+    "spec": {"clusterIP": "10.96.0.13", "ports": [{"port": 0, "protocol": "ICMP"}, {"port": "80"}]}})
+
+write_json("kube_endpoint_slice", "ipv4", {
+    "kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+    "metadata": meta("web-abc12", labels={"kubernetes.io/service-name": "web"},
+                     annotations={"endpoints.kubernetes.io/last-change-trigger-time": "2026-12-02T03:04:05Z"}),
+    "addressType": "IPv4",
+    "ports": [{"name": "http", "protocol": "TCP", "port": 8080}, {"name": "dns", "protocol": "UDP", "port": 5353}],
+    "endpoints": [
+        {"addresses": ["10.244.1.5"], "conditions": {"ready": True, "serving": True, "terminating": False},
+         "nodeName": "node-a", "zone": "zone-1", "hints": {"forZones": [{"name": "zone-1"}]}},
+        {"addresses": ["10.244.2.5", "10.244.2.6"], "conditions": {"ready": False, "serving": True, "terminating": True},
+         "nodeName": "node-b", "hints": {"forNodes": [{"name": "node-b"}]}},
+        {"addresses": ["10.244.3.5"], "nodeName": "node-a"}]})
+write_json("kube_endpoint_slice", "ipv6", {
+    "kind": "EndpointSlice",
+    "metadata": meta("web-v6", labels={"kubernetes.io/service-name": "web"},
+                     annotations={"endpoints.kubernetes.io/last-change-trigger-time": "2026-12-02T03:04:05.123456+01:00"}),
+    "addressType": "IPv6", "ports": [{"name": "http", "port": 8080}],
+    "endpoints": [{"addresses": ["fd00:244::5"], "conditions": {"ready": True}, "nodeName": "node-a"}]})
+write_json("kube_endpoint_slice", "fqdn", {
+    "kind": "EndpointSlice", "metadata": meta("ext-x", labels={"kubernetes.io/service-name": "ext"}),
+    "addressType": "FQDN", "ports": [{"port": 80}], "endpoints": [{"addresses": ["www.example.com"]}]})
+write_json("kube_endpoint_slice", "unset-port-wrong-family", {
+    "kind": "EndpointSlice", "metadata": meta("web-odd", labels={"kubernetes.io/service-name": "web"}),
+    "addressType": "IPv4", "ports": [{"name": "http", "port": None}, {"name": "dns", "protocol": "SCTP"}],
+    "endpoints": [{"addresses": ["fd00::1"]}, {"addresses": []}, {"addresses": ["10.244.9.9"], "conditions": {}}]})
