@@ -18,7 +18,8 @@ namespace {
 //   separator      := [_.] | "__" | "-"+
 //   tag            := [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
 //   digest         := algorithm ":" hex, of a registered algorithm and its exact length
-// and the name is at most 255 characters.
+// and the name is at most 255 characters once normalised ("docker.io/library/" added), as
+// ParseNormalizedNamed checks it: a short name can be too long for containerd.
 
 bool lowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 bool alnum(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
@@ -155,13 +156,14 @@ Result<ImageRef> parseImageRef(std::string_view text) {
     if (slash == std::string_view::npos) break;
     start = slash + 1;
   }
-  if (ref.registry.size() + (ref.registry.empty() ? 0 : 1) + rest.size() > kMaxNameLength)
-    return bad("name longer than " + std::to_string(kMaxNameLength) + " characters");
   if (ref.registry.empty()) ref.registry = "docker.io";
   if (ref.registry == "index.docker.io" || ref.registry == "registry-1.docker.io") ref.registry = "docker.io";
   ref.repository = std::string(rest);
   if (ref.registry == "docker.io" && ref.repository.find('/') == std::string::npos)
     ref.repository = "library/" + ref.repository;
+  if (ref.registry.size() + 1 + ref.repository.size() > kMaxNameLength)
+    return bad("name longer than " + std::to_string(kMaxNameLength) + " characters (" + ref.registry + "/" +
+               ref.repository.substr(0, 20) + "...)");
   if (ref.tag.empty() && ref.digest.empty()) ref.tag = "latest";
   return ref;
 }

@@ -475,8 +475,13 @@ std::optional<std::chrono::system_clock::time_point> parseRfc3339(std::string_vi
   tm.tm_hour = h;
   tm.tm_min = mi;
   tm.tm_sec = sec;
-  time_t t = ::timegm(&tm);
-  return std::chrono::system_clock::from_time_t(t - offset) + std::chrono::nanoseconds(nanos);
+  int64_t secs = static_cast<int64_t>(::timegm(&tm)) - offset;
+  // system_clock counts nanoseconds in 64 bits (years 1678 to 2261): a time outside that
+  // would overflow the conversion, and is no trigger time anyway.
+  constexpr int64_t kLimit =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::duration::max()).count() - 1;
+  if (secs > kLimit || secs < -kLimit) return std::nullopt;
+  return std::chrono::system_clock::time_point(std::chrono::seconds(secs)) + std::chrono::nanoseconds(nanos);
 }
 
 }  // namespace nodeagent::ipvs::k8s

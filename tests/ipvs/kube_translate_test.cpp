@@ -399,6 +399,11 @@ TEST(KubeObjects, Rfc3339) {
   EXPECT_EQ(std::chrono::duration_cast<std::chrono::milliseconds>(t->time_since_epoch()).count(),
             (1796180645LL - 3600) * 1000 + 500);
   EXPECT_FALSE(parseRfc3339("yesterday").has_value());
+  // Beyond what system_clock's nanoseconds hold (fuzz_kube_endpoint_slice: an overflow).
+  EXPECT_FALSE(parseRfc3339("4052-12-02T03:04:05.123456+01:00").has_value());
+  EXPECT_FALSE(parseRfc3339("1000-01-01T00:00:00Z").has_value());
+  EXPECT_TRUE(parseRfc3339("2261-12-31T23:59:59.999999999Z").has_value());
+  EXPECT_TRUE(parseRfc3339("1700-01-01T00:00:00Z").has_value());
 }
 
 }  // namespace
