@@ -40,19 +40,27 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNODEAGENT_WERRO
   -DNODEAGENT_SANITIZE="$kind" -DNODEAGENT_STATIC_DEPS=OFF >/dev/null
 
 # The executables the selected tests run: a test's command or any argument that names a
-# target's output, plus the daemon and CLI, which the script tests find on their own.
+# target's output, plus the daemon and CLI, which the script tests find on their own. The
+# commands come from the CTestTestfile.cmake files: `ctest --show-only` leaves out the
+# command of a test whose executable is not built yet, which in a fresh directory is all.
 mapfile -t wanted < <(cd "$build" && ctest --show-only=json-v1 "${select[@]}" | python3 -c '
-import json, os, sys
+import json, os, re, sys
+selected = {t["name"] for t in json.load(sys.stdin)["tests"]}
 names = set()
-for t in json.load(sys.stdin)["tests"]:
-    for word in t.get("command", []):
-        names.add(os.path.basename(word))
+for top, _, files in os.walk("."):
+    if "CTestTestfile.cmake" not in files:
+        continue
+    for line in open(os.path.join(top, "CTestTestfile.cmake")):
+        m = re.match(r"\s*add_test\(\[=\[(.+?)\]=\]\s+(.*)\)\s*$", line)
+        if m and m.group(1) in selected:
+            for word in re.findall(r"\"((?:[^\"\\]|\\.)*)\"", m.group(2)):
+                names.add(os.path.basename(word))
 print("\n".join(sorted(names)))')
 mapfile -t all_targets < <(cmake --build "$build" --target help | sed -n 's/^\.\.\. \([A-Za-z0-9_]*\).*/\1/p')
 targets=(nodeagentd nodeagentctl)
 for w in "${wanted[@]}"; do
   for t in "${all_targets[@]}"; do
-    [ "$w" = "$t" ] && targets+=("$t")
+    [ "$w" = "$t" ] && [ "$t" != nodeagentd ] && [ "$t" != nodeagentctl ] && targets+=("$t")
   done
 done
 echo "sanitize.sh ($kind): building ${targets[*]}"
