@@ -17,6 +17,7 @@ for d in /run/nodeagent /var/lib/nodeagent; do
   [ -e "$d" ] && find "$d" -printf '%p %y %m %s\n' | sort
 done
 echo "## /proc/sys"
-grep -r . /proc/sys 2>/dev/null |
+# grep exits 2 for files root cannot read (write-only keys): those hold no value.
+{ grep -r . /proc/sys 2>/dev/null || [ $? -eq 2 ]; } |
   grep -Ev '^/proc/sys/(kernel/random/|kernel/ns_last_pid|kernel/pty/nr|kernel/perf_event_max_sample_rate|kernel/tainted|fs/(dentry-state|inode-nr|inode-state|file-nr|aio-nr|quota/)|net/netfilter/nf_conntrack_count|net/ipv6/route/|dev/cdrom/|fs/binfmt_misc/)' |
   awk '!/^\/proc\/sys\/net\/ipv[46]\/(conf|neigh)\// || /^\/proc\/sys\/net\/ipv[46]\/(conf|neigh)\/(all|default)\//' | sort

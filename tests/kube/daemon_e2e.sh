@@ -42,7 +42,9 @@ YAML
 DP=$!
 ok=""
 for _ in $(seq 150); do
-  if "$build/bin/nodeagentctl" --socket "$D/s.sock" -o json status > st.json 2>/dev/null &&
+  # Exit 1 is expected (degraded: no container runtime here); the reporter's figures count.
+  "$build/bin/nodeagentctl" --socket "$D/s.sock" -o json status > st.json 2>/dev/null || true
+  if [ -s st.json ] &&
      python3 -c 'import json,sys; a=json.load(open("st.json"))["agent"]["reporter"]; sys.exit(0 if a["patches_sent"] >= 1 else 1)'; then
     ok=1; break
   fi
@@ -50,7 +52,7 @@ for _ in $(seq 150); do
 done
 [ -n "$ok" ] || { echo "reporter never patched"; cat st.json d.log; exit 1; }
 # Captured first: grep -q closing the pipe early would fail the producer under pipefail.
-table="$("$build/bin/nodeagentctl" --socket "$D/s.sock" status)"
+table="$("$build/bin/nodeagentctl" --socket "$D/s.sock" status || true)"
 grep -q '^reporter:' <<<"$table" || { echo "no reporter row in status"; echo "$table"; exit 1; }
 k get node e2e-node -o json | python3 -c '
 import json,sys
