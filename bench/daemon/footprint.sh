@@ -60,19 +60,28 @@ line() {
 # run NAME TUNABLES: starts the daemon in a fresh child cgroup, prints its figures, leaves
 # "anon pss cgroup rss cpu_ticks" (highest samples, kB) in $work/NAME.result.
 run() {
-  local name="$1" tunables="$2" sock="$work/$1/run/nodeagent.sock"
+  local name="$1" tunables="$2" sock="$work/$1/run/nodeagent.sock" bin="$work/$1/nodeagentd"
   mkdir -p "$work/$name"
+  # Each run starts its own copy of the executable, written back and dropped from the page
+  # cache (that one file only): a page-cache page is charged to the cgroup that first reads
+  # or writes it, so a second run of the same file, or a copy this script just wrote,
+  # would get the daemon's code for free in the cgroup figure.
+  cp "$daemon" "$bin"
+  python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.fsync(fd)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$bin"
   cg="$cgparent/nodeagent-footprint-$$-$name"
   mkdir "$cg"
   # The daemon enters the cgroup before it starts (after the sandbox made its copies), so
   # every page it faults in is charged there.
   env ${tunables:+GLIBC_TUNABLES=$tunables} "$root/scripts/sandbox.sh" "$work/$name" -- \
     bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" \
-    "$daemon" --socket "$sock" --state-dir "$work/$name/state" --sysctl-file "$work/$name/90-nodeagent.conf" \
+    "$bin" --socket "$sock" --state-dir "$work/$name/state" --sysctl-file "$work/$name/90-nodeagent.conf" \
     > "$work/$name/log" 2>&1 &
   pid=""
   for _ in $(seq 1 100); do
-    pid="$(pgrep -f -- "^$daemon --socket $sock" | head -1 || true)"
+    pid="$(pgrep -f -- "^$bin --socket $sock" | head -1 || true)"
     [ -n "$pid" ] && "$ctl" --socket "$sock" status >/dev/null 2>&1 && break
     sleep 0.1
   done
