@@ -2,7 +2,11 @@
 
 #include "core/node_module.h"
 #include "imagepull/module.h"
+#include "ipvs/conntrack_flusher.h"
 #include "ipvs/module.h"
+#include "ipvs/netlink_service_table.h"
+#include "ipvs/vip_manager.h"
+#include "netfilter/nft_proxy_table.h"
 #include "sysctl/module.h"
 
 namespace nodeagent::daemon {
@@ -28,6 +32,25 @@ sysctl::Config sysctlConfigFor(const Config& config) {
   return c;
 }
 
+// What the IPVS proxy programs on a real node: IPVS over generic netlink, VIPs over
+// rtnetlink, nftables over libmnl, conntrack over ctnetlink.
+ipvs::KernelParts ipvsKernelParts() {
+  ipvs::KernelParts k;
+  k.serviceTable = []() -> Result<std::unique_ptr<ipvs::ServiceTable>> {
+    auto t = ipvs::NetlinkServiceTable::open();
+    if (!t) return fail(t.error());
+    return std::unique_ptr<ipvs::ServiceTable>(std::move(*t));
+  };
+  k.flowFlusher = [] { return std::make_unique<ipvs::ConntrackFlusher>(); };
+  k.vipBinder = [](const std::string& ifname, const std::string& stateFile) {
+    return std::make_unique<ipvs::VipManager>(ifname, stateFile);
+  };
+  k.proxyTable = [](const std::string& name, uint32_t mark, std::vector<netfilter::ProxyTable::Prefix> cidrs) {
+    return std::make_unique<netfilter::NftProxyTable>(name, mark, std::move(cidrs));
+  };
+  return k;
+}
+
 Result<std::vector<ComposedModule>> createModules(
     const Config& config, const DaemonOptions& options,
     const std::function<core::ModuleContext(const std::string&)>& makeContext) {
@@ -35,7 +58,7 @@ Result<std::vector<ComposedModule>> createModules(
   modules.push_back({std::make_unique<core::NodeModule>(makeContext("node"), options.procRoot, options.sysRoot),
                      [](const Config&) {}});
   // Always present so `status` shows it; it changes nothing unless ipvs.enabled is set.
-  auto ipvsModule = std::make_unique<ipvs::IpvsModule>(makeContext("ipvs"), config.ipvs, options.procRoot,
+  auto ipvsModule = std::make_unique<ipvs::IpvsModule>(makeContext("ipvs"), config.ipvs, ipvsKernelParts(),
                                                         ipvs::KubeAccess{config.kube, resolveNodeName(config)});
   auto* ipvsPtr = ipvsModule.get();
   modules.push_back({std::move(ipvsModule), [ipvsPtr](const Config& c) { ipvsPtr->reload(c.ipvs); }});
@@ -49,7 +72,7 @@ Result<std::vector<ComposedModule>> createModules(
     modules.push_back({std::move(sysctlModule), [sysctlPtr](const Config& c) { sysctlPtr->reload(sysctlConfigFor(c)); }});
   }
   auto imagepullModule = std::make_unique<imagepull::ImagePullModule>(makeContext("imagepull"), config.imagepull,
-                                                                      resolveNodeName(config));
+                                                                      resolveNodeName(config), nullptr, config.kube);
   auto* imagepullPtr = imagepullModule.get();
   modules.push_back({std::move(imagepullModule), [imagepullPtr](const Config& c) { imagepullPtr->reload(c.imagepull); }});
   return modules;

@@ -65,6 +65,15 @@ void parseConfig(ConfigMap m, Config& c) {
   c.authFile = m.string("auth_file", c.authFile);
   if (!c.authFile.empty() && c.authFile.front() != '/') m.error("auth_file", "must be an absolute path or empty");
   c.maxReceiveBytes = static_cast<int>(m.integer("max_receive_bytes", c.maxReceiveBytes, 4 << 20, 1 << 30));
+  {
+    auto cs = m.map("cluster_sets");
+    c.clusterSets.enabled = cs.choice("enabled", c.clusterSets.enabled, {"auto", "true", "false"});
+    c.clusterSets.namespace_ = cs.string("namespace", c.clusterSets.namespace_);
+    c.clusterSets.configMap = cs.string("configmap", c.clusterSets.configMap);
+    if (c.clusterSets.namespace_.empty()) cs.error("namespace", "must not be empty");
+    if (c.clusterSets.configMap.empty()) cs.error("configmap", "must not be empty");
+    cs.finish();
+  }
   m.finish();
 }
 
@@ -86,7 +95,11 @@ Json toJson(const Config& c) {
       .set("disk_high_water_percent", c.diskHighWaterPercent)
       .set("disk_recheck", formatDuration(c.diskRecheck))
       .set("auth_file", c.authFile)
-      .set("max_receive_bytes", c.maxReceiveBytes);
+      .set("max_receive_bytes", c.maxReceiveBytes)
+      .set("cluster_sets", Json::object()
+                               .set("enabled", c.clusterSets.enabled)
+                               .set("namespace", c.clusterSets.namespace_)
+                               .set("configmap", c.clusterSets.configMap));
 }
 
 }  // namespace nodeagent::imagepull

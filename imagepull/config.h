@@ -10,6 +10,15 @@
 
 namespace nodeagent::imagepull {
 
+// Prefetch sets from the cluster (imagepull/README.md): one ConfigMap in the agent's namespace.
+struct ClusterSetsConfig {
+  // auto: watch the ConfigMap when the Kubernetes API is configured (kube.mode); true: it
+  // must be (an error otherwise); false: local lists only.
+  std::string enabled = "auto";
+  std::string namespace_ = "kube-system";
+  std::string configMap = "nodeagent-prefetch";
+};
+
 struct Config {
   // "auto": prefetch runs only when images are configured, so a node without containerd
   // (and no image lists) is not degraded. "true" always talks to the runtime; "false" never.
@@ -30,6 +39,7 @@ struct Config {
   std::chrono::milliseconds diskRecheck{std::chrono::seconds(30)};
   std::string authFile = "/var/lib/kubelet/config.json";
   int maxReceiveBytes = 64 << 20;
+  ClusterSetsConfig clusterSets;
 
   // Whether the module runs prefetch at all (see `enabled`).
   bool active() const { return enabled == "true" || (enabled == "auto" && !(base.empty() && environment.empty())); }

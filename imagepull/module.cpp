@@ -1,12 +1,17 @@
 #include "imagepull/module.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/state_store.h"
+#include "common/clock.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "imagepull/cri_image_service.h"
 #include "imagepull/image_ref.h"
 #include "imagepull/policy.h"
+#include "kube/cluster.h"
+#include "kube/event.h"
 
 namespace nodeagent::imagepull {
 
@@ -42,8 +47,12 @@ std::string progressLine(const ImageRecord& r, SteadyTime now) {
 }  // namespace
 
 ImagePullModule::ImagePullModule(core::ModuleContext ctx, Config config, std::string nodeName,
-                                 std::unique_ptr<ImageService> service)
-    : ctx_(std::move(ctx)), nodeName_(std::move(nodeName)), service_(std::move(service)), config_(std::move(config)) {
+                                 std::unique_ptr<ImageService> service, std::optional<kube::Config> kube)
+    : ctx_(std::move(ctx)),
+      nodeName_(std::move(nodeName)),
+      service_(std::move(service)),
+      kube_(std::move(kube)),
+      config_(std::move(config)) {
   if (!service_)
     service_ = std::make_unique<CriImageService>(
         CriOptions{.endpoint = config_.runtimeEndpoint, .maxReceiveBytes = config_.maxReceiveBytes});
@@ -58,7 +67,176 @@ ImagePullModule::ImagePullModule(core::ModuleContext ctx, Config config, std::st
 ImagePullModule::~ImagePullModule() { stop(); }
 
 void ImagePullModule::stop() {
+  if (kubeClient_) kubeClient_->interrupt();
+  if (sets_) sets_->stop();
   if (prefetcher_) prefetcher_->stop();
+}
+
+void ImagePullModule::ensureClusterSets(const Config& c) {
+  auto logger = log::get("imagepull");
+  if (c.clusterSets.enabled == "false") {
+    if (sets_) {
+      sets_->stop();
+      sets_.reset();
+      logger->info("cluster prefetch sets off (imagepull.cluster_sets.enabled: false)");
+    }
+    std::lock_guard lock(mu_);
+    setsError_.clear();
+    return;
+  }
+  if (sets_ && sets_->where() == c.clusterSets.namespace_ + "/" + c.clusterSets.configMap) return;
+  if (sets_) {  // reload named another ConfigMap
+    sets_->stop();
+    sets_.reset();
+  }
+  std::string error;
+  if (!kubeClient_) {
+    auto cluster = kube_ ? kube::resolveCluster(*kube_) : Result<std::optional<kube::ClusterConfig>>(std::nullopt);
+    if (!cluster) {
+      error = cluster.error().message();
+    } else if (!*cluster) {
+      if (c.clusterSets.enabled == "true") error = "cluster_sets.enabled is true but no Kubernetes API is configured (kube.mode)";
+    } else {
+      kube::ClientOptions co;
+      co.userAgent = "nodeagent/imagepull";
+      if (kube_) {
+        co.qps = kube_->qps, co.burst = kube_->burst, co.maxAttempts = kube_->maxAttempts;
+        co.connectTimeout = kube_->connectTimeout, co.requestTimeout = kube_->requestTimeout;
+      }
+      auto client = kube::Client::create(**cluster, co);
+      if (!client) error = client.error().message();
+      else kubeClient_ = std::move(*client);
+    }
+  }
+  if (kubeClient_) {
+    sets_ = std::make_unique<ClusterSetSource>(
+        *kubeClient_, ClusterSetsOptions{.ns = c.clusterSets.namespace_, .configMap = c.clusterSets.configMap, .nodeName = nodeName_});
+    sets_->start([trigger = ctx_.trigger] {
+      if (trigger) trigger();
+    });
+    logger->info("watching prefetch sets in configmap {} for node {}", sets_->where(), nodeName_);
+  }
+  std::lock_guard lock(mu_);
+  if (!error.empty() && error != setsError_) logger->warn("cluster prefetch sets: {}", error);
+  setsError_ = error;
+}
+
+void ImagePullModule::restoreRequests() {
+  auto logger = log::get("imagepull");
+  if (ctx_.stateDir.empty()) return;
+  std::string path = ctx_.stateDir + "/requests.json";
+  auto text = readFile(path);
+  if (!text) {
+    if (text.error().code() != std::errc::no_such_file_or_directory)
+      logger->warn("requested images not restored: {}", text.error().message());
+    return;
+  }
+  auto j = Json::parse(*text);
+  if (!j || !j->get("images").isArray()) {
+    logger->warn("requested images not restored: {} is not a requests file{}", path,
+                 j ? "" : ": " + j.error().message());
+    return;
+  }
+  size_t restored = 0;
+  for (const auto& item : j->get("images").asArray()) {
+    auto tier = parseTier(item.get("tier").asString());
+    const auto& image = item.get("image").asString();
+    auto key = tier ? prefetcher_->request(image, *tier) : Result<std::string>(failInvalid("unknown tier"));
+    if (!key) {
+      logger->warn("requested image {} in {} not restored: {}", image, path, key.error().message());
+      continue;
+    }
+    std::lock_guard lock(mu_);
+    requested_[*key] = *tier;
+    ++restored;
+  }
+  if (restored) logger->info("restored {} requested image(s) from {}", restored, path);
+}
+
+void ImagePullModule::saveRequests() {
+  if (ctx_.stateDir.empty() || ctx_.dryRun) return;
+  Json images = Json::array();
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [image, tier] : requested_)
+      images.push(Json::object().set("image", image).set("tier", std::string(tierName(tier))));
+  }
+  // nodeagentctl images pull IMAGE (kept until `images forget IMAGE`)
+  std::string path = ctx_.stateDir + "/requests.json";
+  auto r = makeDirs(ctx_.stateDir, 0750);
+  if (r) r = writeFileAtomic(path, Json::object().set("version", 1).set("images", images).dump(2) + "\n", 0640);
+  std::lock_guard lock(mu_);
+  if (!r) {
+    if (requestsError_ != r.error().message())
+      log::get("imagepull")->warn("requested images not saved (lost on restart): {}", r.error().message());
+    requestsError_ = r.error().message();
+  } else {
+    requestsError_.clear();
+  }
+}
+
+std::vector<ConfiguredImage> ImagePullModule::wantedImages(const Config& c) {
+  auto logger = log::get("imagepull");
+  std::vector<ConfiguredImage> out;
+  for (const auto& image : c.base) out.push_back({image, Tier::kBase, "config"});
+  for (const auto& image : c.environment) out.push_back({image, Tier::kEnvironment, "config"});
+  std::optional<ClusterSetsView> view;
+  if (sets_) {
+    view = sets_->view();
+    reportRejected(sets_->takeNewRejected());
+  }
+  std::optional<ClusterSetsView> before;
+  {
+    std::lock_guard lock(mu_);
+    before = setsView_;
+    setsView_ = view;
+  }
+  if (!view) return out;
+  // Selection changes, once each: the Node's labels or the ConfigMap changed.
+  std::vector<std::string> was = before ? before->selected : std::vector<std::string>{};
+  for (const auto& name : view->selected)
+    if (std::find(was.begin(), was.end(), name) == was.end())
+      logger->info("prefetch set {} selected (node {} matches its nodeSelector)", name, nodeName_);
+  for (const auto& name : was)
+    if (std::find(view->selected.begin(), view->selected.end(), name) == view->selected.end())
+      logger->info("prefetch set {} no longer selected; its images stay in the runtime, untracked", name);
+  for (const auto& set : view->parsed.sets) {
+    if (std::find(view->selected.begin(), view->selected.end(), set.name) == view->selected.end()) continue;
+    for (const auto& image : set.images) out.push_back({image, set.tier, "set " + set.name});
+  }
+  return out;
+}
+
+void ImagePullModule::reportRejected(const std::vector<RejectedSet>& rejected) {
+  auto logger = log::get("imagepull");
+  for (const auto& r : rejected) {
+    logger->warn("prefetch set {} rejected: {}", r.name, r.problem);
+    if (ctx_.dryRun || !kubeClient_ || !sets_) continue;
+    auto now = std::chrono::system_clock::now();
+    char suffix[32];
+    std::snprintf(suffix, sizeof suffix, ".%llx",
+                  static_cast<unsigned long long>(
+                      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count()));
+    Config c;
+    {
+      std::lock_guard lock(mu_);
+      c = config_;
+    }
+    kube::ObjectEvent e{.kind = "ConfigMap",
+                        .ns = c.clusterSets.namespace_,
+                        .name = c.clusterSets.configMap,
+                        .eventNamespace = c.clusterSets.namespace_,
+                        .eventName = c.clusterSets.configMap + suffix,
+                        .reason = "PrefetchSetRejected",
+                        .message = "nodeagent on " + nodeName_ + " rejected prefetch set " + r.name + ": " + r.problem,
+                        .host = nodeName_,
+                        .timestamp = formatRfc3339(now)};
+    auto res = kubeClient_->request("POST", "/api/v1/namespaces/" + c.clusterSets.namespace_ + "/events",
+                                    kube::buildObjectEvent(e));
+    std::lock_guard lock(mu_);
+    if (res) ++eventsSent_;
+    else ++eventsFailed_, logger->debug("event for prefetch set {}: {}", r.name, res.error().message());
+  }
 }
 
 PrefetchOptions ImagePullModule::optionsFor(const Config& c, bool dryRun) const {
@@ -113,9 +291,26 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
       prefetcher_->setCredentials(std::make_shared<const CredentialStore>(std::move(*creds)));
     }
   }
-  if (!c.active()) {
-    if (changed) (void)prefetcher_->setConfigured({}, {});
-    publish(c);
+  if (!requestsRestored_) {
+    requestsRestored_ = true;
+    restoreRequests();
+  }
+  ensureClusterSets(c);
+  auto wanted = wantedImages(c);
+  bool active = c.enabled == "true" || (c.enabled == "auto" && !wanted.empty());
+  bool wantedChanged;
+  {
+    std::lock_guard lock(mu_);
+    active_ = active;
+    wantedChanged = changed || wanted != applied_;
+    applied_ = wanted;
+  }
+  // The start slot is set at the first pass even while nothing is wanted yet: cluster sets
+  // arrive after the first pass, and must not wait for a slot that was never set.
+  if (changed) prefetcher_->releaseAt(started_ + startDelay(nodeName_, c.startSpread));
+  if (!active) {
+    if (wantedChanged) (void)prefetcher_->setConfigured(std::vector<ConfiguredImage>{});
+    publish();
     return {};
   }
   // The runtime must serve CRI v1; ask until it answers, and again while the prefetcher
@@ -141,10 +336,10 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
       if (runtimeDown) prefetcher_->runtimeAnswered();
     }
   }
+  if (wantedChanged)
+    if (auto r = prefetcher_->setConfigured(wanted); !r) return fail(r.error());
   if (changed) {
-    if (auto r = prefetcher_->setConfigured(c.base, c.environment); !r) return fail(r.error());
     auto delay = startDelay(nodeName_, c.startSpread);
-    prefetcher_->releaseAt(started_ + delay);
     if (rctx.initial && delay.count() > 0)
       logger->info("prefetch starts in {} (node's slot in the {} fleet-wide start window)", formatDuration(delay),
                    formatDuration(c.startSpread));
@@ -158,7 +353,7 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
       prefetcher_->refreshEnvironment();
     }
   }
-  publish(c);
+  publish();
   std::lock_guard lock(mu_);
   if (!runtimeError_.empty()) return failInvalid(runtimeError_);
   return {};
@@ -171,9 +366,11 @@ Json ImagePullModule::statusJson() {
   Config c;
   Json runtime = Json::object();
   Json creds = Json::object();
+  bool active;
   {
     std::lock_guard lock(mu_);
     c = config_;
+    active = active_;
     runtime.set("endpoint", c.runtimeEndpoint);
     if (runtime_)
       runtime.set("name", runtime_->runtimeName).set("version", runtime_->runtimeVersion).set("api", runtime_->apiVersion);
@@ -198,7 +395,7 @@ Json ImagePullModule::statusJson() {
   for (const auto& r : records) images.push(toJson(r, now));
   auto delay = startDelay(nodeName_, c.startSpread);
   return Json::object()
-      .set("active", c.active())
+      .set("active", active)
       .set("runtime", runtime)
       .set("concurrency", c.concurrency)
       .set("per_registry", c.perRegistry)
@@ -213,10 +410,114 @@ Json ImagePullModule::statusJson() {
       .set("pulled", stats.pulled)
       .set("failed_attempts", stats.failedAttempts)
       .set("already_present", stats.skippedPresent)
+      .set("requests", requestsJson())
+      .set("cluster_sets", clusterSetsJson(records))
       .set("images", images);
 }
 
-void ImagePullModule::publish(const Config& c) {
+Json ImagePullModule::requestsJson() {
+  std::lock_guard lock(mu_);
+  Json j = Json::object().set("remembered", requested_.size());
+  if (!ctx_.stateDir.empty()) j.set("file", ctx_.stateDir + "/requests.json");
+  if (!requestsError_.empty()) j.set("error", requestsError_);
+  return j;
+}
+
+core::Condition imagesReadyCondition(const std::vector<ImageRecord>& records, const std::string& runtimeError,
+                                     bool released) {
+  // Every image the node should hold (local lists and selected sets), not on-demand pulls.
+  size_t total = 0, present = 0, failed = 0;
+  std::vector<std::string> missing;
+  for (const auto& r : records) {
+    if (!r.configured) continue;
+    ++total;
+    if (r.state == PullState::kPresent) ++present;
+    else missing.push_back(r.image), failed += r.state == PullState::kFailed;
+  }
+  core::Condition c{.type = "ImagesReady", .status = present == total};
+  c.message = std::to_string(present) + "/" + std::to_string(total) + " images";
+  if (!missing.empty()) {
+    constexpr size_t kNamed = 3;  // one line on `kubectl describe node`
+    c.message += ", missing: ";
+    for (size_t i = 0; i < std::min(kNamed, missing.size()); ++i) c.message += (i ? ", " : "") + missing[i];
+    if (missing.size() > kNamed) c.message += " (+" + std::to_string(missing.size() - kNamed) + " more)";
+  }
+  if (total == 0) c.reason = "NoImages";
+  else if (present == total) c.reason = "AllPresent";
+  else if (!runtimeError.empty()) c.reason = "RuntimeUnavailable";
+  else if (failed) c.reason = "PullFailed";
+  else if (!released) c.reason = "WaitingForStartSlot";
+  else c.reason = "Pulling";
+  return c;
+}
+
+std::vector<SetCount> ImagePullModule::setCounts(const std::vector<ImageRecord>& records) {
+  std::optional<ClusterSetsView> view;
+  {
+    std::lock_guard lock(mu_);
+    view = setsView_;
+  }
+  std::vector<SetCount> out;
+  if (!view) return out;
+  std::map<std::string, PullState> state;
+  for (const auto& r : records) state[r.image] = r.state;
+  for (const auto& set : view->parsed.sets) {
+    if (std::find(view->selected.begin(), view->selected.end(), set.name) == view->selected.end()) continue;
+    SetCount c{.name = set.name, .tier = set.tier, .images = set.images.size()};
+    for (const auto& image : set.images) {
+      auto it = state.find(image);
+      if (it != state.end() && it->second == PullState::kPresent) ++c.present;
+      else c.missing.push_back(image);
+    }
+    c.overdue = set.deadline && !c.missing.empty() && std::chrono::system_clock::now() > *set.deadline;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+Json ImagePullModule::clusterSetsJson(const std::vector<ImageRecord>& records) {
+  Config c;
+  std::optional<ClusterSetsView> view;
+  std::string error;
+  Json j = Json::object();
+  {
+    std::lock_guard lock(mu_);
+    c = config_;
+    view = setsView_;
+    error = setsError_;
+    j.set("events_sent", eventsSent_).set("events_failed", eventsFailed_);
+  }
+  j.set("enabled", c.clusterSets.enabled).set("configmap", c.clusterSets.namespace_ + "/" + c.clusterSets.configMap);
+  if (!error.empty()) j.set("error", error);
+  j.set("watching", view.has_value());
+  if (!view) return j;
+  j.set("synced", view->synced()).set("configmap_found", view->configMapFound);
+  auto counts = setCounts(records);
+  Json sets = Json::array();
+  for (const auto& set : view->parsed.sets) {
+    auto count = std::find_if(counts.begin(), counts.end(), [&](const SetCount& c) { return c.name == set.name; });
+    Json o = Json::object()
+                 .set("name", set.name)
+                 .set("tier", std::string(tierName(set.tier)))
+                 .set("selected", count != counts.end())
+                 .set("images", set.images.size());
+    if (count != counts.end()) {
+      Json missing = Json::array();
+      for (const auto& image : count->missing) missing.push(image);
+      o.set("present", count->present).set("missing", missing);
+      if (set.deadline) o.set("overdue", count->overdue);
+    }
+    if (set.deadline) o.set("deadline", formatRfc3339(*set.deadline));
+    sets.push(o);
+  }
+  j.set("sets", sets);
+  Json rejected = Json::array();
+  for (const auto& r : view->parsed.rejected) rejected.push(Json::object().set("name", r.name).set("problem", r.problem));
+  j.set("rejected", rejected);
+  return j;
+}
+
+void ImagePullModule::publish() {
   auto records = prefetcher_->snapshot();
   auto stats = prefetcher_->stats();
   core::ModuleState s;
@@ -234,14 +535,16 @@ void ImagePullModule::publish(const Config& c) {
     }
   }
   std::string runtimeError;
+  bool active;
   {
     std::lock_guard lock(mu_);
     runtimeError = runtimeError_;
+    active = active_;
   }
   // Down since the first answer: an outage, not a start (degraded, not "starting").
   if (runtimeError.empty() && stats.runtimeDown) runtimeError = stats.runtimeError;
   core::Condition cond{.type = "BaseImagesPresent"};
-  if (!c.active()) {
+  if (!active) {
     s.health = core::Health::kDisabled;
     s.summary = "no images configured; prefetch idle (pulls on request only)";
   } else if (!runtimeError.empty()) {
@@ -255,7 +558,7 @@ void ImagePullModule::publish(const Config& c) {
                 std::to_string(stats.active) + " pulling" + (failed ? ", " + std::to_string(failed) + " failed" : "") +
                 (stats.diskHigh ? ", holding pulls: image disk above high-water mark" : "");
   }
-  if (c.active()) {
+  if (active) {
     cond.status = basePresent == base;
     if (cond.reason.empty()) {
       if (base == 0) cond.reason = "NoBaseImages", cond.message = "no base images configured";
@@ -269,6 +572,7 @@ void ImagePullModule::publish(const Config& c) {
                        (basePresent ? ", " + std::to_string(basePinned) + " pinned by the runtime against image GC" : "");
     }
     s.conditions.push_back(cond);
+    s.conditions.push_back(imagesReadyCondition(records, runtimeError, prefetcher_->released()));
   }
   using core::Metric;
   for (auto st : {PullState::kQueued, PullState::kPulling, PullState::kPresent, PullState::kRetrying,
@@ -284,6 +588,12 @@ void ImagePullModule::publish(const Config& c) {
   s.metrics.push_back({"nodeagent_imagepull_in_flight", "Pulls in flight", Metric::Type::kGauge, {}, double(stats.active)});
   if (stats.disk)
     s.metrics.push_back({"nodeagent_imagepull_disk_used_percent", "Image file system usage", Metric::Type::kGauge, {}, stats.disk->usedPercent});
+  for (const auto& set : setCounts(records)) {
+    s.metrics.push_back({"nodeagent_imagepull_set_images", "Images of each selected prefetch set", Metric::Type::kGauge,
+                         {{"set", set.name}, {"tier", std::string(tierName(set.tier))}}, double(set.images)});
+    s.metrics.push_back({"nodeagent_imagepull_set_images_present", "Images of each selected prefetch set present in the runtime",
+                         Metric::Type::kGauge, {{"set", set.name}, {"tier", std::string(tierName(set.tier))}}, double(set.present)});
+  }
   ctx_.store->publish(std::move(s));
 }
 
@@ -319,6 +629,14 @@ Result<Json> ImagePullModule::call(const core::CallRequest& req, core::CallOutpu
       return Json::object().set("image", ref->canonical()).set("dry_run", true).set("would_forget", tracked);
     }
     if (auto r = prefetcher_->forget(req.args[0]); !r) return fail(r.error());
+    if (auto ref = parseImageRef(req.args[0]); ref) {
+      bool erased;
+      {
+        std::lock_guard lock(mu_);
+        erased = requested_.erase(ref->canonical()) > 0;
+      }
+      if (erased) saveRequests();
+    }
     log::get("imagepull")->info("forgot {} (on request); the runtime keeps the image", req.args[0]);
     if (ctx_.trigger) ctx_.trigger();
     return Json::object().set("image", req.args[0]).set("forgotten", true);
@@ -348,6 +666,14 @@ Result<Json> ImagePullModule::callPull(const core::CallRequest& req, core::CallO
   }
   auto key = prefetcher_->request(req.args[0], tier);
   if (!key) return fail(key.error());
+  bool save;
+  {
+    std::lock_guard lock(mu_);
+    auto [it, fresh] = requested_.try_emplace(*key, tier);
+    save = fresh || tier < it->second;
+    if (tier < it->second) it->second = tier;
+  }
+  if (save) saveRequests();
   log::get("imagepull")->info("pull of {} ({}) requested", *key, tierName(tier));
   uint64_t seen = 0;
   while (true) {

@@ -3,11 +3,15 @@
 // and publishes per-image state; call() serves `nodeagentctl images ...`.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 
 #include "core/module.h"
+#include "kube/client.h"
+#include "kube/config.h"
+#include "imagepull/cluster_sets.h"
 #include "imagepull/config.h"
 #include "imagepull/disk_guard.h"
 #include "imagepull/image_service.h"
@@ -15,11 +19,26 @@
 
 namespace nodeagent::imagepull {
 
+// A selected prefetch set's images against what the runtime holds.
+struct SetCount {
+  std::string name;
+  Tier tier = Tier::kEnvironment;
+  size_t images = 0, present = 0;
+  std::vector<std::string> missing;
+  bool overdue = false;  // past its deadline with images missing
+};
+
+// NodeAgentImagesReady: True when every image the node should hold (local lists and the
+// selected sets) is present; "41/42 images, missing: a, b, c (+N more)".
+core::Condition imagesReadyCondition(const std::vector<ImageRecord>& records, const std::string& runtimeError,
+                                     bool released);
+
 class ImagePullModule final : public core::Module {
  public:
   // `service` is the runtime client (CriImageService for the configured endpoint when null).
+  // `kube` is how to reach the API for cluster prefetch sets (none: local lists only).
   ImagePullModule(core::ModuleContext ctx, Config config, std::string nodeName,
-                  std::unique_ptr<ImageService> service = nullptr);
+                  std::unique_ptr<ImageService> service = nullptr, std::optional<kube::Config> kube = std::nullopt);
   ~ImagePullModule() override;
 
   std::string name() const override { return "imagepull"; }
@@ -34,7 +53,18 @@ class ImagePullModule final : public core::Module {
   PrefetchOptions optionsFor(const Config& c, bool dryRun) const;
   Result<Json> callPull(const core::CallRequest& req, core::CallOutput& out);
   Json statusJson();
-  void publish(const Config& c);
+  Json clusterSetsJson(const std::vector<ImageRecord>& records);
+  std::vector<SetCount> setCounts(const std::vector<ImageRecord>& records);
+  Json requestsJson();
+  void publish();
+  // Starts (or stops) the cluster set watch as the config says; errors are kept in setsError_.
+  void ensureClusterSets(const Config& c);
+  // The local lists first (they win), then the images of every selected cluster set.
+  std::vector<ConfiguredImage> wantedImages(const Config& c);
+  void reportRejected(const std::vector<RejectedSet>& rejected);
+  // Images requested with `images pull` survive a restart: stateDir/requests.json.
+  void restoreRequests();
+  void saveRequests();
 
   core::ModuleContext ctx_;
   std::string nodeName_;
@@ -42,6 +72,9 @@ class ImagePullModule final : public core::Module {
   std::unique_ptr<CriDiskProbe> disk_;
   std::unique_ptr<Prefetcher> prefetcher_;
   SteadyTime started_;
+  std::optional<kube::Config> kube_;
+  std::unique_ptr<kube::Client> kubeClient_;
+  std::unique_ptr<ClusterSetSource> sets_;  // reconcile thread only (created and stopped there)
 
   mutable std::mutex mu_;  // guards the fields below
   Config config_;
@@ -51,6 +84,14 @@ class ImagePullModule final : public core::Module {
   std::string credentialsError_;
   size_t credentialHosts_ = 0;
   SteadyTime nextRefresh_{};
+  bool active_ = false;
+  std::string setsError_;
+  std::optional<ClusterSetsView> setsView_;  // the view the applied images came from
+  std::vector<ConfiguredImage> applied_;
+  uint64_t eventsSent_ = 0, eventsFailed_ = 0;
+  bool requestsRestored_ = false;
+  std::map<std::string, Tier> requested_;  // canonical image -> tier, as saved
+  std::string requestsError_;
 };
 
 }  // namespace nodeagent::imagepull

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "common/log.h"
 #include "imagepull/image_ref.h"
@@ -88,24 +89,31 @@ void Prefetcher::changedLocked() {
 }
 
 Result<void> Prefetcher::setConfigured(const std::vector<std::string>& base, const std::vector<std::string>& environment) {
-  std::vector<std::pair<ImageRef, Tier>> wanted;
-  for (const auto& [list, tier] : {std::pair{&base, Tier::kBase}, std::pair{&environment, Tier::kEnvironment}})
-    for (const auto& image : *list) {
-      auto ref = parseImageRef(image);
-      if (!ref) return fail(ref.error());
-      wanted.emplace_back(*ref, tier);
-    }
+  std::vector<ConfiguredImage> images;
+  for (const auto& image : base) images.push_back({image, Tier::kBase});
+  for (const auto& image : environment) images.push_back({image, Tier::kEnvironment});
+  return setConfigured(images);
+}
+
+Result<void> Prefetcher::setConfigured(const std::vector<ConfiguredImage>& images) {
+  std::vector<ImageRef> refs;
+  for (const auto& c : images) {
+    auto ref = parseImageRef(c.image);
+    if (!ref) return fail(ref.error());
+    refs.push_back(*ref);
+  }
   std::lock_guard lock(mu_);
   auto now = steady_clock::now();
-  std::map<std::string, std::pair<std::string, Tier>> keep;
-  for (size_t i = 0; i < wanted.size(); ++i) {
-    const auto& [ref, tier] = wanted[i];
-    keep.emplace(ref.canonical(), std::pair{ref.registry, tier});
+  std::set<std::string> keep;
+  for (size_t i = 0; i < images.size(); ++i) {
+    const ImageRef& ref = refs[i];
+    const Tier tier = images[i].tier;
+    if (!keep.insert(ref.canonical()).second) continue;  // the first entry wins
     auto [it, fresh] = records_.try_emplace(ref.canonical());
     ImageRecord& r = it->second;
     if (fresh) {
       r.image = ref.canonical();
-      r.requested = tier == Tier::kBase ? base[i] : environment[i - base.size()];
+      r.requested = images[i].image;
       r.registry = ref.registry;
       r.queuedAt = now;
       r.seq = ++seq_;
@@ -115,11 +123,13 @@ Result<void> Prefetcher::setConfigured(const std::vector<std::string>& base, con
       r.priority = std::min(r.priority, tier);
     }
     r.configured = true;
+    r.source = images[i].source;
   }
   for (auto it = records_.begin(); it != records_.end();) {
     if (it->second.configured && !keep.contains(it->first)) {
       if (it->second.state == PullState::kPulling) {
         it->second.configured = false;
+        it->second.source.clear();
         ++it;
       } else {
         it = records_.erase(it);
@@ -520,7 +530,7 @@ Json toJson(const ImageRecord& r, SteadyTime now) {
     j.set("next_attempt_in_s", std::round(std::max(0.0, in) * 10) / 10);
   }
   if (r.requested != r.image) j.set("requested_as", r.requested);
-  j.set("source", r.configured ? "config" : "request");
+  j.set("source", !r.configured ? "request" : r.source.empty() ? "config" : r.source);
   return j;
 }
 

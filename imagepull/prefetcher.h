@@ -42,6 +42,14 @@ struct PrefetchOptions {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
 
+// An image the node should hold, from the config file or a cluster prefetch set.
+struct ConfiguredImage {
+  std::string image;
+  Tier tier = Tier::kEnvironment;
+  std::string source = "config";  // "config" or "set NAME"
+  bool operator==(const ConfiguredImage&) const = default;
+};
+
 struct ImageRecord {
   std::string image;      // canonical reference, the record's key
   std::string requested;  // as first written (config or CLI)
@@ -53,7 +61,8 @@ struct ImageRecord {
   Tier priority = Tier::kEnvironment;
   bool awaited = false;  // a request waits for it (so it does not wait for the start slot)
   PullState state = PullState::kQueued;
-  bool configured = false;  // from the config (base/environment), not from a request
+  bool configured = false;  // from the config or a cluster set, not from a request
+  std::string source;       // ConfiguredImage::source while configured
   bool refresh = false;     // pull even if present: a tag re-check
   unsigned attempts = 0;    // attempts of the current round
   std::string lastError;
@@ -107,6 +116,9 @@ class Prefetcher {
   // (unless pulling), tiers are updated. Invalid references are rejected whole.
   [[nodiscard]] Result<void> setConfigured(const std::vector<std::string>& base,
                                            const std::vector<std::string>& environment);
+  // The same for any tier, with where each image comes from. An image listed twice keeps
+  // its first entry (callers put the local config first: it wins).
+  [[nodiscard]] Result<void> setConfigured(const std::vector<ConfiguredImage>& images);
   // Queues an image (a business pull by default) and returns its key. A request for an
   // image already queued or pulling joins that pull; a higher tier raises its priority.
   [[nodiscard]] Result<std::string> request(const std::string& image, Tier tier, bool refresh = false);

@@ -231,6 +231,7 @@ k8s::NodeView KubeServiceSource::nodeView() const {
   v.name = opts_.nodeName;
   if (node_) v.zone = node_->zone;
   for (const auto& a : opts_.localAddresses()) {
+    v.addresses.push_back(a);
     bool ok = opts_.nodePortCidrs.empty() ||
               std::any_of(opts_.nodePortCidrs.begin(), opts_.nodePortCidrs.end(),
                           [&](const Cidr& c) { return c.contains(a); });

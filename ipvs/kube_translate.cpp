@@ -147,6 +147,12 @@ ServiceProgram translate(const Service& svc, std::span<const EndpointSlice* cons
     if (!es->error.empty()) prog.warnings.push_back("EndpointSlice " + es->id() + " skipped: " + es->error);
 
   std::map<ServiceKey, DesiredService> out;
+  // kube-proxy lets the node itself reach a load balancer address whose source ranges
+  // contain a node address: the node's own packets to it leave from that address.
+  bool allowFromNode = std::any_of(svc.sourceRanges.begin(), svc.sourceRanges.end(), [&](const Cidr& c) {
+    return std::any_of(node.addresses.begin(), node.addresses.end(), [&](const Address& a) { return c.contains(a); });
+  });
+  std::vector<DestKey> local;  // this node's endpoints of the port being translated
   auto add = [&](const ServiceKey& key, const ServicePort& sp, const std::vector<DestKey>& dests, bool masq,
                  bool masqOutside, bool bindVip, bool sourceRanges) {
     DesiredService d;
@@ -163,7 +169,13 @@ ServiceProgram translate(const Service& svc, std::span<const EndpointSlice* cons
     d.masquerade = masq;
     d.masqueradeOutside = masqOutside && !masq;
     d.bindVip = bindVip;
-    if (sourceRanges) d.sourceRanges = svc.sourceRanges;
+    if (sourceRanges && !svc.sourceRanges.empty()) {
+      d.sourceRanges = svc.sourceRanges;
+      if (allowFromNode) d.sourceRanges.push_back(Cidr{key.address, key.address.isV6() ? 128 : 32});
+    }
+    for (const auto& k : dests)
+      if (std::binary_search(local.begin(), local.end(), k)) d.hairpin.push_back(k);
+    std::sort(d.hairpin.begin(), d.hairpin.end());
     d.name = servicePortName(svc, sp);
     // Two frontends of one service on the same address and port (an externalIP that is
     // also a node address): the first wins, as a second IPVS service could not exist.
@@ -175,6 +187,10 @@ ServiceProgram translate(const Service& svc, std::span<const EndpointSlice* cons
     uint8_t family = clusterIP.family;
     for (const auto& sp : svc.ports) {
       auto eps = candidates(sp, family, slices, node.name);
+      local.clear();
+      for (const auto& c : eps)
+        if (c.local) local.push_back(c.key);
+      std::sort(local.begin(), local.end());
       Chosen chosen = categorize(svc, eps, node);
       if (family == svc.clusterIPs.front().family) localReady += chosen.localReady;
       const auto& internal = svc.internalLocal ? chosen.local : chosen.cluster;

@@ -27,6 +27,7 @@ struct NodeView {
   std::string name;
   std::string zone;                        // topology.kubernetes.io/zone
   std::vector<Address> nodePortAddresses;  // where NodePorts listen (nodePortAddresses applied)
+  std::vector<Address> addresses;          // all of the node's addresses (source-range checks)
   bool operator==(const NodeView&) const = default;
 };
 

@@ -9,34 +9,10 @@
 #include "core/state_store.h"
 #include "common/files.h"
 #include "common/log.h"
-#include "ipvs/netlink_service_table.h"
-#include "netfilter/conntrack.h"
 
 namespace nodeagent::ipvs {
 
 namespace {
-
-// UDP flows through ctnetlink (netfilter::Conntrack), opened on first use.
-class ConntrackFlusher final : public FlowFlusher {
- public:
-  Result<size_t> flush(std::span<const DestKey> backends, std::span<const ServiceKey> services) override {
-    if (auto r = open(); !r) return fail(r.error());
-    std::vector<netfilter::FlowMatch> natDst, origDst;
-    for (const auto& d : backends) natDst.push_back({IPPROTO_UDP, d.address.toString(), d.port});
-    for (const auto& k : services) origDst.push_back({IPPROTO_UDP, k.address.toString(), k.port});
-    return ct_->deleteMatching(natDst, origDst);
-  }
-
- private:
-  Result<void> open() {
-    if (ct_) return {};
-    auto c = netfilter::Conntrack::open();
-    if (!c) return fail(c.error());
-    ct_.emplace(std::move(*c));
-    return {};
-  }
-  std::optional<netfilter::Conntrack> ct_;
-};
 
 std::vector<int> versionParts(const std::string& release) {
   std::vector<int> v;
@@ -56,8 +32,8 @@ std::vector<int> versionParts(const std::string& release) {
 }
 
 // kube-proxy's --cluster-cidr for the nftables rules (only with the Kubernetes source).
-std::vector<netfilter::NftProxyTable::Prefix> clusterPrefixes(const Config& c) {
-  std::vector<netfilter::NftProxyTable::Prefix> out;
+std::vector<netfilter::ProxyTable::Prefix> clusterPrefixes(const Config& c) {
+  std::vector<netfilter::ProxyTable::Prefix> out;
   if (c.source != "kubernetes") return out;
   for (const auto& text : c.kubernetes.clusterCidrs)
     if (auto r = Cidr::parse(text)) out.push_back({r->base.family, r->base.bytes, r->prefix});
@@ -146,8 +122,8 @@ void DurationHistogram::appendTo(std::vector<core::Metric>& out, const std::stri
   out.push_back({name + "_count", help, MT::kCounter, {}, double(count)});
 }
 
-IpvsModule::IpvsModule(core::ModuleContext ctx, Config config, std::string procRoot, KubeAccess kube)
-    : ctx_(std::move(ctx)), procRoot_(std::move(procRoot)), kubeAccess_(std::move(kube)), config_(std::move(config)),
+IpvsModule::IpvsModule(core::ModuleContext ctx, Config config, KernelParts kernel, KubeAccess kube)
+    : ctx_(std::move(ctx)), kernel_(std::move(kernel)), kubeAccess_(std::move(kube)), config_(std::move(config)),
       resyncMs_(config_.resyncInterval.count()) {}
 
 IpvsModule::~IpvsModule() { stop(); }
@@ -234,7 +210,7 @@ void IpvsModule::reload(const Config& config) {
 
 Result<void> IpvsModule::ensureOpen() {
   if (!table_) {
-    auto t = NetlinkServiceTable::open();
+    auto t = kernel_.serviceTable();
     if (!t) return fail(t.error());
     table_ = std::move(*t);
   }
@@ -247,13 +223,13 @@ Result<void> IpvsModule::ensureOpen() {
       return fail(r.error());
     }
   }
-  if (!flusher_) flusher_ = std::make_unique<ConntrackFlusher>();
+  if (!flusher_) flusher_ = kernel_.flowFlusher();
   if (!reconciler_)
-    reconciler_ = std::make_unique<Reconciler>(*table_, *ownership_, SystemClock::instance(), optionsFrom(config_),
-                                               flusher_.get());
-  if (!vips_ && config_.bindVips) vips_ = std::make_unique<VipManager>(config_.interface, dir + "/interface");
+    reconciler_ =
+        std::make_unique<Reconciler>(*table_, *ownership_, *kernel_.clock, optionsFrom(config_), flusher_.get());
+  if (!vips_ && config_.bindVips) vips_ = kernel_.vipBinder(config_.interface, dir + "/interface");
   if (!nft_ && config_.nftables)
-    nft_ = std::make_unique<netfilter::NftProxyTable>(config_.nftTable, config_.masqueradeMark, clusterPrefixes(config_));
+    nft_ = kernel_.proxyTable(config_.nftTable, config_.masqueradeMark, clusterPrefixes(config_));
   if (!source_) {
     auto src = makeSource();
     if (!src) return fail(src.error());
@@ -372,6 +348,10 @@ netfilter::NftService IpvsModule::nftService(const ServiceKey& k) const {
     n.masquerade = it->second->masquerade;
     n.masqueradeOutside = it->second->masqueradeOutside;
     n.vip = it->second->bindVip;
+    n.firewall = !it->second->sourceRanges.empty();
+    for (const auto& c : it->second->sourceRanges)
+      n.allowedSources.push_back({c.base.family, c.base.bytes, c.prefix});
+    for (const auto& d : it->second->hairpin) n.hairpin.push_back({d.address.bytes, d.port});
   }
   return n;
 }
@@ -485,25 +465,25 @@ Result<void> IpvsModule::teardown(bool dryRun) {
     if (!r && !firstError) firstError = r.error().wrap(what);
   };
   if (!table_) {
-    if (auto t = NetlinkServiceTable::open()) table_ = std::move(*t);  // no IPVS in the kernel: no services
+    if (auto t = kernel_.serviceTable()) table_ = std::move(*t);  // no IPVS in the kernel: no services
   }
   if (table_) {
-    if (!flusher_) flusher_ = std::make_unique<ConntrackFlusher>();
+    if (!flusher_) flusher_ = kernel_.flowFlusher();
     if (!ownership_) {
       ownership_ = std::make_unique<Ownership>(dir + "/owned-services");
       note(ownership_->load(), "read owned services");
     }
     if (!reconciler_)
-      reconciler_ = std::make_unique<Reconciler>(*table_, *ownership_, SystemClock::instance(), optionsFrom(config_),
-                                                 flusher_.get());
+      reconciler_ =
+          std::make_unique<Reconciler>(*table_, *ownership_, *kernel_.clock, optionsFrom(config_), flusher_.get());
     auto r = reconciler_->sync(DesiredState{}, SyncRequest{true, false});
     if (!r) note(fail(r.error()), "remove owned IPVS services");
     else if (!r->failures.empty()) note(failInvalid(r->failures.front()), "remove owned IPVS services");
     else log->info("removed {} owned IPVS services", r->applied);
   }
-  if (!vips_) vips_ = std::make_unique<VipManager>(config_.interface, dir + "/interface");
+  if (!vips_) vips_ = kernel_.vipBinder(config_.interface, dir + "/interface");
   note(vips_->remove(), "remove the VIP interface");
-  if (!nft_) nft_ = std::make_unique<netfilter::NftProxyTable>(config_.nftTable, config_.masqueradeMark);
+  if (!nft_) nft_ = kernel_.proxyTable(config_.nftTable, config_.masqueradeMark, {});
   note(nft_->remove(), "remove the nftables table");
   if (firstError) return fail(*firstError);  // state kept: tried again next pass
   reconciler_.reset();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/handoff.h"
 #include "core/module.h"
 #include "kube/client.h"
@@ -20,8 +22,9 @@
 #include "ipvs/kube_source.h"
 #include "ipvs/reconciler.h"
 #include "ipvs/service_source.h"
-#include "ipvs/vip_manager.h"
-#include "netfilter/nft_proxy_table.h"
+#include "ipvs/service_table.h"
+#include "ipvs/vip_binder.h"
+#include "netfilter/proxy_table.h"
 
 namespace nodeagent::ipvs {
 
@@ -61,9 +64,27 @@ struct DurationHistogram {
   void appendTo(std::vector<core::Metric>& out, const std::string& name, const std::string& help) const;
 };
 
+// What the module programs, made by the composition root (daemon/modules.cpp: generic
+// netlink, rtnetlink, nftables, ctnetlink) or by a test (fakes). The module makes each
+// when it first needs it, and again when a reload changes what it was made from: a node
+// with the proxy switched off opens nothing.
+struct KernelParts {
+  // The IPVS table. ENOENT: the kernel has no IPVS (reported as IpvsUnavailable).
+  std::function<Result<std::unique_ptr<ServiceTable>>()> serviceTable;
+  // Removes the conntrack entries of UDP flows to removed backends and services.
+  std::function<std::unique_ptr<FlowFlusher>()> flowFlusher;
+  // VIPs on the dummy interface `ifname`; its creation is recorded in `stateFile`.
+  std::function<std::unique_ptr<VipBinder>(const std::string& ifname, const std::string& stateFile)> vipBinder;
+  // The nftables table `name` with masquerade mark `mark` and the cluster CIDRs.
+  std::function<std::unique_ptr<netfilter::ProxyTable>(const std::string& name, uint32_t mark,
+                                                      std::vector<netfilter::ProxyTable::Prefix> clusterCidrs)>
+      proxyTable;
+  const Clock* clock = &SystemClock::instance();  // drain deadlines
+};
+
 class IpvsModule final : public core::Module {
  public:
-  IpvsModule(core::ModuleContext ctx, Config config, std::string procRoot, KubeAccess kube = {});
+  IpvsModule(core::ModuleContext ctx, Config config, KernelParts kernel, KubeAccess kube = {});
   ~IpvsModule() override;
   std::string name() const override { return "ipvs"; }
   Result<void> reconcile(const core::ReconcileContext& ctx) override;
@@ -93,7 +114,7 @@ class IpvsModule final : public core::Module {
   void afterKubePass(bool applied);
 
   core::ModuleContext ctx_;
-  std::string procRoot_;
+  KernelParts kernel_;
   KubeAccess kubeAccess_;
   std::unique_ptr<kube::Client> kubeClient_;
   KubeServiceSource* kubeSource_ = nullptr;  // source_ when it is the Kubernetes one
@@ -111,8 +132,8 @@ class IpvsModule final : public core::Module {
   std::unique_ptr<FlowFlusher> flusher_;
   std::unique_ptr<Ownership> ownership_;
   std::unique_ptr<Reconciler> reconciler_;
-  std::unique_ptr<VipManager> vips_;
-  std::unique_ptr<netfilter::NftProxyTable> nft_;
+  std::unique_ptr<VipBinder> vips_;
+  std::unique_ptr<netfilter::ProxyTable> nft_;
   DesiredState desired_;
   std::set<ServiceKey> pendingChanged_;  // changed in the source, not yet applied
   bool edgesStale_ = true;               // VIPs and nftables need a full pass

@@ -59,7 +59,12 @@ struct DesiredService {
   // False for a NodePort on one of the node's own addresses: that address is neither bound
   // on the VIP interface nor closed to other ports (the node's ssh is on it).
   bool bindVip = true;
-  std::vector<Cidr> sourceRanges;  // loadBalancerSourceRanges: other sources are dropped
+  // loadBalancerSourceRanges: non-empty, only sources in those of the service's family
+  // reach it (nftables drops the others).
+  std::vector<Cidr> sourceRanges;
+  // Its endpoints on this node (sorted): one reaching itself through the service is
+  // masqueraded (hairpin), else it would see a packet from its own address.
+  std::vector<DestKey> hairpin;
   std::string name;                // namespace/name:port of the Kubernetes service
   bool operator==(const DesiredService&) const = default;
 };

@@ -5,20 +5,20 @@
 // did not create is never touched.
 #pragma once
 
+#include <memory>
 #include <set>
 #include <span>
 #include <string>
 #include <utility>
 
-#include <memory>
-
 #include "common/netlink_socket.h"
 #include "common/result.h"
 #include "ipvs/types.h"
+#include "ipvs/vip_binder.h"
 
 namespace nodeagent::ipvs {
 
-class VipManager {
+class VipManager final : public VipBinder {
  public:
   VipManager(std::string ifname, std::string stateFile) : ifname_(std::move(ifname)), stateFile_(std::move(stateFile)) {}
   VipManager(const VipManager&) = delete;
@@ -26,11 +26,11 @@ class VipManager {
 
   // Makes the interface hold exactly `vips`. Reads the kernel's addresses when `fullRead`
   // (start, resync); otherwise sends only the difference from the last sync.
-  [[nodiscard]] Result<void> sync(const std::set<Address>& vips, bool fullRead);
+  [[nodiscard]] Result<void> sync(const std::set<Address>& vips, bool fullRead) override;
   // Binds (true) or unbinds (false) just these addresses: cost follows the changes.
-  [[nodiscard]] Result<void> update(std::span<const std::pair<Address, bool>> changes);
+  [[nodiscard]] Result<void> update(std::span<const std::pair<Address, bool>> changes) override;
   // Removes the interface when the agent created it (module disabled, all services gone).
-  [[nodiscard]] Result<void> remove();
+  [[nodiscard]] Result<void> remove() override;
   const std::set<Address>& bound() const { return bound_; }
   int ifindex() const { return ifindex_; }
 

@@ -136,50 +136,36 @@ ListWatch::WatchEnd ListWatch::watchOnce() {
     stats_.watches++;
   }
   bool gone = false;
-  auto onRawLine = [&](std::string_view line) {
-    auto ev = handler_.onRawEvent(line);
-    if (!ev) {
-      log::get("kube")->debug("watch {}: undecodable event: {}", opts_.path, ev.error().message());
-      return false;  // resume from the last good version
-    }
-    if (ev->type == "ERROR") {
-      if (ev->errorCode == 410) gone = true;
+  // What every event shares, raw or decoded: ERROR ends the stream (410: relist), the
+  // version moves on, the counters count. False when the stream should end.
+  auto record = [&](const auto& ev) {
+    if (ev.type == "ERROR") {
+      if (ev.errorCode == 410) gone = true;
       std::lock_guard l(statsMu_);
-      stats_.lastError = "watch " + opts_.path + ": " + ev->errorMessage;
+      stats_.lastError = "watch " + opts_.path + ": " + ev.errorMessage;
       return false;
     }
-    if (!ev->resourceVersion.empty()) rv_ = ev->resourceVersion;
+    if (!ev.resourceVersion.empty()) rv_ = ev.resourceVersion;
     std::lock_guard l(statsMu_);
     stats_.resourceVersion = rv_;
-    if (ev->type == "BOOKMARK") stats_.bookmarks++;
+    if (ev.type == "BOOKMARK") stats_.bookmarks++;
     else stats_.events++;
-    return !stop_.load();
+    return true;
+  };
+  auto undecodable = [&](const Error& e) {
+    log::get("kube")->debug("watch {}: undecodable event: {}", opts_.path, e.message());
+    return false;  // resume from the last good version
+  };
+  auto onRawLine = [&](std::string_view line) {
+    auto ev = handler_.onRawEvent(line);
+    if (!ev) return undecodable(ev.error());
+    return record(*ev) && !stop_.load();
   };
   auto onLine = [&](std::string_view line) {
     auto ev = decodeWatchEvent(line);
-    if (!ev) {
-      log::get("kube")->debug("watch {}: undecodable event: {}", opts_.path, ev.error().message());
-      return false;  // resume from the last good version
-    }
-    if (ev->type == "ERROR") {
-      if (ev->errorCode == 410) gone = true;
-      std::lock_guard l(statsMu_);
-      stats_.lastError = "watch " + opts_.path + ": " + ev->errorMessage;
-      return false;
-    }
-    if (!ev->resourceVersion.empty()) rv_ = ev->resourceVersion;
-    std::lock_guard l(statsMu_);
-    stats_.resourceVersion = rv_;
-    if (ev->type == "BOOKMARK") {
-      stats_.bookmarks++;
-      return true;
-    }
-    stats_.events++;
-    if (handler_.onEvent) {
-      statsMu_.unlock();
-      handler_.onEvent(ev->type, ev->object);
-      statsMu_.lock();
-    }
+    if (!ev) return undecodable(ev.error());
+    if (!record(*ev)) return false;
+    if (ev->type != "BOOKMARK" && handler_.onEvent) handler_.onEvent(ev->type, ev->object);
     return !stop_.load();
   };
   // The client gives up a little after the server should have ended the stream, so a

@@ -15,7 +15,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <set>
 #include <map>
 #include <memory>
 
@@ -129,6 +131,12 @@ nftnl_expr* lookup(const std::string& set, uint32_t sreg, bool invert) {
   if (invert) nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
   return e;
 }
+nftnl_expr* verdict(int v) {
+  auto* e = nftnl_expr_alloc("immediate");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, static_cast<uint32_t>(v));
+  return e;
+}
 nftnl_expr* cmpNeq(uint32_t sreg, const void* data, uint32_t len) {
   auto* e = cmpEq(sreg, data, len);
   nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, NFT_CMP_NEQ);
@@ -198,23 +206,36 @@ nftnl_set* setFor(const std::string& table, const std::string& name) {
   return s;
 }
 
-void putSet(Batch& b, const std::string& table, const std::string& name, uint32_t keyType, uint32_t keyLen, uint32_t id) {
+// `fields`: the unpadded length of each field of an interval concatenation (the kernel's
+// pipapo set type needs them); empty for a plain hash set.
+void putSet(Batch& b, const std::string& table, const std::string& name, uint32_t keyType, uint32_t keyLen, uint32_t id,
+            std::span<const uint8_t> fields = {}) {
   auto* s = setFor(table, name);
   nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, keyType);
   nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, keyLen);
   nftnl_set_set_u32(s, NFTNL_SET_ID, id);
+  if (!fields.empty()) {
+    nftnl_set_set_u32(s, NFTNL_SET_FLAGS, NFT_SET_INTERVAL | NFT_SET_CONCAT);
+    nftnl_set_set_data(s, NFTNL_SET_DESC_CONCAT, fields.data(), static_cast<uint32_t>(fields.size()));
+  }
   nftnl_set_nlmsg_build_payload(b.header(NFT_MSG_NEWSET, NLM_F_CREATE), s);
   b.next();
   nftnl_set_free(s);
 }
 
+// One set element: its key, and for an interval set the key where the interval ends.
+struct Elem {
+  std::vector<uint8_t> key, end;
+  auto operator<=>(const Elem&) const = default;
+};
+
 // The payload of one NFT_MSG_NEWSETELEM / NFT_MSG_DELSETELEM message.
-void putElemsPayload(nlmsghdr* h, const std::string& table, const std::string& set,
-                     std::span<const std::vector<uint8_t>> keys) {
+void putElemsPayload(nlmsghdr* h, const std::string& table, const std::string& set, std::span<const Elem> elems) {
   auto* s = setFor(table, set);
-  for (const auto& k : keys) {
+  for (const auto& el : elems) {
     auto* e = nftnl_set_elem_alloc();
-    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, k.data(), static_cast<uint32_t>(k.size()));
+    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, el.key.data(), static_cast<uint32_t>(el.key.size()));
+    if (!el.end.empty()) nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY_END, el.end.data(), static_cast<uint32_t>(el.end.size()));
     nftnl_set_elem_add(s, e);
   }
   nftnl_set_elems_nlmsg_build_payload(h, s);
@@ -222,22 +243,25 @@ void putElemsPayload(nlmsghdr* h, const std::string& table, const std::string& s
 }
 
 // Adds (or deletes) elements, in messages of at most 256 elements.
-void putElems(Batch& b, const std::string& table, const std::string& set, const std::vector<std::vector<uint8_t>>& keys,
-              bool add) {
-  for (size_t i = 0; i < keys.size(); i += 256) {
-    std::span<const std::vector<uint8_t>> chunk(keys.data() + i, std::min<size_t>(256, keys.size() - i));
+void putElems(Batch& b, const std::string& table, const std::string& set, const std::vector<Elem>& elems, bool add) {
+  for (size_t i = 0; i < elems.size(); i += 256) {
+    std::span<const Elem> chunk(elems.data() + i, std::min<size_t>(256, elems.size() - i));
     putElemsPayload(b.header(add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, add ? NLM_F_CREATE : 0), table, set, chunk);
     b.next();
   }
 }
 
-// Element keys to add and delete per set, indexed as kElemSets.
-using ElemKeys = std::vector<std::vector<uint8_t>>[8];
-constexpr const char* kElemSets[8] = {"vips4", "vips6", "svc4", "svc6", "masq4", "masq6", "masqx4", "masqx6"};
+// The table's sets; a family's IPv6 set follows its IPv4 one.
+enum SetIndex : int { kVips4, kVips6, kSvc4, kSvc6, kMasq4, kMasq6, kMasqx4, kMasqx6, kFw4, kFw6, kFwAllow4, kFwAllow6,
+                      kLoop4, kLoop6, kSetCount };
+constexpr const char* kElemSets[kSetCount] = {"vips4", "vips6", "svc4",  "svc6",     "masq4",    "masq6", "masqx4",
+                                              "masqx6", "fw4",  "fw6",   "fwallow4", "fwallow6", "loop4", "loop6"};
+// Elements to add and delete per set, indexed as kElemSets.
+using ElemKeys = std::vector<Elem>[kSetCount];
 
 // All element changes of one pass, set by set, deletes before adds (one transaction).
 void putElemChanges(Batch& b, const std::string& table, const ElemKeys& add, const ElemKeys& del) {
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < kSetCount; ++i) {
     if (!del[i].empty()) putElems(b, table, kElemSets[i], del[i], false);
     if (!add[i].empty()) putElems(b, table, kElemSets[i], add[i], true);
   }
@@ -272,7 +296,9 @@ std::vector<uint8_t> buildSetElemsMessage(const std::string& table, const std::s
   std::vector<uint8_t> buf(UINT16_MAX + 4096);
   auto* h = nftnl_nlmsg_build_hdr(reinterpret_cast<char*>(buf.data()), add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM,
                                   NFPROTO_INET, (add ? NLM_F_CREATE : 0) | NLM_F_ACK, seq);
-  putElemsPayload(h, table, set, keys);
+  std::vector<Elem> elems;
+  for (const auto& k : keys) elems.push_back({k, {}});
+  putElemsPayload(h, table, set, elems);
   buf.resize(h->nlmsg_len);
   return buf;
 }
@@ -287,6 +313,60 @@ std::vector<uint8_t> nftServiceKey(const NftService& s) {
 }
 
 namespace {
+
+// The first and last address of a prefix (network byte order, `len` bytes).
+std::pair<std::vector<uint8_t>, std::vector<uint8_t>> prefixRange(const NftPrefix& p, size_t len) {
+  std::vector<uint8_t> lo(len), hi(len);
+  for (size_t i = 0; i < len; ++i) {
+    int bits = std::clamp(p.length - int(i) * 8, 0, 8);
+    auto mask = static_cast<uint8_t>(0xff00 >> bits);
+    lo[i] = p.addr[i] & mask;
+    hi[i] = static_cast<uint8_t>(lo[i] | ~mask);
+  }
+  return {lo, hi};
+}
+
+// endpoint . protocol . port . endpoint, padded as nft's concatenations are.
+std::vector<uint8_t> loopKey(const NftService& s, const NftEndpoint& ep) {
+  size_t len = s.family == AF_INET6 ? 16 : 4;
+  std::vector<uint8_t> k(ep.addr.begin(), ep.addr.begin() + long(len));
+  uint16_t port = htons(ep.port);
+  auto* p = reinterpret_cast<const uint8_t*>(&port);
+  k.insert(k.end(), {s.protocol, 0, 0, 0, p[0], p[1], 0, 0});
+  k.insert(k.end(), ep.addr.begin(), ep.addr.begin() + long(len));
+  return k;
+}
+
+// The elements a service owns alone (svc, masq or masqx, fw and fwallow); VIPs and loop
+// elements may be shared and are counted by the callers.
+void ownElems(const NftService& s, ElemKeys& out) {
+  int v6 = s.family == AF_INET6;
+  auto key = nftServiceKey(s);
+  out[kSvc4 + v6].push_back({key, {}});
+  if (s.masquerade) out[kMasq4 + v6].push_back({key, {}});
+  else if (s.masqueradeOutside) out[kMasqx4 + v6].push_back({key, {}});
+  if (!s.firewall) return;
+  out[kFw4 + v6].push_back({key, {}});
+  for (const auto& p : s.allowedSources) {
+    if (p.family != s.family) continue;  // a range of the other family allows nothing here
+    auto [lo, hi] = prefixRange(p, v6 ? 16 : 4);
+    Elem e{key, key};
+    e.key.insert(e.key.end(), lo.begin(), lo.end());
+    e.end.insert(e.end.end(), hi.begin(), hi.end());
+    out[kFwAllow4 + v6].push_back(std::move(e));
+  }
+}
+
+// Drops pairs that appear in both lists of a set (a service replaced by itself with other
+// flags): the kernel keeps the element.
+void cancelPairs(ElemKeys& add, ElemKeys& del) {
+  for (int i = 0; i < kSetCount; ++i) {
+    if (add[i].empty() || del[i].empty()) continue;
+    std::set<Elem> a(add[i].begin(), add[i].end()), d(del[i].begin(), del[i].end());
+    std::erase_if(add[i], [&](const auto& k) { return d.contains(k); });
+    std::erase_if(del[i], [&](const auto& k) { return a.contains(k); });
+  }
+}
 
 // Sends a batch as one transaction and checks that every request was acknowledged.
 Result<void> sendBatch(Batch& batch, const std::string& table) {
@@ -332,6 +412,14 @@ Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebu
     putSet(b, table_, "masq6", t6, 24, 6);
     putSet(b, table_, "masqx4", t4, 12, 7);
     putSet(b, table_, "masqx6", t6, 24, 8);
+    putSet(b, table_, "fw4", t4, 12, 9);
+    putSet(b, table_, "fw6", t6, 24, 10);
+    uint32_t q4 = (t4 << 6) | kIpv4AddrType, q6 = (t6 << 6) | kIpv6AddrType;
+    const uint8_t f4[] = {4, 1, 2, 4}, f6[] = {16, 1, 2, 16};
+    putSet(b, table_, "fwallow4", q4, 16, 11, f4);
+    putSet(b, table_, "fwallow6", q6, 40, 12, f6);
+    putSet(b, table_, "loop4", q4, 16, 13);
+    putSet(b, table_, "loop6", q6, 40, 14);
     putChain(b, table_, "input", NF_INET_LOCAL_IN, 0, "filter");
     putChain(b, table_, "mark-pre", NF_INET_PRE_ROUTING, -150, "filter");
     putChain(b, table_, "mark-out", NF_INET_LOCAL_OUT, -150, "filter");
@@ -345,13 +433,20 @@ Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebu
         addExpr(r, cmpEq(v6 ? NFT_REG32_04 : NFT_REG32_01, &proto, 1));
         addExpr(r, lookup(v6 ? "vips6" : "vips4", NFT_REG32_00, false));
         addExpr(r, lookup(v6 ? "svc6" : "svc4", NFT_REG32_00, true));
-        auto* drop = nftnl_expr_alloc("immediate");
-        nftnl_expr_set_u32(drop, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
-        nftnl_expr_set_u32(drop, NFTNL_EXPR_IMM_VERDICT, NF_DROP);
-        addExpr(r, drop);
+        addExpr(r, verdict(NF_DROP));
         putRule(b, table_, "input", r);
       }
       for (const char* chain : {"mark-pre", "mark-out"}) {
+        {
+          // ip daddr . meta l4proto . th dport @fw4 ip daddr . meta l4proto . th dport . ip saddr != @fwallow4 drop
+          auto* f = nftnl_rule_alloc();
+          loadServiceKey(f, family);
+          addExpr(f, lookup(v6 ? "fw6" : "fw4", NFT_REG32_00, false));
+          addExpr(f, payload(NFT_PAYLOAD_NETWORK_HEADER, v6 ? 8 : 12, v6 ? 16 : 4, v6 ? NFT_REG32_06 : NFT_REG32_03));
+          addExpr(f, lookup(v6 ? "fwallow6" : "fwallow4", NFT_REG32_00, true));
+          addExpr(f, verdict(NF_DROP));
+          putRule(b, table_, chain, f);
+        }
         // ip daddr . meta l4proto . th dport @masq4 meta mark set meta mark | MARK
         auto* r = nftnl_rule_alloc();
         loadServiceKey(r, family);
@@ -389,7 +484,19 @@ Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebu
       addExpr(r, nftnl_expr_alloc("masq"));
       putRule(b, table_, "masq", r);
     }
+    for (int family : {AF_INET, AF_INET6}) {
+      // ip daddr . meta l4proto . th dport . ip saddr @loop4 masquerade (after IPVS: the
+      // endpoint reaching itself through its service)
+      bool v6 = family == AF_INET6;
+      auto* r = nftnl_rule_alloc();
+      loadServiceKey(r, family);
+      addExpr(r, payload(NFT_PAYLOAD_NETWORK_HEADER, v6 ? 8 : 12, v6 ? 16 : 4, v6 ? NFT_REG32_06 : NFT_REG32_03));
+      addExpr(r, lookup(v6 ? "loop6" : "loop4", NFT_REG32_00, false));
+      addExpr(r, nftnl_expr_alloc("masq"));
+      putRule(b, table_, "masq", r);
+    }
     current_.clear();
+    loopRefs_.clear();
   }
   std::set<std::vector<uint8_t>> haveVips, wantVips;
   for (const auto& s : current_)
@@ -398,31 +505,23 @@ Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebu
     if (s.vip) wantVips.insert(vipKey(s));
   ElemKeys add, del;
   for (const auto& v : wantVips)
-    if (!haveVips.contains(v)) add[v.size() == 16].push_back(v);
+    if (!haveVips.contains(v)) add[v.size() == 16 ? kVips6 : kVips4].push_back({v, {}});
   for (const auto& v : haveVips)
-    if (!wantVips.contains(v)) del[v.size() == 16].push_back(v);
-  auto idx = [](const NftService& s, int base) { return base + (s.family == AF_INET6); };
+    if (!wantVips.contains(v)) del[v.size() == 16 ? kVips6 : kVips4].push_back({v, {}});
+  std::map<std::vector<uint8_t>, uint32_t> loops;
   for (const auto& s : services) {
-    bool had = current_.contains(s);
-    if (!had) {
-      add[idx(s, 2)].push_back(nftServiceKey(s));
-      if (s.masquerade) add[idx(s, 4)].push_back(nftServiceKey(s));
-      else if (s.masqueradeOutside) add[idx(s, 6)].push_back(nftServiceKey(s));
-    }
+    for (const auto& ep : s.hairpin) ++loops[loopKey(s, ep)];
+    if (!current_.contains(s)) ownElems(s, add);
   }
-  for (const auto& s : current_) {
-    if (services.contains(s)) continue;
-    del[idx(s, 2)].push_back(nftServiceKey(s));
-    if (s.masquerade) del[idx(s, 4)].push_back(nftServiceKey(s));
-    else if (s.masqueradeOutside) del[idx(s, 6)].push_back(nftServiceKey(s));
-  }
+  for (const auto& s : current_)
+    if (!services.contains(s)) ownElems(s, del);
   // A service whose flags change is a different NftService: handled above as one delete
   // and one add of the same key; drop such pairs so the set is untouched.
-  for (int i : {2, 3, 4, 5, 6, 7}) {
-    std::set<std::vector<uint8_t>> a(add[i].begin(), add[i].end()), d(del[i].begin(), del[i].end());
-    std::erase_if(add[i], [&](const auto& k) { return d.contains(k); });
-    std::erase_if(del[i], [&](const auto& k) { return a.contains(k); });
-  }
+  cancelPairs(add, del);
+  for (const auto& [k, n] : loops)
+    if (!loopRefs_.contains(k)) add[k.size() == 40 ? kLoop6 : kLoop4].push_back({k, {}});
+  for (const auto& [k, n] : loopRefs_)
+    if (!loops.contains(k)) del[k.size() == 40 ? kLoop6 : kLoop4].push_back({k, {}});
   putElemChanges(b, table_, add, del);
   if (b.count() == 0) return {};
   auto r = sendBatch(b, table_);
@@ -432,19 +531,25 @@ Result<void> NftProxyTable::sync(const std::set<NftService>& services, bool rebu
   }
   built_ = true;
   current_ = services;
+  loopRefs_ = std::move(loops);
   return {};
 }
 
 namespace {
 // The entry of `current` for the service of `s` (any flags), or end.
 std::set<NftService>::const_iterator findService(const std::set<NftService>& current, const NftService& s) {
-  NftService probe = s;
-  probe.masquerade = false;
-  probe.masqueradeOutside = false;
+  // The smallest service of that key: every other field at its least value. `current`
+  // holds at most one entry per key, so it is the one at the lower bound, if any.
+  NftService probe;
+  probe.family = s.family;
+  probe.addr = s.addr;
+  probe.protocol = s.protocol;
+  probe.port = s.port;
   probe.vip = false;
   auto it = current.lower_bound(probe);
-  for (int i = 0; i < 8 && it != current.end(); ++i, ++it)
-    if (it->family == s.family && it->addr == s.addr && it->protocol == s.protocol && it->port == s.port) return it;
+  if (it != current.end() && it->family == s.family && it->addr == s.addr && it->protocol == s.protocol &&
+      it->port == s.port)
+    return it;
   return current.end();
 }
 
@@ -470,29 +575,38 @@ Result<void> NftProxyTable::update(std::span<const NftChange> changes) {
   }
   ElemKeys add, del;
   std::map<std::vector<uint8_t>, std::pair<NftService, bool>> vipBefore;  // touched VIPs: had one before
+  std::map<std::vector<uint8_t>, int64_t> loopDelta;                     // touched loop elements
   for (const auto& c : changes) {
     const NftService& s = c.service;
     auto key = vipKey(s);
     if (!vipBefore.contains(key)) vipBefore.emplace(key, std::pair{s, hasVip(current_, s)});
     auto it = findService(current_, s);
-    bool had = it != current_.end(), hadMasq = had && it->masquerade;
-    bool hadMasqX = had && !it->masquerade && it->masqueradeOutside;
-    bool want = c.present, wantMasq = want && s.masquerade, wantMasqX = want && !s.masquerade && s.masqueradeOutside;
-    int v6 = s.family == AF_INET6;
-    if (had && !want) del[2 + v6].push_back(nftServiceKey(s));
-    if (!had && want) add[2 + v6].push_back(nftServiceKey(s));
-    if (hadMasq && !wantMasq) del[4 + v6].push_back(nftServiceKey(s));
-    if (!hadMasq && wantMasq) add[4 + v6].push_back(nftServiceKey(s));
-    if (hadMasqX && !wantMasqX) del[6 + v6].push_back(nftServiceKey(s));
-    if (!hadMasqX && wantMasqX) add[6 + v6].push_back(nftServiceKey(s));
-    if (had) current_.erase(it);
-    if (want) current_.insert(s);
+    if (it != current_.end()) {
+      ownElems(*it, del);
+      for (const auto& ep : it->hairpin) --loopDelta[loopKey(*it, ep)];
+      current_.erase(it);
+    }
+    if (c.present) {
+      ownElems(s, add);
+      for (const auto& ep : s.hairpin) ++loopDelta[loopKey(s, ep)];
+      current_.insert(s);
+    }
+  }
+  cancelPairs(add, del);
+  for (const auto& [k, d] : loopDelta) {
+    if (d == 0) continue;
+    auto& n = loopRefs_[k];
+    bool before = n > 0;
+    n = static_cast<uint32_t>(int64_t(n) + d);
+    if (!before && n > 0) add[k.size() == 40 ? kLoop6 : kLoop4].push_back({k, {}});
+    if (before && n == 0) del[k.size() == 40 ? kLoop6 : kLoop4].push_back({k, {}});
+    if (n == 0) loopRefs_.erase(k);
   }
   for (const auto& [key, before] : vipBefore) {
     bool after = hasVip(current_, before.first);
     int v6 = before.first.family == AF_INET6;
-    if (before.second && !after) del[v6].push_back(key);
-    if (!before.second && after) add[v6].push_back(key);
+    if (before.second && !after) del[kVips4 + v6].push_back({key, {}});
+    if (!before.second && after) add[kVips4 + v6].push_back({key, {}});
   }
   Batch b;
   putElemChanges(b, table_, add, del);

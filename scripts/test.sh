@@ -50,11 +50,12 @@ run_stage() {
 }
 
 # The normal build, and the kube tier's Kubernetes components (a hash check when warm; a
-# cold build takes long), skipped only when the selection clearly leaves the kube tier out.
+# cold build takes long), skipped only when the selection clearly leaves the kube tier and
+# the VM tier (its Kubernetes scenario) out.
 run_stage build "$root/scripts/build.sh"
 need_k8s=1
 case " $* " in
-  *" -L "* | *" -R "*) [[ " $* " == *kube* ]] || need_k8s=0 ;;
+  *" -L "* | *" -R "*) [[ " $* " == *kube* || " $* " == *vm* ]] || need_k8s=0 ;;
 esac
 [ "$need_k8s" -eq 0 ] || run_stage k8s-components bash -c "bash '$root/tests/k8s/build.sh' kube-apiserver etcd kubectl >/dev/null"
 

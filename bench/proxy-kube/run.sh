@@ -17,11 +17,17 @@ trap '"$root/tests/k8s/control-plane.sh" stop "$work/cp" >/dev/null 2>&1 || true
 source "$work/cp/env"
 b="$build/bench/proxy-kube/proxy_kube_bench"
 echo "Kubernetes service source: services x $D endpoints, $C changes, real kube-apiserver $APISERVER_URL"
+# The baseline (paged lists, bodies thrown away) in its own process, then the source.
+measure() {
+  local base
+  base="$("$b" baseline --kubeconfig "$KUBECONFIG_AGENT")"
+  "$b" measure --kubeconfig "$KUBECONFIG_AGENT" --admin "$KUBECONFIG_ADMIN" --services "$1" --changes "$C" --baseline-ms "$base"
+}
 "$b" create --kubeconfig "$KUBECONFIG_ADMIN" --from 0 --to 1000 --endpoints "$D"
-"$b" measure --kubeconfig "$KUBECONFIG_AGENT" --admin "$KUBECONFIG_ADMIN" --services 1000 --changes "$C"
+measure 1000
 if [ "$N" -gt 1000 ]; then
   t0=$(date +%s)
   "$b" create --kubeconfig "$KUBECONFIG_ADMIN" --from 1000 --to "$N" --endpoints "$D"
   echo "created $N services and slices in $(( $(date +%s) - t0 )) s"
-  "$b" measure --kubeconfig "$KUBECONFIG_AGENT" --admin "$KUBECONFIG_ADMIN" --services "$N" --changes "$C"
+  measure "$N"
 fi

@@ -93,14 +93,16 @@ for line in open(sys.argv[1]):
     res = o["resource"] + ("/" + o["subresource"] if o.get("subresource") else "")
     if o.get("apiGroup"):
         res = o["resource"] + "." + o["apiGroup"] + ("/" + o["subresource"] if o.get("subresource") else "")
-    seen.add((e["verb"], res, o.get("namespace") or "-", e["responseStatus"]["code"]))
+    # ConfigMaps are granted by name (resourceNames): keep the name to ask can-i about it.
+    name = o.get("name") or "-" if o["resource"] == "configmaps" else "-"
+    seen.add((e["verb"], res, o.get("namespace") or "-", name, e["responseStatus"]["code"]))
 for s in sorted(seen):
     print(*s)
 PY
 )"
-echo "the agent's requests (verb resource namespace code):"; sed 's/^/  /' <<<"$used"
+echo "the agent's requests (verb resource namespace name code):"; sed 's/^/  /' <<<"$used"
 if awk '$NF == 403' <<<"$used" | grep -q .; then echo "the apiserver refused some of them"; exit 1; fi
-for want in "list nodes" "watch nodes" "patch nodes/status" "create events"; do
+for want in "list nodes" "watch nodes" "patch nodes/status" "create events" "list configmaps" "watch configmaps"; do
   grep -q "^$want " <<<"$used" || { echo "the agent never did: $want"; exit 1; }
 done
 
@@ -117,19 +119,25 @@ check() {  # WANT VERB RESOURCE [args]
   [ "$got" = "$want" ] || { echo "    want $want"; fail=1; }
 }
 echo "allowed:"
-while read -r verb res ns _; do
+while read -r verb res ns name _; do
   sub=""; base="$res"
   case "$res" in */*) base="${res%%/*}"; sub="--subresource=${res#*/}";; esac
+  [ "$name" = - ] || base="$base/$name"
   [ "$ns" = - ] && ns=""
   check yes "$verb" "$base" ${sub:+"$sub"} ${ns:+-n "$ns"}
 done <<<"$used"
 check yes get nodes; check yes list nodes; check yes watch nodes
 check yes patch nodes --subresource=status
 check yes create events -n default; check yes patch events -n default
+for verb in get list watch; do check yes "$verb" configmaps/nodeagent-prefetch -n kube-system; done
 echo "denied:"
 check no get secrets -n kube-system
 check no list secrets --all-namespaces
 check no get configmaps -n kube-system
+check no list configmaps -n kube-system
+check no get configmaps/kube-proxy -n kube-system
+check no get configmaps/nodeagent-prefetch -n default
+check no update configmaps/nodeagent-prefetch -n kube-system
 check no delete pods -n kube-system
 check no list pods --all-namespaces
 check no create pods -n default

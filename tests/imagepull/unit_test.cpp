@@ -15,6 +15,7 @@
 #include "imagepull/image_ref.h"
 #include "imagepull/policy.h"
 #include "imagepull/prefetcher.h"
+#include "tests/imagepull/fakes.h"
 
 namespace nodeagent::imagepull {
 namespace {
@@ -170,73 +171,6 @@ TEST(Config, RejectsBadInputWithKeyAndLine) {
   EXPECT_FALSE(parse("runtime_endpoint: /run/containerd/containerd.sock"));
   EXPECT_FALSE(parse("images: {base: ['Bad Image']}"));
 }
-
-// A fake runtime: pulls take `pullTime`, may fail by script, and record their order and
-// the most pulls ever in flight.
-class FakeService final : public ImageService {
- public:
-  std::mutex mu;
-  std::set<std::string> present;
-  std::map<std::string, std::vector<GrpcCode>> failures;  // per image, consumed in order
-  std::vector<std::string> order;
-  std::map<std::string, int> pulls;
-  int inFlight = 0, maxInFlight = 0;
-  std::map<std::string, std::string> failureText;  // per image: the message of its failures
-  std::chrono::milliseconds pullTime{30};
-  uint64_t used = 10;
-  std::atomic<bool> down{false};  // the runtime's socket does not answer
-  int statusCalls = 0;
-
-  static Error unreachable() {
-    return Error(makeGrpcError(GrpcCode::kUnavailable), "connection error: dial unix /run/fake.sock: no such file");
-  }
-  Result<RuntimeVersion> version() override {
-    if (down) return fail(unreachable());
-    return RuntimeVersion{"fake", "1", "v1"};
-  }
-  Result<std::optional<ImageInfo>> status(const std::string& image) override {
-    std::lock_guard l(mu);
-    ++statusCalls;
-    if (down) return fail(unreachable());
-    if (!present.contains(image)) return std::optional<ImageInfo>{};
-    return std::optional<ImageInfo>{ImageInfo{.id = "sha256:" + image, .size = 42}};
-  }
-  Result<std::string> pull(const std::string& image, const std::string&, const Credential*,
-                           std::chrono::milliseconds timeout) override {
-    {
-      std::lock_guard l(mu);
-      order.push_back(image);
-      ++pulls[image];
-      maxInFlight = std::max(maxInFlight, ++inFlight);
-    }
-    std::this_thread::sleep_for(std::min(pullTime, timeout));
-    std::lock_guard l(mu);
-    --inFlight;
-    if (pullTime > timeout) return fail(Error(makeGrpcError(GrpcCode::kDeadlineExceeded), "deadline"));
-    if (down) return fail(unreachable());
-    if (auto& f = failures[image]; !f.empty()) {
-      auto code = f.front();
-      f.erase(f.begin());
-      auto text = failureText.contains(image) ? failureText[image] : "scripted failure";
-      return fail(Error(makeGrpcError(code), text));
-    }
-    present.insert(image);
-    return "sha256:" + image;
-  }
-  Result<void> remove(const std::string& image) override {
-    std::lock_guard l(mu);
-    present.erase(image);
-    return {};
-  }
-  Result<std::vector<ImageInfo>> list() override { return std::vector<ImageInfo>{}; }
-  Result<std::vector<FsUsage>> fsInfo() override { return std::vector<FsUsage>{{"/fake", 0}}; }
-};
-
-class FakeDisk final : public DiskProbe {
- public:
-  std::atomic<double> percent{10};
-  Result<DiskUsage> probe() override { return DiskUsage{.mountpoint = "/fake", .usedPercent = percent.load()}; }
-};
 
 PrefetchOptions fastOptions() {
   return PrefetchOptions{.concurrency = 2, .perRegistry = 2, .attemptTimeout = 2000ms, .backoffInitial = 20ms,

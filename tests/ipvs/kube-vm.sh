@@ -41,5 +41,11 @@ files=(--file "$root/tests/ipvs/vm/lib.sh:/opt/nodeagent/lib.sh"
 curl_lib="$(ldconfig -p | awk '/libcurl\.so\.4 .*x86-64/ {print $NF; exit}')"
 [ -n "$curl_lib" ] || { echo "kube-vm: libcurl.so.4 not found (libcurl4)" >&2; exit 1; }
 for f in "$curl_lib" $(ldd "$curl_lib" | grep -o '/[^ ]*'); do files+=(--file "$f:$f"); done
+# socat serves and asks UDP (busybox's nc has no UDP); conntrack reads the flows back.
+tools=()
+for t in socat conntrack; do
+  p="$(command -v "$t")" || { echo "kube-vm: $t missing (scripts/packages/vm.txt)" >&2; exit 1; }
+  tools+=(--bin "$p")
+done
 "$root/tests/vm/run-vm.sh" --net --timeout 1500 --mem 1536 \
-  --bin "$1" --bin "$2" --bin "$BIN_DIR/kubectl" "${files[@]}" -- bash /opt/nodeagent/kube.sh
+  --bin "$1" --bin "$2" --bin "$BIN_DIR/kubectl" "${tools[@]}" "${files[@]}" -- bash /opt/nodeagent/kube.sh

@@ -166,6 +166,39 @@ TEST(KubeProxySemantics, LoadBalancerIngressSkipsProxyMode) {
   EXPECT_TRUE(at(p, "TCP 192.168.1.10:30081").sourceRanges.empty());
 }
 
+TEST(KubeProxySemantics, LoadBalancerSourceRangesAllowTheNode) {
+  auto svc = service(R"("type":"LoadBalancer","clusterIP":"10.96.0.16","ports":[{"name":"http","port":80,"nodePort":30081}],
+    "loadBalancerSourceRanges":["192.168.0.0/16"])",
+                     R"("loadBalancer":{"ingress":[{"ip":"203.0.113.20"}]})");
+  NodeView n = node();
+  // A range holds a node address: kube-proxy's KUBE-LOAD-BALANCER-SOURCE-IP entry lets
+  // the node's own packets (sent from the load balancer address itself) through.
+  n.addresses = {ip("192.168.1.10")};
+  auto p = run(svc, {}, n);
+  const auto& lb = at(p, "TCP 203.0.113.20:80");
+  ASSERT_EQ(lb.sourceRanges.size(), 2u);
+  EXPECT_EQ(lb.sourceRanges[0].toString(), "192.168.0.0/16");
+  EXPECT_EQ(lb.sourceRanges[1].toString(), "203.0.113.20/32");
+  // No range holds a node address: the ranges alone.
+  n.addresses = {ip("172.16.0.10")};
+  EXPECT_EQ(at(run(svc, {}, n), "TCP 203.0.113.20:80").sourceRanges.size(), 1u);
+}
+
+TEST(KubeProxySemantics, HairpinLocalEndpoints) {
+  auto svc = service(R"("type":"NodePort","clusterIP":"10.96.0.21","ports":[{"name":"http","port":80,"nodePort":30085}])");
+  auto eps = slice("web-1", "IPv4", R"({"name":"http","port":8080})",
+                   ep("10.244.1.5", "node-a") + "," + ep("10.244.2.5", "node-b") + "," +
+                       ep("10.244.1.6", "node-a", R"({"ready":false})"));
+  auto p = run(svc, {eps});
+  // Every frontend lists its endpoints on this node (not the other node's, not the
+  // unready one it does not serve with): kube-proxy's KUBE-LOOP-BACK entries.
+  for (const char* fe : {"TCP 10.96.0.21:80", "TCP 192.168.1.10:30085"}) {
+    const auto& d = at(p, fe);
+    ASSERT_EQ(d.hairpin.size(), 1u) << fe;
+    EXPECT_EQ(d.hairpin[0].toString(), "10.244.1.5:8080") << fe;
+  }
+}
+
 TEST(KubeProxySemantics, SessionAffinityClientIpIsPersistence) {
   auto svc = service(R"("type":"NodePort","clusterIP":"10.96.0.17","ports":[{"name":"http","port":80,"nodePort":30082}],
     "sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":600}})");

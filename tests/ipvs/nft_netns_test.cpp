@@ -2,9 +2,12 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <string>
 
@@ -84,7 +87,8 @@ TEST(NftProxyTable, BuildsTableAndUpdatesElementsInANetns) {
   // A new process (restart) rebuilds the table atomically, without duplicating rules.
   NftProxyTable again("nodeagent-ipvs", 0x4000);
   ASSERT_TRUE(again.sync(want));
-  EXPECT_EQ(run("nft list chain inet nodeagent-ipvs masq | grep -c masquerade"), "1\n");
+  // The mark rule and the two hairpin rules (IPv4, IPv6), once each.
+  EXPECT_EQ(run("nft list chain inet nodeagent-ipvs masq | grep -c masquerade"), "3\n");
   EXPECT_NE(run("nft list tables").find("table inet other"), std::string::npos);
   ASSERT_TRUE(again.remove());
   EXPECT_EQ(run("nft list tables").find("nodeagent-ipvs"), std::string::npos);
@@ -122,6 +126,120 @@ TEST(NftProxyTable, ClusterCidrMasqueradeAndNodeAddresses) {
   EXPECT_NE(run("nft list set inet nodeagent-ipvs masq4").find("10.96.0.20 . tcp . 80"), std::string::npos);
   EXPECT_EQ(run("nft list set inet nodeagent-ipvs svc4").find("192.168.1.10"), std::string::npos);
   EXPECT_NE(run("nft list set inet nodeagent-ipvs vips4").find("10.96.0.20"), std::string::npos);
+  ASSERT_TRUE(t.remove());
+}
+
+// TCP connect from `src` to `dst`:`port` in this namespace within a second: 0 when it is
+// established, ETIMEDOUT when the SYN was dropped (TCP retries a dropped SYN instead of
+// failing), else the errno.
+int connectFrom(const char* src, const char* dst, uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  ::inet_pton(AF_INET, src, &a.sin_addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return errno;
+  a.sin_port = htons(port);
+  ::inet_pton(AF_INET, dst, &a.sin_addr);
+  int rc = 0;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    rc = errno;
+    if (rc == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      socklen_t len = sizeof rc;
+      if (::poll(&p, 1, 1000) != 1) rc = ETIMEDOUT;
+      else ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &rc, &len);
+    }
+  }
+  ::close(fd);
+  return rc;
+}
+
+NftPrefix prefix(const char* ip, int len) {
+  NftPrefix p{AF_INET, {}, len};
+  ::inet_pton(AF_INET, ip, p.addr.data());
+  return p;
+}
+
+// loadBalancerSourceRanges for real: a listener on the load balancer address, connections
+// from an allowed source get through, from any other source are dropped; another port of
+// the same address is not filtered by them. Then the ranges change and go.
+TEST(NftProxyTable, LoadBalancerSourceRangesDropOtherSources) {
+  ASSERT_EQ(::unshare(CLONE_NEWNET), 0) << "needs root (CAP_SYS_ADMIN) for a network namespace";
+  ASSERT_EQ(std::system("ip link set lo up && ip addr add 203.0.113.20/32 dev lo && ip addr add 10.1.0.1/32 dev lo && "
+                        "ip addr add 10.1.0.200/32 dev lo && ip addr add 10.2.0.1/32 dev lo"),
+            0);
+  int listeners[2];
+  uint16_t ports[2] = {80, 81};
+  for (int i = 0; i < 2; ++i) {
+    listeners[i] = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(listeners[i], SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(ports[i]);
+    ::inet_pton(AF_INET, "203.0.113.20", &a.sin_addr);
+    ASSERT_EQ(::bind(listeners[i], reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ASSERT_EQ(::listen(listeners[i], 16), 0);
+  }
+  NftProxyTable t("nodeagent-ipvs", 0x4000);
+  NftService lb = svc("203.0.113.20", IPPROTO_TCP, 80, false);
+  lb.firewall = true;
+  lb.allowedSources = {prefix("10.1.0.0", 25), prefix("192.0.2.0", 24)};
+  NftService other = svc("203.0.113.20", IPPROTO_TCP, 81, false);
+  ASSERT_TRUE(t.sync({lb, other}));
+  std::cout << run("nft list table inet nodeagent-ipvs");
+  EXPECT_EQ(connectFrom("10.1.0.1", "203.0.113.20", 80), 0);
+  EXPECT_EQ(connectFrom("10.1.0.200", "203.0.113.20", 80), ETIMEDOUT);  // outside the /25
+  EXPECT_EQ(connectFrom("10.2.0.1", "203.0.113.20", 80), ETIMEDOUT);
+  EXPECT_EQ(connectFrom("10.2.0.1", "203.0.113.20", 81), 0);  // another service of the address
+  // The ranges change (one update: the old ranges go, the new one comes).
+  NftService moved = lb;
+  moved.allowedSources = {prefix("10.2.0.0", 16)};
+  ASSERT_TRUE(t.update(std::vector<NftChange>{{moved, true}}));
+  EXPECT_EQ(connectFrom("10.1.0.1", "203.0.113.20", 80), ETIMEDOUT);
+  EXPECT_EQ(connectFrom("10.2.0.1", "203.0.113.20", 80), 0);
+  // Firewall on with no range of its family: nothing gets through.
+  NftService none = lb;
+  none.allowedSources = {};
+  ASSERT_TRUE(t.update(std::vector<NftChange>{{none, true}}));
+  EXPECT_EQ(connectFrom("10.2.0.1", "203.0.113.20", 80), ETIMEDOUT);
+  // The ranges removed from the service: everyone again, and the sets are empty.
+  ASSERT_TRUE(t.update(std::vector<NftChange>{{svc("203.0.113.20", IPPROTO_TCP, 80, false), true}}));
+  EXPECT_EQ(connectFrom("10.1.0.200", "203.0.113.20", 80), 0);
+  EXPECT_EQ(run("nft list set inet nodeagent-ipvs fw4").find("203.0.113.20"), std::string::npos);
+  EXPECT_EQ(run("nft list set inet nodeagent-ipvs fwallow4").find("203.0.113.20"), std::string::npos);
+  // A full sync from scratch gives the same elements as the updates.
+  ASSERT_TRUE(t.sync({lb, other}, true));
+  EXPECT_EQ(connectFrom("10.1.0.1", "203.0.113.20", 80), 0);
+  EXPECT_EQ(connectFrom("10.2.0.1", "203.0.113.20", 80), ETIMEDOUT);
+  for (int fd : listeners) ::close(fd);
+  ASSERT_TRUE(t.remove());
+}
+
+// Hairpin elements: an endpoint shared by two services stays in loop4 until the last of
+// them lets it go; the masquerade rule for it is in the postrouting chain.
+TEST(NftProxyTable, HairpinEndpointsAreCountedAcrossServices) {
+  ASSERT_EQ(::unshare(CLONE_NEWNET), 0) << "needs root (CAP_SYS_ADMIN) for a network namespace";
+  NftEndpoint ep{{}, 8080};
+  ::inet_pton(AF_INET, "10.244.1.5", ep.addr.data());
+  NftService a = svc("10.96.0.30", IPPROTO_TCP, 80, false), b = svc("10.96.0.31", IPPROTO_TCP, 80, false);
+  a.hairpin = {ep};
+  b.hairpin = {ep};
+  NftProxyTable t("nodeagent-ipvs", 0x4000);
+  ASSERT_TRUE(t.sync({a, b}));
+  std::string masq = run("nft list chain inet nodeagent-ipvs masq");
+  std::cout << masq;
+  EXPECT_NE(masq.find("ip daddr . meta l4proto . th dport . ip saddr @loop4 masquerade"), std::string::npos);
+  auto loops = [] { return run("nft list set inet nodeagent-ipvs loop4 | grep -c '10.244.1.5 . tcp . 8080 . 10.244.1.5'"); };
+  EXPECT_EQ(loops(), "1\n");
+  ASSERT_TRUE(t.update(std::vector<NftChange>{{a, false}}));
+  EXPECT_EQ(loops(), "1\n");  // b still has it
+  NftService bare = b;
+  bare.hairpin.clear();
+  ASSERT_TRUE(t.update(std::vector<NftChange>{{bare, true}}));
+  EXPECT_EQ(loops(), "0\n");
+  ASSERT_TRUE(t.update(std::vector<NftChange>{{a, true}}));
+  EXPECT_EQ(loops(), "1\n");
   ASSERT_TRUE(t.remove());
 }
 

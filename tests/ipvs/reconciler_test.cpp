@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "tests/common/fake_clock.h"
 #include "tests/ipvs/fake_service_table.h"
 
 namespace nodeagent::ipvs {
@@ -15,12 +16,7 @@ namespace {
 using T = Op::Type;
 using namespace std::chrono_literals;
 
-class FakeClock final : public Clock {
- public:
-  TimePoint now() const override { return t; }
-  std::chrono::system_clock::time_point wallNow() const override { return {}; }
-  TimePoint t{};
-};
+using testing::FakeClock;
 
 class FakeFlusher final : public FlowFlusher {
  public:

@@ -60,6 +60,8 @@ n=json.load(sys.stdin); t={c["type"]: c for c in n["status"]["conditions"]}
 assert t["Ready"]["reason"] == "KubeletReady", t
 assert t["NodeAgentBaseImagesPresent"]["status"] == "False", t
 assert t["NodeAgentBaseImagesPresent"]["reason"] == "RuntimeUnavailable", t
+r=t["NodeAgentImagesReady"]
+assert (r["status"], r["reason"], r["message"]) == ("False", "RuntimeUnavailable", "0/1 images, missing: 127.0.0.1:1/base:v1"), r
 print("node conditions:", sorted(t))'
 python3 - "$AUDIT_LOG" "$AGENT_SA" <<'PY'
 import json, sys

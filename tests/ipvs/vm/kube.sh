@@ -186,16 +186,32 @@ both() { grep -q be1 <<< "$1" && grep -q be2 <<< "$1"; }
 check "TCP through the ClusterIP reaches both backends" both "$seen"
 check "TCP through the NodePort (10.0.0.1:30080)" grep -q be <<< "$(in_cl http_get 10.0.0.1 30080 /index.html)"
 check "TCP through the externalIP (10.0.3.3:80)" grep -q be <<< "$(in_cl http_get 10.0.3.3 80 /index.html)"
+# Hairpin: a pod reaching itself through its own service (kube-proxy's KUBE-LOOP-BACK
+# masquerade); without it the pod gets a packet from its own address and drops it.
+in_be1() { ip netns exec be1 bash -c "$(declare -f http_get); $*" 2>&1; }
+hp=""; for i in 1 2 3 4; do hp="$hp $(in_be1 http_get 10.96.0.10 80 /index.html)"; done
+echo "hairpin responses (from be1):$hp"
+check "hairpin: a pod reaches itself through its ClusterIP" bash -c \
+  "[ \$(grep -o be1 <<< '$hp' | wc -l) -ge 1 ] && [ \$(grep -oE 'be[12]' <<< '$hp' | wc -l) -eq 4 ]"
 src_cluster="$(in_cl http_get 10.0.0.1 30080 /cgi-bin/ip | sed 's/^\[::ffff:\(.*\)\]$/\1/')"
 src_local="$(in_cl http_get 10.0.0.1 30081 /cgi-bin/ip | sed 's/^\[::ffff:\(.*\)\]$/\1/')"
 echo "client address seen: eTP Cluster '$src_cluster', eTP Local '$src_local'"
 check "externalTrafficPolicy Cluster: the client's address is SNAT-ed" bash -c "[ '$src_cluster' != 10.0.0.2 ] && [ -n '$src_cluster' ]"
 check "externalTrafficPolicy Local: the client's address is kept" bash -c "[ '$src_local' = 10.0.0.2 ]"
 
-ip netns exec be1 sh -c 'nc -u -l -p 5353 > /tmp/udp.out' &
-sleep 0.5
-ip netns exec cl sh -c 'echo udp-hello | nc -u -w 1 10.96.0.12 53' >/dev/null 2>&1
-check "UDP through the ClusterIP" wait_for 5 grep -q udp-hello /tmp/udp.out
+# UDP: busybox's nc has no -u, so socat serves (an echo server that prefixes its name) and
+# asks; the reply coming back checks IPVS's reverse translation and the SNAT too.
+ip netns exec be1 socat UDP4-RECVFROM:5353,fork SYSTEM:'read l; echo be1-$l' &
+udp_ask() { ip netns exec cl sh -c 'echo udp-hello | socat -t 3 -T 3 - UDP4:10.96.0.12:53' 2>/dev/null; }
+check "UDP through the ClusterIP (request and reply)" wait_for 10 bash -c "$(declare -f udp_ask); udp_ask | grep -q be1-udp-hello"
+check "UDP conntrack entry through the service" bash -c "conntrack -L -p udp --orig-dst 10.96.0.12 2>/dev/null | grep -q 'src=10.244.1.2'"
+# The UDP endpoint replaced: kube-proxy deletes it at once (no drain) and flushes its flows,
+# so the client's next datagram is not stuck to a gone backend.
+udp_ask >/dev/null
+kc patch endpointslice dns-1 --type=json -p '[{"op":"replace","path":"/endpoints/0/addresses/0","value":"10.244.2.2"}]' >/dev/null
+check "UDP endpoint gone: deleted from IPVS at once (no weight-0 drain)" wait_for 20 bash -c \
+  "ipvsadm -Ln -u 10.96.0.12:53 | grep -q '10.244.2.2:5353' && ! ipvsadm -Ln -u 10.96.0.12:53 | grep -q '10.244.1.2:5353'"
+check "its UDP conntrack entries flushed" bash -c "! conntrack -L -p udp --orig-dst 10.96.0.12 2>/dev/null | grep -q 'src=10.244.1.2'"
 
 health() { ip netns exec cl bash -c "exec 3<>/dev/tcp/10.0.0.1/32000 && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null; }
 health_is() { health | grep -q "$1"; }
@@ -208,6 +224,16 @@ check "eTP Local frontends lose the endpoint (no remote fallback)" wait_for 10 b
   "ipvsadm -Sn | grep -q -- '-A -t 10.0.4.4:80' && ! ipvsadm -Sn | grep -q -- '-a -t 10.0.4.4:80'"
 kc patch endpointslice local-1 --type=json -p '[{"op":"replace","path":"/endpoints/0/conditions/ready","value":true}]' >/dev/null
 check "health check 200 again" wait_for 30 health_is '200 OK'
+
+# loadBalancerSourceRanges: the load balancer address only, clients outside are dropped.
+lb_ok() { grep -q be1 <<< "$(in_cl http_get 10.0.4.4 80 /index.html)"; }
+lb_fns="$(declare -f in_cl http_get lb_ok)"
+check "the load balancer address answers" wait_for 20 bash -c "$lb_fns; lb_ok"
+kc patch service local --type=merge -p '{"spec":{"loadBalancerSourceRanges":["10.9.0.0/16"]}}' >/dev/null
+check "loadBalancerSourceRanges: a client outside them is dropped" wait_for 30 bash -c "$lb_fns; ! lb_ok"
+check "loadBalancerSourceRanges: the NodePort is not filtered" bash -c "$lb_fns; grep -q be1 <<< \"\$(in_cl http_get 10.0.0.1 30081 /index.html)\""
+kc patch service local --type=merge -p '{"spec":{"loadBalancerSourceRanges":["10.0.0.0/24"]}}' >/dev/null
+check "loadBalancerSourceRanges: a client inside them gets through" wait_for 30 bash -c "$lb_fns; lb_ok"
 
 sticky=""; for i in 1 2 3 4 5 6; do sticky="$sticky $(in_cl http_get 10.96.0.13 80 /index.html)"; done
 echo "affinity responses:$sticky"
