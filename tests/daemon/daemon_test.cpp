@@ -188,8 +188,16 @@ TEST_F(DaemonTest, ReadyWatchdogStatusReloadAndStop) {
 }
 
 // The line the daemon logs for its heap policy. A sanitizer build links the sanitizer's own
-// malloc, which refuses mallopt: the daemon then says so (scripts/sanitize.sh).
+// malloc, which refuses mallopt: the daemon then says so (scripts/sanitize.sh). GCC names
+// a sanitizer build with __SANITIZE_*__; clang 16 only answers __has_feature.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define NODEAGENT_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define NODEAGENT_TEST_SANITIZED 1
+#endif
+#endif
+#ifdef NODEAGENT_TEST_SANITIZED
 constexpr const char* kHeapPolicyLine = "heap: mallopt refused the heap policy";
 #else
 constexpr const char* kHeapPolicyLine = "heap: 2 malloc arenas, fixed 128 KiB mmap threshold";
