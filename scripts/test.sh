@@ -3,10 +3,11 @@
 # QEMU VM), cri (real containerd and registry on 127.0.0.1), kube (a real kube-apiserver and
 # etcd built by tests/k8s/build.sh into /var/cache/nodeagent, started per test process),
 # deploy (Debian package, container image and deploy/ manifests, with Docker Engine).
-# Then, each in its own build directory, the unit, netns and daemon tiers once more under
-# ASan + UBSan (scripts/sanitize.sh address), the unit tests of the threaded parts under
-# TSan (scripts/sanitize.sh thread, tests/tsan_tests.txt) and every fuzz target for 30 s
-# (scripts/fuzz.sh). Any failed test, sanitizer report or fuzzer crash fails the run.
+# Then, with clang 16: the unit, netns and daemon tiers once more under ASan + UBSan
+# (scripts/sanitize.sh address, build-asan/), every fuzz target for 30 s from that same
+# build (scripts/fuzz.sh), and the unit tests of the threaded parts under TSan
+# (scripts/sanitize.sh thread, build-tsan/, tests/tsan_tests.txt). Any failed test,
+# sanitizer report or fuzzer crash fails the run.
 #
 #   scripts/test.sh             everything (CI, .ci/run)
 #   scripts/test.sh --normal    only the CTest tiers of the normal build
@@ -73,8 +74,8 @@ else
 fi
 if [ "$full" -eq 1 ]; then
   run_stage "asan+ubsan" "$root/scripts/sanitize.sh" address
-  run_stage tsan "$root/scripts/sanitize.sh" thread
   run_stage fuzz "$root/scripts/fuzz.sh" --seconds 30
+  run_stage tsan "$root/scripts/sanitize.sh" thread
 fi
 "$root/scripts/host_snapshot.sh" > "$snap/after"
 if ! diff -u "$snap/before" "$snap/after" > "$snap/diff"; then
