@@ -40,6 +40,10 @@ if(nodeagent_sanitize_flags)
   endif()
   add_compile_options(${nodeagent_sanitize_flags} -fno-omit-frame-pointer)
   add_link_options(${nodeagent_sanitize_flags})
+  # The gtest files themselves are compiled without optimisation (nodeagent_test): the code
+  # under test keeps its optimisation, and a test file builds in half the time (measured:
+  # 7-9 s instead of 13-15 s each with ASan + UBSan), which a cold CI run feels.
+  set(nodeagent_sanitize_test_options -O0)
 endif()
 
 # clang with Debian 12's libstdc++ 12: <expected> is only declared when __cpp_concepts is
