@@ -7,6 +7,9 @@
 #                                 (scripts/fuzz.sh runs them), which are built here too.
 #   scripts/sanitize.sh thread    TSan into build-tsan/: the unit tests of the module runner,
 #                                 state store, prefetcher and reporter (tests/tsan_tests.txt)
+#   scripts/sanitize.sh KIND --build-only
+#                                 only configure and build (scripts/test.sh builds both at
+#                                 low priority while the normal tiers run, then runs them)
 #
 # Only the executables those tests run are built. Any sanitizer report fails: UBSan is built
 # without recovery, every runtime halts on the first error, and every report is also
@@ -17,6 +20,11 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 kind="${1:-}"
 shift || true
+build_only=0
+if [ "${1:-}" = "--build-only" ]; then
+  build_only=1
+  shift
+fi
 case "$kind" in
   address)
     build="${SANITIZE_BUILD_DIR:-$root/build-asan}"
@@ -71,6 +79,7 @@ echo "sanitize.sh ($kind): building ${targets[*]}"
 start=$(date +%s)
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}"
 echo "sanitize.sh ($kind): build took $(( $(date +%s) - start ))s"
+[ "$build_only" -eq 0 ] || exit 0
 
 reports="$build/sanitizer-reports"
 rm -rf "$reports"

@@ -3,7 +3,8 @@
 # QEMU VM), cri (real containerd and registry on 127.0.0.1), kube (a real kube-apiserver and
 # etcd built by tests/k8s/build.sh into /var/cache/nodeagent, started per test process),
 # deploy (Debian package, container image and deploy/ manifests, with Docker Engine).
-# Then, with clang 16: the unit, netns and daemon tiers once more under ASan + UBSan
+# Then, with clang 16 (built at low priority while the normal tiers run): the unit, netns
+# and daemon tiers once more under ASan + UBSan
 # (scripts/sanitize.sh address, build-asan/), every fuzz target for 30 s from that same
 # build (scripts/fuzz.sh), and the unit tests of the threaded parts under TSan
 # (scripts/sanitize.sh thread, build-tsan/, tests/tsan_tests.txt). Any failed test,
@@ -64,8 +65,20 @@ esac
 # /run/nodeagent must be as they were after the whole suite (scripts/host_snapshot.sh),
 # the sanitizer runs of the netns and daemon tiers included.
 snap="$(mktemp -d /tmp/nodeagent-host-snapshot-XXXXXX)"
-trap 'rm -rf "$snap"' EXIT
+trap 'rm -rf "$snap" "${sanitize_log:-}"; [ -z "${sanitize_pid:-}" ] || kill -- "-$sanitize_pid" 2>/dev/null || true' EXIT
 "$root/scripts/host_snapshot.sh" > "$snap/before"
+# In a full run the two clang builds start now, at the lowest CPU priority, beside the
+# normal tiers: those wait on VMs, containerd, the apiserver and Docker much of the time,
+# and the builds take the cores the tests leave idle (nice 19 yields to every test
+# process). Their output goes to a log; its stage's time is how long the tests then
+# waited for it.
+sanitize_log="$(mktemp /tmp/nodeagent-sanitize-build-XXXXXX.log)"
+sanitize_pid=""
+if [ "$full" -eq 1 ]; then
+  setsid nice -n 19 bash -c '"$1" address --build-only && "$1" thread --build-only' sanitize-builds \
+    "$root/scripts/sanitize.sh" >"$sanitize_log" 2>&1 &
+  sanitize_pid=$!
+fi
 if [ "${results[0]}" = "${results[0]#FAILED}" ]; then
   run_stage ctest bash -c 'cd "$1" && shift && ctest --output-on-failure --timeout 1800 "$@"' ctest "$build" "$@"
 else
@@ -73,6 +86,15 @@ else
   results+=("FAILED  (the build failed)")
 fi
 if [ "$full" -eq 1 ]; then
+  wait_sanitize_builds() {
+    local rc=0
+    wait "$sanitize_pid" || rc=$?
+    sanitize_pid=""
+    grep -E 'build took|error|Error' "$sanitize_log" | tail -20
+    [ "$rc" -eq 0 ] || { tail -50 "$sanitize_log"; echo "test.sh: the sanitizer builds failed (log above)"; }
+    return "$rc"
+  }
+  run_stage sanitizer-builds wait_sanitize_builds
   run_stage "asan+ubsan" "$root/scripts/sanitize.sh" address
   run_stage fuzz "$root/scripts/fuzz.sh" --seconds 30
   run_stage tsan "$root/scripts/sanitize.sh" thread
