@@ -123,22 +123,18 @@ double Json::asDouble(double dflt) const {
   return dflt;
 }
 const std::string& Json::asString() const { return isString() ? std::get<std::string>(v_) : kEmptyString; }
-const Json::Array& Json::asArray() const { return isArray() ? *std::get<std::shared_ptr<Array>>(v_) : kEmptyArray; }
+const Json::Array& Json::asArray() const { return isArray() ? std::get<Shared<Array>>(v_).get() : kEmptyArray; }
 const Json::Object& Json::asObject() const {
-  return isObject() ? *std::get<std::shared_ptr<Object>>(v_) : kEmptyObject;
+  return isObject() ? std::get<Shared<Object>>(v_).get() : kEmptyObject;
 }
 
 Json::Array& Json::mutArray() {
-  if (!isArray()) v_ = std::make_shared<Array>();
-  auto& p = std::get<std::shared_ptr<Array>>(v_);
-  if (p.use_count() > 1) p = std::make_shared<Array>(*p);
-  return *p;
+  if (!isArray()) v_ = Shared<Array>(Array{});
+  return std::get<Shared<Array>>(v_).mut();
 }
 Json::Object& Json::mutObject() {
-  if (!isObject()) v_ = std::make_shared<Object>();
-  auto& p = std::get<std::shared_ptr<Object>>(v_);
-  if (p.use_count() > 1) p = std::make_shared<Object>(*p);
-  return *p;
+  if (!isObject()) v_ = Shared<Object>(Object{});
+  return std::get<Shared<Object>>(v_).mut();
 }
 
 Json& Json::set(std::string key, Json value) {

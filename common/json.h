@@ -2,6 +2,7 @@
 // Parsing goes through simdjson; writing (JSON and YAML) is done here.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 #include <map>
@@ -35,8 +36,8 @@ class Json {
   Json(const char* s) : v_(std::string(s)) {}
   Json(std::string s) : v_(std::move(s)) {}
   Json(std::string_view s) : v_(std::string(s)) {}
-  Json(Array a) : v_(std::make_shared<Array>(std::move(a))) {}
-  Json(Object o) : v_(std::make_shared<Object>(std::move(o))) {}
+  Json(Array a) : v_(Shared<Array>(std::move(a))) {}
+  Json(Object o) : v_(Shared<Object>(std::move(o))) {}
 
   static Json object() { return Json(Object{}); }
   static Json array() { return Json(Array{}); }
@@ -47,8 +48,8 @@ class Json {
   bool isDouble() const { return std::holds_alternative<double>(v_); }
   bool isNumber() const { return isInt() || isDouble(); }
   bool isString() const { return std::holds_alternative<std::string>(v_); }
-  bool isArray() const { return std::holds_alternative<std::shared_ptr<Array>>(v_); }
-  bool isObject() const { return std::holds_alternative<std::shared_ptr<Object>>(v_); }
+  bool isArray() const { return std::holds_alternative<Shared<Array>>(v_); }
+  bool isObject() const { return std::holds_alternative<Shared<Object>>(v_); }
 
   bool asBool(bool dflt = false) const { return isBool() ? std::get<bool>(v_) : dflt; }
   int64_t asInt(int64_t dflt = 0) const;
@@ -75,15 +76,50 @@ class Json {
   friend bool operator==(const Json& a, const Json& b);
 
  private:
+  // A container shared by Json copies and copied on write, with its own reference count.
+  // Changing it in place is only safe once no other copy holds it, and that decision must
+  // also see everything the last other holder did before it let go, possibly on another
+  // thread (a reader of StateStore::agentInfo while the reporter publishes): the count is
+  // dropped with release and read with acquire. shared_ptr::use_count is a relaxed load
+  // that orders nothing, which ThreadSanitizer reported as a data race.
+  template <typename T>
+  class Shared {
+   public:
+    explicit Shared(T value) : box_(new Box{1, std::move(value)}) {}
+    Shared(const Shared& o) noexcept : box_(o.box_) {
+      if (box_) box_->refs.fetch_add(1, std::memory_order_relaxed);
+    }
+    Shared(Shared&& o) noexcept : box_(std::exchange(o.box_, nullptr)) {}
+    Shared& operator=(Shared o) noexcept {
+      std::swap(box_, o.box_);
+      return *this;
+    }
+    ~Shared() {
+      if (box_ && box_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete box_;
+    }
+    const T& get() const { return box_->value; }
+    bool operator==(const Shared& o) const { return box_ == o.box_ || get() == o.get(); }
+    // This copy's own container to change: copied first while another copy holds it.
+    T& mut() {
+      if (box_->refs.load(std::memory_order_acquire) != 1) *this = Shared(T(box_->value));
+      return box_->value;
+    }
+
+   private:
+    struct Box {
+      std::atomic<long> refs;
+      T value;
+    };
+    Box* box_;
+  };
+
   void dumpTo(std::string& out, int indent, int depth) const;
   void yamlTo(std::string& out, int depth, bool inlineFirst) const;
   Array& mutArray();
   Object& mutObject();
 
   // Containers are shared and copied on write so Json values are cheap to pass around.
-  std::variant<std::monostate, bool, int64_t, double, std::string, std::shared_ptr<Array>,
-               std::shared_ptr<Object>>
-      v_;
+  std::variant<std::monostate, bool, int64_t, double, std::string, Shared<Array>, Shared<Object>> v_;
 };
 
 // Escapes a string as a JSON string literal, quotes included.

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets of tests/fuzz with clang 16 (ASan + UBSan + coverage) into
-# build-fuzz/ (FUZZ_BUILD_DIR overrides) and runs each for a while, two at a time.
+# Builds the libFuzzer targets of tests/fuzz with clang 16 (ASan + UBSan + coverage) in the
+# address sanitizer build, build-asan/ (FUZZ_BUILD_DIR overrides; scripts/sanitize.sh
+# address builds them too, so in a full test run this only runs them), and runs each for a
+# while, two at a time.
 #
 #   scripts/fuzz.sh [--seconds N] [--jobs N] [TARGET...]    (default: 30 s, every target)
 #
 # The committed seeds (tests/fuzz/corpus/<target>/) are read, never written: what the
-# fuzzer finds goes to build-fuzz/fuzz-corpus/<target>/, a crashing input to
-# build-fuzz/fuzz-artifacts/<target>/. Prints executions and crashes per target; exits 1
+# fuzzer finds goes to build-asan/fuzz-corpus/<target>/, a crashing input to
+# build-asan/fuzz-artifacts/<target>/. Prints executions and crashes per target; exits 1
 # when any target crashed (a sanitizer report, a broken property, a timeout or an OOM).
 # Fixing a crash: copy its input into tests/fuzz/corpus/<target>/ (the unit tier's
 # fuzz_replay_<target> replays it from then on) and add a named test beside the module.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-build="${FUZZ_BUILD_DIR:-$root/build-fuzz}"
+build="${FUZZ_BUILD_DIR:-$root/build-asan}"
 seconds=30
 jobs=2
 targets=()
@@ -24,12 +26,8 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-for tool in clang-16 clang++-16; do
-  command -v "$tool" >/dev/null || { echo "fuzz.sh: $tool missing (scripts/packages/fuzz.txt)" >&2; exit 1; }
-done
-
-CC=clang-16 CXX=clang++-16 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DNODEAGENT_FUZZ=ON -DNODEAGENT_STATIC_DEPS=OFF >/dev/null
+. "$root/scripts/sanitize-build.sh"
+sanitize_configure address "$build"
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < "$build/tests/fuzz/targets.txt"
 fi

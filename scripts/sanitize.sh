@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Builds the project once more with sanitizers (GCC) in its own build directory and runs
-# the tiers they cover:
+# Builds the project once more with sanitizers (clang 16) in its own build directory and
+# runs the tiers they cover:
 #
-#   scripts/sanitize.sh address   ASan + UBSan into build-asan/: the unit, netns and daemon tiers
+#   scripts/sanitize.sh address   ASan + UBSan into build-asan/: the unit, netns and daemon
+#                                 tiers. The same build holds the libFuzzer targets
+#                                 (scripts/fuzz.sh runs them), which are built here too.
 #   scripts/sanitize.sh thread    TSan into build-tsan/: the unit tests of the module runner,
-#                                 state store, prefetcher and reporter
+#                                 state store, prefetcher and reporter (tests/tsan_tests.txt)
+#   scripts/sanitize.sh KIND --build-only
+#                                 only configure and build (scripts/test.sh builds both at
+#                                 low priority while the normal tiers run, then runs them)
 #
 # Only the executables those tests run are built. Any sanitizer report fails: UBSan is built
 # without recovery, every runtime halts on the first error, and every report is also
@@ -15,6 +20,11 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 kind="${1:-}"
 shift || true
+build_only=0
+if [ "${1:-}" = "--build-only" ]; then
+  build_only=1
+  shift
+fi
 case "$kind" in
   address)
     build="${SANITIZE_BUILD_DIR:-$root/build-asan}"
@@ -34,11 +44,8 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "sanitize.sh: the netns and daemon tiers need root; run as root" >&2
   exit 1
 fi
-# Never -Werror here, in CI neither: GCC's manual advises against combining it with
-# sanitizers, which raise false warnings (-Wmaybe-uninitialized inside libstdc++'s <regex>
-# under ASan, for one). The normal build is the one held to -Werror.
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNODEAGENT_WERROR=OFF \
-  -DNODEAGENT_SANITIZE="$kind" -DNODEAGENT_STATIC_DEPS=OFF >/dev/null
+. "$root/scripts/sanitize-build.sh"
+sanitize_configure "$kind" "$build"
 
 # The executables the selected tests run: a test's command or any argument that names a
 # target's output, plus the daemon and CLI, which the script tests find on their own. The
@@ -58,16 +65,21 @@ for top, _, files in os.walk("."):
                 names.add(os.path.basename(word))
 print("\n".join(sorted(names)))')
 mapfile -t all_targets < <(cmake --build "$build" --target help | sed -n 's/^\.\.\. \([A-Za-z0-9_]*\).*/\1/p')
-targets=(nodeagentd nodeagentctl)
+# The daemon and the CLI for the address build's script tests (the TSan tests need neither).
+# The address build is also the fuzz build: its fuzzers are built with the tests, so the
+# fuzz stage that follows (scripts/fuzz.sh) only runs them.
+targets=()
+[ "$kind" = thread ] || { targets=(nodeagentd nodeagentctl); mapfile -t -O 2 targets < <(sed 's/^/fuzz_/' "$build/tests/fuzz/targets.txt"); }
 for w in "${wanted[@]}"; do
   for t in "${all_targets[@]}"; do
-    [ "$w" = "$t" ] && [ "$t" != nodeagentd ] && [ "$t" != nodeagentctl ] && targets+=("$t")
+    [ "$w" = "$t" ] && [[ " ${targets[*]} " != *" $t "* ]] && targets+=("$t")
   done
 done
 echo "sanitize.sh ($kind): building ${targets[*]}"
 start=$(date +%s)
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}"
 echo "sanitize.sh ($kind): build took $(( $(date +%s) - start ))s"
+[ "$build_only" -eq 0 ] || exit 0
 
 reports="$build/sanitizer-reports"
 rm -rf "$reports"

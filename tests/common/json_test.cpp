@@ -28,6 +28,26 @@ TEST(Json, CopiesAreIndependent) {
   EXPECT_EQ(b.get("x").asInt(), 2);
 }
 
+// Containers are shared between copies and copied on write, whichever side writes, and
+// equal containers compare equal whether shared or not.
+TEST(Json, SharedContainersAreCopiedOnWriteByEitherSide) {
+  Json a = Json::array().push(Json::object().set("k", "v"));
+  Json b = a;
+  a.push(2);
+  EXPECT_EQ(a.size(), 2u);
+  EXPECT_EQ(b.size(), 1u);
+  Json c = b;
+  EXPECT_EQ(c, b);
+  { Json passing = c; }
+  Json moved = std::move(b);
+  moved.push(3);
+  EXPECT_EQ(c.size(), 1u);
+  EXPECT_EQ(moved.size(), 2u);
+  EXPECT_EQ(moved.asArray()[0], a.asArray()[0]);
+  EXPECT_NE(moved, c);
+  EXPECT_EQ(Json::object().set("x", Json::array().push(1)), Json::object().set("x", Json::array().push(1)));
+}
+
 TEST(Json, ParseRoundTrips) {
   auto j = Json::parse(R"({"n":-3,"u":18446744073709551615,"d":0.25,"s":"\u00e9","a":[{},[]],"z":null})");
   ASSERT_TRUE(j) << j.error().message();

@@ -238,6 +238,42 @@ TEST(StateStore, SaysWhenItIsClosed) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
 }
 
+// The control server reads agentInfo() on its thread and looks into the copy after the
+// store's lock is released, while the reporter keeps publishing on another. The store's Json
+// is copied on write: changing it in place once the reader's copy is gone must be ordered
+// after the reader's reads (scripts/sanitize.sh thread reported a data race here when Json
+// decided by shared_ptr::use_count). Here it counts under TSan; elsewhere it checks values.
+TEST(StateStore, AgentInfoIsReadOnOneThreadWhileAnotherPublishes) {
+  StateStore store;
+  std::atomic<bool> done{false};
+  std::atomic<int> reads{0};
+  std::atomic<bool> wentBack{false};
+  // The reader pauses between reads, as a client does, so the publisher's next change
+  // often comes after the reader let its copy go and before it takes the lock again.
+  std::thread reader([&] {
+    int64_t last = -1;
+    while (!done.load()) {
+      {
+        Json info = store.agentInfo();
+        int64_t n = info.get("reporter").get("n").asInt(-1);
+        if (n < last) wentBack = true;
+        last = n;
+      }
+      reads++;
+      std::this_thread::sleep_for(100us);
+    }
+  });
+  int published = 0;
+  while (reads.load() < 1000) {
+    store.publishAgentInfo("reporter", Json::object().set("n", published++).set("last_error", ""));
+    std::this_thread::sleep_for(50us);
+  }
+  done = true;
+  reader.join();
+  EXPECT_FALSE(wentBack.load());
+  EXPECT_EQ(store.agentInfo().get("reporter").get("n").asInt(), published - 1);
+}
+
 TEST(StateStore, OverallHealthIsTheWorstEnabledModule) {
   std::vector<ModuleSnapshot> mods(3);
   mods[0].state.health = Health::kHealthy;
