@@ -64,7 +64,7 @@ NodeStatusReporter::NodeStatusReporter(core::StateStore& store, kube::Client& cl
 NodeStatusReporter::~NodeStatusReporter() { stop(); }
 
 void NodeStatusReporter::start() {
-  std::lock_guard l(mu_);
+  std::unique_lock l(mu_);
   if (started_) return;
   started_ = true;
   if (opts_.status.watchNode) {
@@ -87,14 +87,24 @@ void NodeStatusReporter::start() {
                                }});
     watchThread_ = std::thread([this] { watch_->run(); });
   }
-  // Called on the publishing thread: takes mu_ only to bump the version runLoop waits for.
-  storeChanges_ = store_.subscribe([this] {
+  // Called on the publishing thread, under the store's subscribers' lock: takes mu_ only to
+  // bump the version runLoop waits for. So mu_ is never held while subscribing (the other
+  // lock order; ThreadSanitizer reported the inversion): the loop starts afterwards.
+  l.unlock();
+  auto changes = store_.subscribe([this] {
     uint64_t v = store_.version();
     std::lock_guard l(mu_);
     storeVersion_ = v;
     cv_.notify_all();
   });
-  storeVersion_ = store_.version();
+  uint64_t version = store_.version();
+  l.lock();
+  if (stop_) {  // stopped meanwhile: `changes` ends the subscription, outside mu_
+    l.unlock();
+    return;
+  }
+  storeChanges_ = std::move(changes);
+  storeVersion_ = std::max(storeVersion_, version);
   loopThread_ = std::thread([this] { runLoop(); });
 }
 
