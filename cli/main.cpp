@@ -12,10 +12,12 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <algorithm>
+#include <array>
 #include <iostream>
 #include <map>
 
-#include "cli/commands.h"
+#include "cli/proto_json.h"
 #include "cli/render.h"
 #include "common/version.h"
 #include "common/config_reader.h"
@@ -62,11 +64,6 @@ std::unique_ptr<nodeagent::v1::Control::Stub> connect(const Globals& g) {
 
 void setDeadline(grpc::ClientContext& ctx, const Globals& g) {
   ctx.set_deadline(std::chrono::system_clock::now() + g.deadline);
-}
-
-Json parseOr(const std::string& text) {
-  auto j = Json::parse(text);
-  return j ? *j : Json(text);
 }
 
 // "state=on, patches_sent=12, last_patch=..." for one line of the status header.
@@ -121,7 +118,7 @@ int cmdStatus(const Globals& g) {
                      .set("last_error", m.last_error())
                      .set("last_reconcile", rfc3339(m.last_reconcile_unix_ms()))
                      .set("last_duration_ms", m.last_duration_ms())
-                     .set("details", parseOr(m.details_json())));
+                     .set("details", toJson(m.details())));
   }
   Json out = Json::object()
                  .set("node", r.node_name())
@@ -131,7 +128,7 @@ int cmdStatus(const Globals& g) {
                  .set("config", r.config_source())
                  .set("started", rfc3339(r.started_unix_ms()))
                  .set("dry_run", r.dry_run())
-                 .set("agent", parseOr(r.agent_json()))
+                 .set("agent", toJson(r.agent()))
                  .set("modules", modules);
   if (g.format != OutputFormat::kTable) {
     std::cout << render(out, g.format);
@@ -142,7 +139,7 @@ int cmdStatus(const Globals& g) {
         {"Version:", r.version()},
         {"Config:", r.config_source()},
         {"Started:", rfc3339(r.started_unix_ms()) + " (" + ago(r.started_unix_ms()) + ")"}};
-    Json agentInfo = parseOr(r.agent_json());  // named: a temporary would die before the loop
+    Json agentInfo = toJson(r.agent());  // named: a temporary would die before the loop
     for (const auto& [k, v] : agentInfo.asObject())
       head.push_back({k + ":", v.isObject() ? keyValues(v) : cellText(v)});
     std::cout << alignColumns(head) << "\n";
@@ -186,7 +183,7 @@ int cmdConfigShow(const Globals& g) {
   nodeagent::v1::GetConfigResponse r;
   auto s = stub->GetConfig(&ctx, {}, &r);
   if (!s.ok()) return unreachable(g, s);
-  Json config = parseOr(r.json());
+  Json config = toJson(r.config());
   if (g.format == OutputFormat::kJson) {
     std::cout << Json::object().set("source", r.source()).set("config", config).dump(2) << "\n";
   } else {
@@ -220,15 +217,20 @@ class ProgressPrinter {
   size_t drawn_ = 0;
 };
 
-int cmdModule(const Globals& g, const CommandSpec& spec, const std::vector<std::string>& args,
+using Command = nodeagent::v1::Command;
+
+// The word a command's group goes by on the command line.
+std::string groupWord(const Command& c) { return c.group().empty() ? c.module() : c.group(); }
+
+int cmdModule(const Globals& g, const Command& spec, const std::vector<std::string>& args,
               const std::map<std::string, std::string>& options, bool dryRun) {
   auto stub = connect(g);
   grpc::ClientContext ctx;
   // Long work (an image pull) shows progress and may take minutes: no deadline unless asked.
-  if (!spec.longRunning || g.timeoutGiven) setDeadline(ctx, g);
+  if (!spec.long_running() || g.timeoutGiven) setDeadline(ctx, g);
   nodeagent::v1::CallRequest req;
-  req.set_module(spec.module);
-  req.set_command(spec.command);
+  req.set_module(spec.module());
+  req.set_command(spec.command());
   for (const auto& a : args) req.add_args(a);
   for (const auto& [k, v] : options) (*req.mutable_options())[k] = v;
   req.set_dry_run(dryRun);
@@ -239,17 +241,16 @@ int cmdModule(const Globals& g, const CommandSpec& spec, const std::vector<std::
   bool answered = false;  // the daemon is up: it sent something
   while (reader->Read(&ev)) {
     answered = true;
-    if (ev.has_progress_json()) progress.show(parseOr(ev.progress_json()));
+    if (ev.has_progress()) progress.show(toJson(ev.progress()));
     if (ev.has_result()) result = ev.result();
   }
   auto s = reader->Finish();
-  if (!s.ok() && s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && (answered || spec.longRunning)) {
+  if (!s.ok() && s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && (answered || spec.long_running())) {
     // Not "unreachable": the daemon took the command and works on; only this wait ended.
     std::fprintf(stderr,
                  "nodeagentctl: %s %s: --timeout %s ran out before the daemon finished; it carries on with it "
                  "(see nodeagentctl %s status)\n",
-                 (spec.group.empty() ? spec.module : spec.group).c_str(), spec.command.c_str(), g.timeout.c_str(),
-                 (spec.group.empty() ? spec.module : spec.group).c_str());
+                 groupWord(spec).c_str(), spec.command().c_str(), g.timeout.c_str(), groupWord(spec).c_str());
     return kExitTimedOut;
   }
   if (!s.ok()) return unreachable(g, s);
@@ -258,11 +259,11 @@ int cmdModule(const Globals& g, const CommandSpec& spec, const std::vector<std::
     return kExitFailed;
   }
   if (result->exit_code() != 0) {
-    std::fprintf(stderr, "nodeagentctl: %s %s: %s\n", (spec.group.empty() ? spec.module : spec.group).c_str(),
-                 spec.command.c_str(), result->message().c_str());
+    std::fprintf(stderr, "nodeagentctl: %s %s: %s\n", groupWord(spec).c_str(), spec.command().c_str(),
+                 result->message().c_str());
     return result->exit_code();
   }
-  Json payload = parseOr(result->payload_json());
+  Json payload = toJson(result->payload());
   // A payload may carry its own exit code (e.g. some keys failed to apply).
   int rc = static_cast<int>(payload.get("exit_code").asInt(0));
   if (payload.has("exit_code") && g.format == OutputFormat::kTable) {
@@ -273,6 +274,48 @@ int cmdModule(const Globals& g, const CommandSpec& spec, const std::vector<std::
   }
   std::cout << render(payload, g.format);
   return rc;
+}
+
+// gRPC reads "unix:rel/path" as a host name: the path must be absolute.
+std::string absoluteSocket(const std::string& socket) {
+  if (socket.empty() || socket.front() == '/') return socket;
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(socket, ec);
+  return ec ? socket : abs.lexically_normal().string();
+}
+
+// The words module commands start with. The daemon lists the commands themselves
+// (ListCommands); this list only tells, when the daemon cannot be asked, a module word
+// (exit 3, the daemon is unreachable) from a typo (exit 2, usage). daemon_test checks that
+// it names every group the daemon lists.
+constexpr std::array<std::string_view, 5> kModuleWords = {"node", "sysctl", "conntrack", "ipvs", "images"};
+
+// What the command line says before CLI11 reads it: the first word (the subcommand) and
+// the socket and timeout to ask the daemon for its commands with.
+struct FirstLook {
+  std::string word;
+  Globals globals;
+};
+
+FirstLook firstLook(int argc, char** argv, Globals g) {
+  FirstLook out;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    auto value = [&](std::string_view name, std::string& into) {
+      if (a == name && i + 1 < argc) return into = argv[++i], true;
+      if (a.starts_with(std::string(name) + "=")) return into = std::string(a.substr(name.size() + 1)), true;
+      return false;
+    };
+    std::string ignored;
+    if (value("--socket", g.socket) || value("--timeout", g.timeout) || value("--output", ignored) ||
+        value("-o", ignored) || a.starts_with("-"))
+      continue;
+    if (out.word.empty()) out.word = a;
+  }
+  if (auto d = nodeagent::parseDuration(g.timeout)) g.deadline = *d;
+  g.socket = absoluteSocket(g.socket);
+  out.globals = g;
+  return out;
 }
 
 }  // namespace
@@ -304,12 +347,7 @@ int main(int argc, char** argv) {
     }
     g.deadline = *d;
     g.timeoutGiven = timeoutOpt->count() > 0;
-    // gRPC reads "unix:rel/path" as a host name: the path must be absolute.
-    if (!g.socket.empty() && g.socket.front() != '/') {
-      std::error_code ec;
-      auto abs = std::filesystem::absolute(g.socket, ec);
-      if (!ec) g.socket = abs.lexically_normal().string();
-    }
+    g.socket = absoluteSocket(g.socket);
     return true;
   };
 
@@ -324,7 +362,21 @@ int main(int argc, char** argv) {
       ->fallthrough()
       ->callback([&] { rc = finishGlobals() ? cmdConfigShow(g) : kExitUsage; });
 
-  // Module commands, from the table every module extends.
+  // Module commands: the daemon lists the commands its modules answer. Not asked for the
+  // built-in words, which work (and report) without them; without a daemon, a module word
+  // is reported as the daemon being unreachable, any other word as a usage error.
+  std::vector<Command> commands;
+  if (auto look = firstLook(argc, argv, g); look.word != "status" && look.word != "version" && look.word != "config") {
+    auto stub = connect(look.globals);
+    grpc::ClientContext ctx;
+    setDeadline(ctx, look.globals);
+    nodeagent::v1::ListCommandsResponse listed;
+    auto s = stub->ListCommands(&ctx, {}, &listed);
+    if (s.ok())
+      commands.assign(listed.commands().begin(), listed.commands().end());
+    else if (std::ranges::find(kModuleWords, look.word) != kModuleWords.end())
+      return unreachable(look.globals, s);
+  }
   struct Bound {
     std::vector<std::string> args;
     std::map<std::string, std::string> values;
@@ -333,33 +385,33 @@ int main(int argc, char** argv) {
   };
   std::map<std::string, CLI::App*> groups;
   std::vector<std::unique_ptr<Bound>> bound;
-  for (const auto& spec : moduleCommands()) {
-    std::string word = spec.group.empty() ? spec.module : spec.group;
+  for (const auto& spec : commands) {
+    std::string word = groupWord(spec);
     auto& group = groups[word];
     if (!group) group = app.add_subcommand(word, word + " commands")->fallthrough()->require_subcommand(1);
-    auto* cmd = group->add_subcommand(spec.command, spec.help)->fallthrough();
+    auto* cmd = group->add_subcommand(spec.command(), spec.help())->fallthrough();
     auto b = std::make_unique<Bound>();
-    for (const auto& a : spec.args) {
+    for (const auto& a : spec.args()) {
       bool many = a.size() > 3 && a.ends_with("...");
       auto* opt = cmd->add_option(many ? a.substr(0, a.size() - 3) : a, b->args, a);
       opt->required();
       if (!many) opt->expected(1);
     }
-    for (const auto& o : spec.options) {
-      if (o.flag)
-        cmd->add_flag("--" + o.name, b->flags[o.name], o.help);
+    for (const auto& o : spec.options()) {
+      if (o.flag())
+        cmd->add_flag("--" + o.name(), b->flags[o.name()], o.help());
       else
-        cmd->add_option("--" + o.name, b->values[o.name], o.help);
+        cmd->add_option("--" + o.name(), b->values[o.name()], o.help());
     }
-    if (spec.mutating) cmd->add_flag("--dry-run", b->dryRun, "show what would change, change nothing");
+    if (spec.mutating()) cmd->add_flag("--dry-run", b->dryRun, "show what would change, change nothing");
     Bound* raw = b.get();
-    const CommandSpec* sp = &spec;
+    const Command* sp = &spec;
     cmd->callback([&, raw, sp, cmd] {
       if (!finishGlobals()) return;
       std::map<std::string, std::string> options;
-      for (const auto& o : sp->options) {
-        if (o.flag && raw->flags[o.name]) options[o.name] = "true";
-        if (!o.flag && cmd->count("--" + o.name) > 0) options[o.name] = raw->values[o.name];
+      for (const auto& o : sp->options()) {
+        if (o.flag() && raw->flags[o.name()]) options[o.name()] = "true";
+        if (!o.flag() && cmd->count("--" + o.name()) > 0) options[o.name()] = raw->values[o.name()];
       }
       rc = cmdModule(g, *sp, raw->args, options, raw->dryRun);
     });

@@ -33,6 +33,7 @@ namespace nodeagent {
 struct NetlinkAck {
   int error = 0;
   std::string message;
+  bool ok() const { return error == 0; }
 };
 
 struct NetlinkOptions {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "common/version.h"
@@ -20,13 +21,37 @@ int64_t unixMs(std::chrono::system_clock::time_point tp) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(tp.time_since_epoch()).count();
 }
 
+// The project's Json as the control API's Value: keys keep their order.
+void toValue(const Json& j, v1::Value* out) {
+  if (j.isBool()) {
+    out->set_bool_value(j.asBool());
+  } else if (j.isInt()) {
+    out->set_int_value(j.asInt());
+  } else if (j.isDouble()) {
+    // Not finite: null, as Json writes it.
+    if (std::isfinite(j.asDouble())) out->set_double_value(j.asDouble());
+  } else if (j.isString()) {
+    out->set_string_value(j.asString());
+  } else if (j.isArray()) {
+    auto* list = out->mutable_list_value();
+    for (const auto& e : j.asArray()) toValue(e, list->add_values());
+  } else if (j.isObject()) {
+    auto* obj = out->mutable_object_value();
+    for (const auto& [k, v] : j.asObject()) {
+      auto* f = obj->add_fields();
+      f->set_key(k);
+      toValue(v, f->mutable_value());
+    }
+  }  // null: no kind
+}
+
 class StreamOutput final : public core::CallOutput {
  public:
   StreamOutput(grpc::ServerContext* ctx, grpc::ServerWriter<v1::CallEvent>* writer)
       : ctx_(ctx), writer_(writer) {}
   void progress(const Json& event) override {
     v1::CallEvent ev;
-    ev.set_progress_json(event.dump());
+    toValue(event, ev.mutable_progress());
     writer_->Write(ev);
   }
   bool cancelled() const override { return ctx_->IsCancelled(); }
@@ -51,7 +76,7 @@ class ControlServer::Service final : public v1::Control::Service {
     resp->set_config_source(b_.configSource ? b_.configSource() : "");
     resp->set_started_unix_ms(unixMs(b_.started));
     resp->set_dry_run(b_.dryRun);
-    resp->set_agent_json(b_.store->agentInfo().dump());
+    toValue(b_.store->agentInfo(), resp->mutable_agent());
     for (const auto& m : mods) {
       auto* ms = resp->add_modules();
       ms->set_name(m.state.name);
@@ -66,7 +91,7 @@ class ControlServer::Service final : public v1::Control::Service {
         pc->set_reason(c.reason);
         pc->set_message(c.message);
       }
-      ms->set_details_json(m.state.details.isNull() ? "{}" : m.state.details.dump());
+      toValue(m.state.details.isNull() ? Json::object() : m.state.details, ms->mutable_details());
       ms->set_reconciles(m.runner.reconciles);
       ms->set_failures(m.runner.failures);
       ms->set_last_error(m.runner.lastError);
@@ -85,7 +110,30 @@ class ControlServer::Service final : public v1::Control::Service {
 
   grpc::Status GetConfig(grpc::ServerContext*, const v1::GetConfigRequest*, v1::GetConfigResponse* resp) override {
     resp->set_source(b_.configSource ? b_.configSource() : "");
-    resp->set_json(b_.configJson ? b_.configJson().dump() : "{}");
+    toValue(b_.configJson ? b_.configJson() : Json::object(), resp->mutable_config());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListCommands(grpc::ServerContext*, const v1::ListCommandsRequest*,
+                            v1::ListCommandsResponse* resp) override {
+    for (core::Module* m : b_.modules ? b_.modules() : std::vector<core::Module*>{}) {
+      for (const auto& c : m->commands()) {
+        auto* pc = resp->add_commands();
+        pc->set_module(m->name());
+        pc->set_group(c.group);
+        pc->set_command(c.command);
+        pc->set_help(c.help);
+        for (const auto& a : c.args) pc->add_args(a);
+        for (const auto& o : c.options) {
+          auto* po = pc->add_options();
+          po->set_name(o.name);
+          po->set_help(o.help);
+          po->set_flag(o.flag);
+        }
+        pc->set_mutating(c.mutating);
+        pc->set_long_running(c.longRunning);
+      }
+    }
     return grpc::Status::OK;
   }
 
@@ -109,7 +157,7 @@ class ControlServer::Service final : public v1::Control::Service {
     auto payload = module->call(call, out);
     if (payload) {
       result->set_exit_code(0);
-      result->set_payload_json(payload->dump());
+      toValue(*payload, result->mutable_payload());
     } else {
       bool badRequest = payload.error().code() == std::errc::invalid_argument;
       result->set_exit_code(badRequest ? 2 : 1);

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/module.h"
 #include "core/state_store.h"
@@ -24,6 +25,7 @@ struct ControlBackend {
   std::function<Json()> configJson;        // the effective config
   std::function<std::string()> configSource;
   std::function<core::Module*(const std::string&)> findModule;
+  std::function<std::vector<core::Module*>()> modules;  // in the order they run
 };
 
 struct SocketSpec {

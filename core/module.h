@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/json.h"
+#include "common/event_loop.h"
 #include "common/result.h"
 
 namespace nodeagent::core {
@@ -77,6 +78,24 @@ struct CallRequest {
   bool dryRun = false;
 };
 
+// A command the module answers through call(), as users type it:
+// `nodeagentctl GROUP COMMAND ARGS... [--OPTION=V]`. The control API lists them, so the
+// CLI defines none itself.
+struct CommandOption {
+  std::string name;  // "--tier" is "tier"
+  std::string help;
+  bool flag = false;  // takes no value
+};
+struct CommandSpec {
+  std::string command;  // "pull"
+  std::string group;    // the CLI word when it is not the module's name ("images")
+  std::string help;
+  std::vector<std::string> args;  // positional argument names; a trailing "..." takes many
+  std::vector<CommandOption> options;
+  bool mutating = false;     // changes something: accepts --dry-run
+  bool longRunning = false;  // may take minutes: no deadline unless the user sets one
+};
+
 // Lets a long-running call stream progress to the client (one JSON object per event).
 class CallOutput {
  public:
@@ -93,6 +112,9 @@ struct ModuleContext {
   std::string stateDir;  // the module owns stateDir/<name>/
   // Asks the runner for an immediate reconcile (coalesced, rate-limited by min_interval).
   std::function<void()> trigger;
+  // The daemon's main loop, for what only waits on a descriptor (a file watch): no thread
+  // of its own. Not valid in `nodeagentd --once` and in tests without a loop.
+  EventLoop::Poster mainLoop;
 };
 
 class Module {
@@ -104,6 +126,8 @@ class Module {
   [[nodiscard]] virtual Result<void> reconcile(const ReconcileContext& ctx) = 0;
   // How often a periodic pass runs when nothing triggers one (0 = the agent's max_interval).
   virtual std::chrono::milliseconds resyncInterval() const { return std::chrono::milliseconds(0); }
+  // The commands call() answers, in the order users should see them.
+  virtual std::vector<CommandSpec> commands() const { return {}; }
   // Control API. Called from server threads, concurrently with reconcile.
   [[nodiscard]] virtual Result<Json> call(const CallRequest& req, CallOutput& out) {
     (void)out;

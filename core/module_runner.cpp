@@ -68,10 +68,19 @@ Result<void> ModuleRunner::pass(bool initial, bool resync) {
   std::string err = result ? "" : result.error().message();
   store_.recordReconcile(module_.name(), result.has_value(), err, took);
   auto logger = log::get(module_.name());
+  // The runner decides what a failure means (degraded, retried with backoff), so it logs
+  // it, once: a module that fails the same way every pass (container runtime down, no
+  // IPVS in the kernel) does not repeat itself in the journal; status shows every pass.
   if (!result) {
-    logger->error("reconcile failed after {} ms: {}", took.count(), err);
+    if (err != lastLoggedError_)
+      logger->error("reconcile failed after {} ms: {}", took.count(), err);
+    else
+      logger->debug("reconcile failed again after {} ms: {}", took.count(), err);
     logger->debug("at {}", result.error().describe());
+    lastLoggedError_ = err;
   } else {
+    if (!lastLoggedError_.empty()) logger->info("reconcile succeeded again (it had failed: {})", lastLoggedError_);
+    lastLoggedError_.clear();
     logger->debug("reconcile done in {} ms", took.count());
   }
   return result;

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "core/module.h"
@@ -68,6 +69,8 @@ class ModuleRunner {
   // it ends; the limit that pass gets. Read by the watchdog without taking mu_.
   std::atomic<int64_t> passStarted_{0};
   std::atomic<int64_t> passLimitMs_{0};
+  // The failure last logged ("" after a pass that succeeded): each is logged once.
+  std::string lastLoggedError_;
 };
 
 }  // namespace nodeagent::core

@@ -2,7 +2,10 @@
 
 #include <unistd.h>
 
+#include <charconv>
+#include <optional>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "core/state_store.h"
@@ -18,17 +21,25 @@ std::string trim(std::string s) {
 }
 
 // Counts CPUs in a list such as "0-3,5,7-8" (the format of /sys/devices/system/cpu/online).
-unsigned countCpuList(const std::string& list) {
+std::optional<unsigned> countCpuList(const std::string& list) {
+  auto number = [](std::string_view t) -> std::optional<unsigned> {
+    unsigned v = 0;
+    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+    if (ec != std::errc() || end != t.data() + t.size()) return std::nullopt;
+    return v;
+  };
   unsigned n = 0;
   std::stringstream ss(list);
   std::string part;
   while (std::getline(ss, part, ',')) {
     auto dash = part.find('-');
     if (dash == std::string::npos) {
+      if (!number(part)) return std::nullopt;
       n += 1;
     } else {
-      unsigned a = std::stoul(part.substr(0, dash)), b = std::stoul(part.substr(dash + 1));
-      n += b >= a ? b - a + 1 : 0;
+      auto a = number(std::string_view(part).substr(0, dash)), b = number(std::string_view(part).substr(dash + 1));
+      if (!a || !b) return std::nullopt;
+      n += *b >= *a ? *b - *a + 1 : 0;
     }
   }
   return n;
@@ -39,11 +50,9 @@ unsigned countCpuList(const std::string& list) {
 Result<NodeFacts> readNodeFacts(const std::string& procRoot, const std::string& sysRoot) {
   NodeFacts f;
   if (auto online = readFile(sysRoot + "/devices/system/cpu/online")) {
-    try {
-      f.cpus = std::max(1u, countCpuList(trim(*online)));
-    } catch (const std::exception&) {
-      return failInvalid("cannot parse " + sysRoot + "/devices/system/cpu/online: \"" + trim(*online) + "\"");
-    }
+    auto cpus = countCpuList(trim(*online));
+    if (!cpus) return failInvalid("cannot parse " + sysRoot + "/devices/system/cpu/online: \"" + trim(*online) + "\"");
+    f.cpus = std::max(1u, *cpus);
   } else {
     f.cpus = std::max(1u, std::thread::hardware_concurrency());
   }
@@ -93,6 +102,10 @@ Result<void> NodeModule::reconcile(const ReconcileContext&) {
   s.metrics.push_back({"nodeagent_node_cpus", "CPUs online on the node", Metric::Type::kGauge, {}, double(facts->cpus)});
   ctx_.store->publish(std::move(s));
   return {};
+}
+
+std::vector<CommandSpec> NodeModule::commands() const {
+  return {{.command = "facts", .help = "what the agent knows about this node"}};
 }
 
 Result<Json> NodeModule::call(const CallRequest& req, CallOutput& out) {

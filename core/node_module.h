@@ -27,6 +27,7 @@ class NodeModule final : public Module {
   Result<void> reconcile(const ReconcileContext& ctx) override;
   // Facts rarely change: an hourly look is plenty.
   std::chrono::milliseconds resyncInterval() const override { return std::chrono::hours(1); }
+  std::vector<CommandSpec> commands() const override;
   Result<Json> call(const CallRequest& req, CallOutput& out) override;
 
  private:

@@ -29,35 +29,64 @@ void StateStore::bumpLocked() {
 }
 
 void StateStore::publish(ModuleState state) {
-  std::lock_guard lock(mu_);
-  auto& slot = modules_[state.name];
-  if (slot.state.name == state.name && sameState(slot.state, state)) return;
-  slot.state = std::move(state);
-  bumpLocked();
+  {
+    std::lock_guard lock(mu_);
+    auto& slot = modules_[state.name];
+    if (slot.state.name == state.name && sameState(slot.state, state)) return;
+    slot.state = std::move(state);
+    bumpLocked();
+  }
+  notifySubscribers();
 }
 
 void StateStore::recordReconcile(const std::string& module, bool ok, const std::string& error,
                                  std::chrono::milliseconds duration) {
-  std::lock_guard lock(mu_);
-  auto& slot = modules_[module];
-  if (slot.state.name.empty()) slot.state.name = module;
-  auto& r = slot.runner;
-  bool changed = !r.firstPassDone || r.lastError != error;
-  r.reconciles++;
-  if (!ok) r.failures++;
-  r.lastError = error;
-  r.lastDuration = duration;
-  r.lastReconcile = std::chrono::system_clock::now();
-  r.firstPassDone = true;
-  // Counting passes alone is not news: readers wake only for what they would show.
-  if (changed) bumpLocked();
+  bool changed;
+  {
+    std::lock_guard lock(mu_);
+    auto& slot = modules_[module];
+    if (slot.state.name.empty()) slot.state.name = module;
+    auto& r = slot.runner;
+    changed = !r.firstPassDone || r.lastError != error;
+    r.reconciles++;
+    if (!ok) r.failures++;
+    r.lastError = error;
+    r.lastDuration = duration;
+    r.lastReconcile = std::chrono::system_clock::now();
+    r.firstPassDone = true;
+    // Counting passes alone is not news: readers wake only for what they would show.
+    if (changed) bumpLocked();
+  }
+  if (changed) notifySubscribers();
 }
 
 void StateStore::publishAgentInfo(const std::string& key, Json value) {
-  std::lock_guard lock(mu_);
-  if (agentInfo_.get(key) == value) return;
-  agentInfo_.set(key, std::move(value));
-  bumpLocked();
+  {
+    std::lock_guard lock(mu_);
+    if (agentInfo_.get(key) == value) return;
+    agentInfo_.set(key, std::move(value));
+    bumpLocked();
+  }
+  notifySubscribers();
+}
+
+void StateStore::notifySubscribers() const {
+  std::lock_guard lock(subscribersMu_);
+  for (const auto& [_, fn] : subscribers_) fn();
+}
+
+StateStore::Subscription StateStore::subscribe(std::function<void()> onChange) const {
+  std::lock_guard lock(subscribersMu_);
+  uint64_t id = nextSubscriber_++;
+  subscribers_.emplace(id, std::move(onChange));
+  return Subscription(this, id);
+}
+
+void StateStore::Subscription::reset() {
+  if (!store_) return;
+  std::lock_guard lock(store_->subscribersMu_);
+  store_->subscribers_.erase(id_);
+  store_ = nullptr;
 }
 
 std::optional<ModuleSnapshot> StateStore::get(const std::string& module) const {
@@ -97,9 +126,12 @@ bool StateStore::closed() const {
 }
 
 void StateStore::close() {
-  std::lock_guard lock(mu_);
-  closed_ = true;
-  cv_.notify_all();
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    cv_.notify_all();
+  }
+  notifySubscribers();
 }
 
 Health overallHealth(const std::vector<ModuleSnapshot>& modules) {

@@ -8,7 +8,6 @@
 #include <iostream>
 #include <atomic>
 #include <map>
-#include <thread>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -22,6 +21,7 @@
 #include "core/state_store.h"
 #include "common/version.h"
 #include "common/files.h"
+#include "common/event_loop.h"
 #include "common/log.h"
 #include "ipvs/service_source.h"
 #include "systemd/notify.h"
@@ -98,6 +98,13 @@ class Daemon {
         return 1;
       }
     }
+    // The main loop exists before the modules: their contexts hand it out.
+    auto loop = EventLoop::create();
+    if (!loop) {
+      logger_->error("main loop: {}", loop.error().message());
+      return 1;
+    }
+    if (!opts_.once) mainLoop_ = (*loop)->poster();
     auto modules = createModules(config_, opts_, [this](const std::string& name) { return makeContext(name); });
     if (!modules) {
       logger_->error("cannot set up modules: {}", modules.error().message());
@@ -125,6 +132,11 @@ class Daemon {
           for (auto& m : modules_)
             if (m.module->name() == n) return m.module.get();
           return nullptr;
+        },
+        .modules = [this] {
+          std::vector<core::Module*> out;
+          for (auto& m : modules_) out.push_back(m.module.get());
+          return out;
         }});
     if (auto r = server.start({config_.control.socket, config_.control.socketMode, config_.control.socketGroup}); !r) {
       logger_->error("control socket: {}", r.error().message());
@@ -138,8 +150,8 @@ class Daemon {
     if (!outputs.statusFileSet) outputs.statusFile = defaultStatusFile(config_.control.socket);
     reporter::Outputs reporting(store_, reporter::OutputsOptions{.nodeName = nodeName_, .kube = config_.kube,
                                                                  .outputs = outputs, .dryRun = opts_.dryRun});
-    if (auto r = reporting.start(); !r) logger_->error("{}", r.error().message());
-    int rc = mainLoop();
+    if (auto r = reporting.start(loop->get()); !r) logger_->error("{}", r.error().message());
+    int rc = mainLoop(**loop);
     systemd::notify("STOPPING=1");
     logger_->info("stopping");
     // The control server first: no call reaches a module that is being stopped.
@@ -161,7 +173,8 @@ class Daemon {
         .trigger = [this, name] {
           std::lock_guard l(runnersMu_);
           if (auto it = runners_.find(name); it != runners_.end()) it->second->trigger();
-        }};
+        },
+        .mainLoop = mainLoop_};
   }
 
   int runOnce() {
@@ -226,26 +239,20 @@ class Daemon {
   }
 
   // Tells systemd READY=1 once every module finished its first pass, and STATUS= whenever
-  // the one-line summary changes. Wakes only on state changes; ends when the store closes.
-  void notifierLoop() {
-    bool ready = false;
-    std::string lastStatus;
-    uint64_t seen = 0;
-    for (;;) {
-      auto change = store_.waitForChange(seen, steady_clock::now() + std::chrono::hours(24));
-      if (change.closed) return;
-      if (change.version == seen) continue;
-      seen = change.version;
-      auto status = core::summarize(store_.snapshot());
-      if (!ready && allFirstPassesDone()) {
-        ready = true;
-        lastStatus = status;
-        systemd::notify("READY=1\nSTATUS=" + status);
-        logger_->info("ready: {}", status);
-      } else if (ready && status != lastStatus) {
-        lastStatus = status;
-        systemd::notify("STATUS=" + status);
-      }
+  // the one-line summary changes. Runs on the main loop when the store changed.
+  void storeChanged() {
+    uint64_t version = store_.version();
+    if (version == notifiedVersion_) return;
+    notifiedVersion_ = version;
+    auto status = core::summarize(store_.snapshot());
+    if (!ready_ && allFirstPassesDone()) {
+      ready_ = true;
+      lastStatus_ = status;
+      systemd::notify("READY=1\nSTATUS=" + status);
+      logger_->info("ready: {}", status);
+    } else if (ready_ && status != lastStatus_) {
+      lastStatus_ = status;
+      systemd::notify("STATUS=" + status);
     }
   }
 
@@ -272,32 +279,38 @@ class Daemon {
     return all;
   }
 
-  // Signals and watchdog pings; sleeps in between.
-  int mainLoop() {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
+  // The main thread's loop (sd-event): signals, watchdog pings and systemd notifications
+  // on store changes (and the status file: reporter::Outputs). Returns at SIGTERM/SIGINT.
+  int mainLoop(EventLoop& loop) {
+    int rc = 0;
+    auto quit = [&](const char* name) {
+      logger_->info("received {}", name);
+      loop.exit(0);
+    };
     auto wd = systemd::watchdogInterval();
     // Without a watchdog, runners are still checked (and a hang logged) every 30 s.
-    auto tick = wd ? std::chrono::duration_cast<milliseconds>(*wd) / 2 : milliseconds(30'000);
-    std::thread notifier([this] { notifierLoop(); });
-    int rc = 0;
-    for (;;) {
-      struct timespec ts{tick.count() / 1000, (tick.count() % 1000) * 1'000'000};
-      int sig = sigtimedwait(&set, nullptr, &ts);
-      if (sig == SIGTERM || sig == SIGINT) {
-        logger_->info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        break;
+    auto tick = wd ? std::chrono::duration_cast<std::chrono::microseconds>(*wd) / 2 : std::chrono::microseconds(30'000'000);
+    auto wake = loop.waker([this] { storeChanged(); });
+    for (auto r : {loop.onSignal(SIGTERM, [&] { quit("SIGTERM"); }), loop.onSignal(SIGINT, [&] { quit("SIGINT"); }),
+                   loop.onSignal(SIGHUP, [this] { reload(); }),
+                   // WATCHDOG=1 means every module still makes progress, not only that this loop runs.
+                   loop.every(tick, [this, wd] {
+                     if (allRunnersLive() && wd) systemd::notify("WATCHDOG=1");
+                   }),
+                   wake ? Result<void>{} : Result<void>(fail(wake.error()))}) {
+      if (!r) {
+        logger_->error("main loop: {}", r.error().message());
+        return 1;
       }
-      if (sig == SIGHUP) reload();
-      // WATCHDOG=1 means every module still makes progress, not only that this loop runs.
-      if (allRunnersLive() && wd) systemd::notify("WATCHDOG=1");
+    }
+    auto storeChanges = store_.subscribe([w = *wake] { w.wake(); });
+    storeChanged();
+    if (auto r = loop.run(); !r) {
+      logger_->error("main loop: {}", r.error().message());
+      rc = 1;
     }
     stopping_ = true;
-    store_.close();
-    notifier.join();
+    storeChanges.reset();
     return rc;
   }
 
@@ -314,6 +327,12 @@ class Daemon {
   std::mutex runnersMu_;
   std::map<std::string, std::unique_ptr<core::ModuleRunner>> runners_;
   std::atomic<bool> stopping_{false};
+  // What modules post to the main loop with (makeContext).
+  EventLoop::Poster mainLoop_;
+  // Main loop state (storeChanged).
+  bool ready_ = false;
+  std::string lastStatus_;
+  uint64_t notifiedVersion_ = 0;
 };
 
 }  // namespace

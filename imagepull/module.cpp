@@ -325,8 +325,7 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
     auto v = service_->version();
     std::lock_guard lock(mu_);
     if (!v) {
-      if (runtimeError_ != v.error().message()) logger->warn("container runtime: {}", v.error().message());
-      runtimeError_ = v.error().message();
+      runtimeError_ = v.error().message();  // returned by this pass: the runner logs it
     } else {
       if (!haveRuntime)
         logger->info("container runtime {} {} (CRI {}) at {}", v->runtimeName, v->runtimeVersion, v->apiVersion,
@@ -595,6 +594,22 @@ void ImagePullModule::publish() {
                          Metric::Type::kGauge, {{"set", set.name}, {"tier", std::string(tierName(set.tier))}}, double(set.present)});
   }
   ctx_.store->publish(std::move(s));
+}
+
+std::vector<core::CommandSpec> ImagePullModule::commands() const {
+  return {
+      {.command = "list", .group = "images", .help = "images the agent prefetches, per tier and state"},
+      {.command = "status", .group = "images", .help = "prefetch status: runtime, disk guard, counts, every image"},
+      {.command = "pull",
+       .group = "images",
+       .help = "pull an image now, ahead of queued lower tiers (live progress on a terminal; exit 1 if it fails)",
+       .args = {"IMAGE"},
+       .options = {{.name = "tier", .help = "base, business (default) or environment"}},
+       .mutating = true,
+       .longRunning = true},
+      {.command = "forget", .group = "images", .help = "stop tracking a requested image (the runtime keeps it)",
+       .args = {"IMAGE"}, .mutating = true},
+  };
 }
 
 Result<Json> ImagePullModule::call(const core::CallRequest& req, core::CallOutput& out) {

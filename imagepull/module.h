@@ -46,6 +46,7 @@ class ImagePullModule final : public core::Module {
   // Takes a new, validated `imagepull:` section (SIGHUP). Main thread.
   void reload(const Config& config);
   std::chrono::milliseconds resyncInterval() const override;
+  std::vector<core::CommandSpec> commands() const override;
   Result<Json> call(const core::CallRequest& req, core::CallOutput& out) override;
   void stop() override;
 

@@ -3,161 +3,142 @@
 #include <arpa/inet.h>
 #include <linux/ip_vs.h>
 #include <linux/genetlink.h>
-#include <netlink/genl/genl.h>
-#include <netlink/msg.h>
 #include <sys/socket.h>
 
 #include <cstring>
 #include <memory>
 
 #include "common/netlink_attr.h"
+#include "common/netlink_writer.h"
 
 namespace nodeagent::ipvs {
 
 namespace {
 
-struct MsgDeleter {
-  void operator()(nl_msg* m) const { nlmsg_free(m); }
-};
-using MsgPtr = std::unique_ptr<nl_msg, MsgDeleter>;
-
-MsgPtr start(uint16_t familyId, uint8_t cmd, int flags = 0) {
-  MsgPtr m(nlmsg_alloc_size(512));
-  if (!m) std::abort();  // out of memory: not an environment error we can report
-  if (!genlmsg_put(m.get(), 0, 0, familyId, 0, flags | NLM_F_REQUEST | NLM_F_ACK, cmd, IPVS_GENL_VERSION))
-    std::abort();
-  return m;
+// A request of the IPVS family: nlmsghdr + genlmsghdr, acked.
+NetlinkWriter start(uint16_t familyId, uint8_t cmd, uint16_t flags = 0) {
+  NetlinkWriter w(familyId, static_cast<uint16_t>(flags | NLM_F_REQUEST | NLM_F_ACK));
+  genlmsghdr g{};
+  g.cmd = cmd;
+  g.version = IPVS_GENL_VERSION;
+  w.header(g);
+  return w;
 }
 
-Message finish(const MsgPtr& m) {
-  const nlmsghdr* h = nlmsg_hdr(m.get());
-  const auto* p = reinterpret_cast<const uint8_t*>(h);
-  return Message(p, p + h->nlmsg_len);
-}
-
-// Every put fits in the 512-byte buffer by construction; a failure is a programming error.
-void check(int rc) {
-  if (rc < 0) std::abort();
-}
-
-void putServiceKey(nl_msg* m, const ServiceKey& k) {
-  check(nla_put_u16(m, IPVS_SVC_ATTR_AF, k.family));
+void putServiceKey(NetlinkWriter& m, const ServiceKey& k) {
+  m.putU16(IPVS_SVC_ATTR_AF, k.family);
   if (k.fwmark != 0) {
-    check(nla_put_u32(m, IPVS_SVC_ATTR_FWMARK, k.fwmark));
+    m.putU32(IPVS_SVC_ATTR_FWMARK, k.fwmark);
     return;
   }
-  check(nla_put_u16(m, IPVS_SVC_ATTR_PROTOCOL, static_cast<uint16_t>(k.protocol)));
-  check(nla_put(m, IPVS_SVC_ATTR_ADDR, 16, k.address.bytes.data()));
-  check(nla_put_u16(m, IPVS_SVC_ATTR_PORT, htons(k.port)));
+  m.putU16(IPVS_SVC_ATTR_PROTOCOL, static_cast<uint16_t>(k.protocol));
+  m.put(IPVS_SVC_ATTR_ADDR, k.address.bytes.data(), 16);
+  m.putU16(IPVS_SVC_ATTR_PORT, htons(k.port));
 }
 
-void putService(nl_msg* m, const Service& s) {
-  nlattr* nest = nla_nest_start(m, IPVS_CMD_ATTR_SERVICE);
-  if (!nest) std::abort();
+void putService(NetlinkWriter& m, const Service& s) {
+  nlattr* nest = m.beginNest(IPVS_CMD_ATTR_SERVICE);
   putServiceKey(m, s.key);
-  check(nla_put_string(m, IPVS_SVC_ATTR_SCHED_NAME, s.scheduler.c_str()));
+  m.putString(IPVS_SVC_ATTR_SCHED_NAME, s.scheduler);
   ip_vs_flags flags{s.flags & ~uint32_t(IP_VS_SVC_F_HASHED), ~0u};
-  check(nla_put(m, IPVS_SVC_ATTR_FLAGS, sizeof flags, &flags));
-  check(nla_put_u32(m, IPVS_SVC_ATTR_TIMEOUT, s.timeout));
-  check(nla_put_u32(m, IPVS_SVC_ATTR_NETMASK, effectiveNetmask(s)));
-  nla_nest_end(m, nest);
+  m.put(IPVS_SVC_ATTR_FLAGS, &flags, sizeof flags);
+  m.putU32(IPVS_SVC_ATTR_TIMEOUT, s.timeout);
+  m.putU32(IPVS_SVC_ATTR_NETMASK, effectiveNetmask(s));
+  m.endNest(nest);
 }
 
-void putServiceKeyNest(nl_msg* m, const ServiceKey& k) {
-  nlattr* nest = nla_nest_start(m, IPVS_CMD_ATTR_SERVICE);
-  if (!nest) std::abort();
+void putServiceKeyNest(NetlinkWriter& m, const ServiceKey& k) {
+  nlattr* nest = m.beginNest(IPVS_CMD_ATTR_SERVICE);
   putServiceKey(m, k);
-  nla_nest_end(m, nest);
+  m.endNest(nest);
 }
 
-void putDestKey(nl_msg* m, const DestKey& d) {
-  check(nla_put(m, IPVS_DEST_ATTR_ADDR, 16, d.address.bytes.data()));
-  check(nla_put_u16(m, IPVS_DEST_ATTR_PORT, htons(d.port)));
-  check(nla_put_u16(m, IPVS_DEST_ATTR_ADDR_FAMILY, d.address.family));
+void putDestKey(NetlinkWriter& m, const DestKey& d) {
+  m.put(IPVS_DEST_ATTR_ADDR, d.address.bytes.data(), 16);
+  m.putU16(IPVS_DEST_ATTR_PORT, htons(d.port));
+  m.putU16(IPVS_DEST_ATTR_ADDR_FAMILY, d.address.family);
 }
 
-void putDest(nl_msg* m, const Destination& d) {
-  nlattr* nest = nla_nest_start(m, IPVS_CMD_ATTR_DEST);
-  if (!nest) std::abort();
+void putDest(NetlinkWriter& m, const Destination& d) {
+  nlattr* nest = m.beginNest(IPVS_CMD_ATTR_DEST);
   putDestKey(m, d.key);
-  check(nla_put_u32(m, IPVS_DEST_ATTR_FWD_METHOD, static_cast<uint32_t>(d.forward)));
-  check(nla_put_u32(m, IPVS_DEST_ATTR_WEIGHT, d.weight));
-  check(nla_put_u32(m, IPVS_DEST_ATTR_U_THRESH, d.upperThreshold));
-  check(nla_put_u32(m, IPVS_DEST_ATTR_L_THRESH, d.lowerThreshold));
-  nla_nest_end(m, nest);
+  m.putU32(IPVS_DEST_ATTR_FWD_METHOD, static_cast<uint32_t>(d.forward));
+  m.putU32(IPVS_DEST_ATTR_WEIGHT, d.weight);
+  m.putU32(IPVS_DEST_ATTR_U_THRESH, d.upperThreshold);
+  m.putU32(IPVS_DEST_ATTR_L_THRESH, d.lowerThreshold);
+  m.endNest(nest);
 }
 
 }  // namespace
 
 Message buildGetFamily(const char* name) {
-  MsgPtr m(nlmsg_alloc_size(128));
-  if (!m) std::abort();
-  if (!genlmsg_put(m.get(), 0, 0, GENL_ID_CTRL, 0, NLM_F_REQUEST | NLM_F_ACK, CTRL_CMD_GETFAMILY, 1)) std::abort();
-  check(nla_put_string(m.get(), CTRL_ATTR_FAMILY_NAME, name));
-  return finish(m);
+  NetlinkWriter m(GENL_ID_CTRL, NLM_F_REQUEST | NLM_F_ACK);
+  genlmsghdr g{};
+  g.cmd = CTRL_CMD_GETFAMILY;
+  g.version = 1;
+  m.header(g);
+  m.putString(CTRL_ATTR_FAMILY_NAME, name);
+  return std::move(m).finish();
 }
 
 Message buildAddService(uint16_t familyId, const Service& s) {
   auto m = start(familyId, IPVS_CMD_NEW_SERVICE);
-  putService(m.get(), s);
-  return finish(m);
+  putService(m, s);
+  return std::move(m).finish();
 }
 
 Message buildEditService(uint16_t familyId, const Service& s) {
   auto m = start(familyId, IPVS_CMD_SET_SERVICE);
-  putService(m.get(), s);
-  return finish(m);
+  putService(m, s);
+  return std::move(m).finish();
 }
 
 Message buildDelService(uint16_t familyId, const ServiceKey& k) {
   auto m = start(familyId, IPVS_CMD_DEL_SERVICE);
-  putServiceKeyNest(m.get(), k);
-  return finish(m);
+  putServiceKeyNest(m, k);
+  return std::move(m).finish();
 }
 
 Message buildAddDest(uint16_t familyId, const ServiceKey& k, const Destination& d) {
   auto m = start(familyId, IPVS_CMD_NEW_DEST);
-  putServiceKeyNest(m.get(), k);
-  putDest(m.get(), d);
-  return finish(m);
+  putServiceKeyNest(m, k);
+  putDest(m, d);
+  return std::move(m).finish();
 }
 
 Message buildEditDest(uint16_t familyId, const ServiceKey& k, const Destination& d) {
   auto m = start(familyId, IPVS_CMD_SET_DEST);
-  putServiceKeyNest(m.get(), k);
-  putDest(m.get(), d);
-  return finish(m);
+  putServiceKeyNest(m, k);
+  putDest(m, d);
+  return std::move(m).finish();
 }
 
 Message buildDelDest(uint16_t familyId, const ServiceKey& k, const DestKey& d) {
   auto m = start(familyId, IPVS_CMD_DEL_DEST);
-  putServiceKeyNest(m.get(), k);
-  nlattr* nest = nla_nest_start(m.get(), IPVS_CMD_ATTR_DEST);
-  if (!nest) std::abort();
-  putDestKey(m.get(), d);
-  nla_nest_end(m.get(), nest);
-  return finish(m);
+  putServiceKeyNest(m, k);
+  nlattr* nest = m.beginNest(IPVS_CMD_ATTR_DEST);
+  putDestKey(m, d);
+  m.endNest(nest);
+  return std::move(m).finish();
 }
 
-Message buildGetServices(uint16_t familyId) {
-  return finish(start(familyId, IPVS_CMD_GET_SERVICE, NLM_F_DUMP));
-}
+Message buildGetServices(uint16_t familyId) { return start(familyId, IPVS_CMD_GET_SERVICE, NLM_F_DUMP).finish(); }
 
 Message buildGetDests(uint16_t familyId, const ServiceKey& k) {
   auto m = start(familyId, IPVS_CMD_GET_DEST, NLM_F_DUMP);
-  putServiceKeyNest(m.get(), k);
-  return finish(m);
+  putServiceKeyNest(m, k);
+  return std::move(m).finish();
 }
 
 Message buildSetTimeouts(uint16_t familyId, const Timeouts& t) {
   auto m = start(familyId, IPVS_CMD_SET_CONFIG);
-  if (t.tcp) check(nla_put_u32(m.get(), IPVS_CMD_ATTR_TIMEOUT_TCP, t.tcp));
-  if (t.tcpFin) check(nla_put_u32(m.get(), IPVS_CMD_ATTR_TIMEOUT_TCP_FIN, t.tcpFin));
-  if (t.udp) check(nla_put_u32(m.get(), IPVS_CMD_ATTR_TIMEOUT_UDP, t.udp));
-  return finish(m);
+  if (t.tcp) m.putU32(IPVS_CMD_ATTR_TIMEOUT_TCP, t.tcp);
+  if (t.tcpFin) m.putU32(IPVS_CMD_ATTR_TIMEOUT_TCP_FIN, t.tcpFin);
+  if (t.udp) m.putU32(IPVS_CMD_ATTR_TIMEOUT_UDP, t.udp);
+  return std::move(m).finish();
 }
 
-Message buildGetTimeouts(uint16_t familyId) { return finish(start(familyId, IPVS_CMD_GET_CONFIG)); }
+Message buildGetTimeouts(uint16_t familyId) { return start(familyId, IPVS_CMD_GET_CONFIG).finish(); }
 
 namespace {
 

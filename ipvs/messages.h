@@ -1,7 +1,8 @@
 // Pure builders and parsers for IPVS generic netlink messages (family "IPVS", version 1,
 // <linux/ip_vs.h>). Builders return one complete message (nlmsghdr + genlmsghdr +
 // attributes) with seq 0 and pid 0: the socket stamps those. Byte-level tests pin the
-// layout. Messages are assembled with libnl's attribute helpers.
+// layout. Messages are assembled with NetlinkWriter (common/netlink_writer.h): a
+// builder cannot fail.
 #pragma once
 
 #include <cstdint>

@@ -142,7 +142,7 @@ void IpvsModule::stop() {
 
 Result<std::unique_ptr<ServiceSource>> IpvsModule::makeSource() {
   kubeSource_ = nullptr;
-  if (config_.source != "kubernetes") return std::make_unique<FileServiceSource>(config_.servicesFile);
+  if (config_.source != "kubernetes") return std::make_unique<FileServiceSource>(config_.servicesFile, ctx_.mainLoop);
   if (!kubeClient_) {
     auto cluster = kube::resolveCluster(kubeAccess_.kube);
     if (!cluster) return fail(cluster.error().wrap("ipvs.source kubernetes"));
@@ -308,11 +308,11 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
     if (report->applied > 0)
       log->info("applied {} IPVS changes in {} us{}", report->applied, lastDuration_.count(),
                 report->fullRead ? " after a full read" : "");
-    for (const auto& f : report->failures) log->warn("{}", f);
+    // Failures are not logged here: reconcile() returns them and the runner logs them once
+    // (a control call returns them to the client instead).
     if (auto r = syncEdges(report->fullRead || edgesStale_, changed); !r) {
       edgesStale_ = true;  // all of it again next pass
       report->failures.push_back(r.error().message());
-      log->warn("{}", r.error().message());
     } else {
       edgesStale_ = false;
     }
@@ -639,6 +639,14 @@ Json IpvsModule::listJson() {
     }
   }
   return Json::object().set("items", items).set("last_sync", lastSync_);
+}
+
+std::vector<core::CommandSpec> IpvsModule::commands() const {
+  return {
+      {.command = "list", .help = "IPVS services and endpoints (as ipvsadm -Ln) with the agent's view"},
+      {.command = "plan", .help = "the IPVS changes a sync would make (reads the kernel, changes nothing)"},
+      {.command = "sync", .help = "read the kernel table and converge now", .mutating = true},
+  };
 }
 
 Result<Json> IpvsModule::call(const core::CallRequest& req, core::CallOutput& out) {

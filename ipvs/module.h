@@ -91,6 +91,7 @@ class IpvsModule final : public core::Module {
   // Takes a new, validated `ipvs:` section (SIGHUP); the next pass applies it. Main thread.
   void reload(const Config& config);
   std::chrono::milliseconds resyncInterval() const override;
+  std::vector<core::CommandSpec> commands() const override;
   Result<Json> call(const core::CallRequest& req, core::CallOutput& out) override;
   void stop() override;
 

@@ -4,38 +4,23 @@
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
-#include <netlink/msg.h>
 #include <sys/socket.h>
 
 #include <cstring>
 #include <memory>
 
+#include "common/netlink_writer.h"
+
 namespace nodeagent::ipvs::rtnl {
 
 namespace {
 
-struct MsgDeleter {
-  void operator()(nl_msg* m) const { nlmsg_free(m); }
-};
-using MsgPtr = std::unique_ptr<nl_msg, MsgDeleter>;
-
-// Every put fits in the buffer by construction; a failure is a programming error.
-void check(int rc) {
-  if (rc < 0) std::abort();
-}
-
+// A request with its family header (ifinfomsg, ifaddrmsg).
 template <class FamilyHeader>
-MsgPtr start(uint16_t type, uint16_t flags, const FamilyHeader& fh) {
-  MsgPtr m(nlmsg_alloc_simple(type, flags | NLM_F_REQUEST));
-  if (!m) std::abort();  // out of memory
-  check(nlmsg_append(m.get(), const_cast<FamilyHeader*>(&fh), sizeof fh, NLMSG_ALIGNTO));
-  return m;
-}
-
-Message finish(const MsgPtr& m) {
-  const nlmsghdr* h = nlmsg_hdr(m.get());
-  const auto* p = reinterpret_cast<const uint8_t*>(h);
-  return Message(p, p + h->nlmsg_len);
+NetlinkWriter start(uint16_t type, uint16_t flags, const FamilyHeader& fh) {
+  NetlinkWriter w(type, static_cast<uint16_t>(flags | NLM_F_REQUEST));
+  w.header(fh);
+  return w;
 }
 
 const AttrPolicy kLinkPolicy("rtnetlink link", {
@@ -60,8 +45,8 @@ Message buildGetLink(const std::string& name) {
   ifinfomsg ifi{};
   ifi.ifi_family = AF_UNSPEC;
   auto m = start(RTM_GETLINK, 0, ifi);
-  check(nla_put_string(m.get(), IFLA_IFNAME, name.c_str()));
-  return finish(m);
+  m.putString(IFLA_IFNAME, name);
+  return std::move(m).finish();
 }
 
 Message buildNewDummy(const std::string& name) {
@@ -70,19 +55,18 @@ Message buildNewDummy(const std::string& name) {
   ifi.ifi_flags = IFF_UP;
   ifi.ifi_change = IFF_UP;
   auto m = start(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, ifi);
-  check(nla_put_string(m.get(), IFLA_IFNAME, name.c_str()));
-  nlattr* info = nla_nest_start(m.get(), IFLA_LINKINFO);
-  if (!info) std::abort();
-  check(nla_put_string(m.get(), IFLA_INFO_KIND, "dummy"));
-  nla_nest_end(m.get(), info);
-  return finish(m);
+  m.putString(IFLA_IFNAME, name);
+  nlattr* info = m.beginNest(IFLA_LINKINFO);
+  m.putString(IFLA_INFO_KIND, "dummy");
+  m.endNest(info);
+  return std::move(m).finish();
 }
 
 Message buildDelLink(int ifindex) {
   ifinfomsg ifi{};
   ifi.ifi_family = AF_UNSPEC;
   ifi.ifi_index = ifindex;
-  return finish(start(RTM_DELLINK, 0, ifi));
+  return start(RTM_DELLINK, 0, ifi).finish();
 }
 
 Message buildAddress(bool add, int ifindex, const Address& a) {
@@ -94,16 +78,16 @@ Message buildAddress(bool add, int ifindex, const Address& a) {
   ifa.ifa_scope = RT_SCOPE_UNIVERSE;
   ifa.ifa_index = static_cast<uint32_t>(ifindex);
   auto m = start(add ? RTM_NEWADDR : RTM_DELADDR, add ? NLM_F_CREATE | NLM_F_REPLACE : 0, ifa);
-  int len = a.isV6() ? 16 : 4;
-  check(nla_put(m.get(), IFA_LOCAL, len, a.bytes.data()));
-  check(nla_put(m.get(), IFA_ADDRESS, len, a.bytes.data()));
-  return finish(m);
+  size_t len = a.isV6() ? 16 : 4;
+  m.put(IFA_LOCAL, a.bytes.data(), len);
+  m.put(IFA_ADDRESS, a.bytes.data(), len);
+  return std::move(m).finish();
 }
 
 Message buildDumpAddresses() {
   ifaddrmsg ifa{};
   ifa.ifa_family = AF_UNSPEC;
-  return finish(start(RTM_GETADDR, NLM_F_DUMP, ifa));
+  return start(RTM_GETADDR, NLM_F_DUMP, ifa).finish();
 }
 
 Result<LinkInfo> parseLinkMessage(Bytes bytes) {

@@ -1,13 +1,12 @@
 #include "ipvs/service_source.h"
 
 #include <linux/ip_vs.h>
-#include <poll.h>
 #include <unistd.h>
-#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <streambuf>
 #include <set>
@@ -386,34 +385,21 @@ Result<DesiredState> FileServiceSource::load(const DesiredState* reuse) {
   return parsed;
 }
 
-void FileServiceSource::watch(std::function<void()> onChange) {
-  if (thread_.joinable()) return;
-  inotify_.reset(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-  wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!inotify_ || !wake_) return;
-  // Watch the directory: editors and atomic writers replace the file by rename.
-  std::string dir = std::filesystem::path(path_).parent_path().string();
-  if (::inotify_add_watch(inotify_.get(), dir.c_str(),
-                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM) < 0) {
-    log::get("ipvs")->warn("cannot watch {} for changes ({}); SIGHUP still reloads", dir, std::strerror(errno));
-    return;
-  }
-  thread_ = std::thread([this, cb = std::move(onChange)] { run(cb); });
-}
+// Shared by the source and the loop's thread: the inotify descriptor, the callback and
+// (loop thread only) the loop's reader of it.
+struct FileServiceSource::Watch {
+  Fd inotify;
+  std::string name;  // the file's name in its directory
+  std::function<void()> onChange;
+  std::atomic<bool> live{true};
+  std::unique_ptr<EventLoop::Reader> reader;
 
-void FileServiceSource::run(std::function<void()> onChange) {
-  std::string name = std::filesystem::path(path_).filename().string();
-  alignas(inotify_event) char buf[4096];
-  for (;;) {
-    pollfd fds[2] = {{inotify_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (fds[1].revents) return;
+  // Loop thread: drains the events; the callback runs once if one named the file.
+  void readable() {
+    alignas(inotify_event) char buf[4096];
     bool relevant = false;
     for (;;) {
-      ssize_t n = ::read(inotify_.get(), buf, sizeof buf);
+      ssize_t n = ::read(inotify.get(), buf, sizeof buf);
       if (n <= 0) break;
       for (char* p = buf; p < buf + n;) {
         auto* ev = reinterpret_cast<inotify_event*>(p);
@@ -421,15 +407,46 @@ void FileServiceSource::run(std::function<void()> onChange) {
         p += sizeof(inotify_event) + ev->len;
       }
     }
-    if (relevant) onChange();
+    if (relevant && live) onChange();
   }
+};
+
+void FileServiceSource::watch(std::function<void()> onChange) {
+  if (watch_ || !loop_.valid()) return;
+  auto w = std::make_shared<Watch>();
+  w->inotify.reset(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+  if (!w->inotify) {
+    log::get("ipvs")->warn("cannot watch {} for changes ({}); SIGHUP still reloads", path_, std::strerror(errno));
+    return;
+  }
+  // Watch the directory: editors and atomic writers replace the file by rename.
+  std::string dir = std::filesystem::path(path_).parent_path().string();
+  if (::inotify_add_watch(w->inotify.get(), dir.c_str(),
+                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM) < 0) {
+    log::get("ipvs")->warn("cannot watch {} for changes ({}); SIGHUP still reloads", dir, std::strerror(errno));
+    return;
+  }
+  w->name = std::filesystem::path(path_).filename().string();
+  w->onChange = std::move(onChange);
+  watch_ = w;
+  loop_.post([w](EventLoop& loop) {
+    if (!w->live) return;
+    auto r = loop.reader(w->inotify.get(), [raw = w.get()] { raw->readable(); });
+    if (!r) {
+      log::get("ipvs")->warn("cannot watch the services file for changes ({}); SIGHUP still reloads",
+                             r.error().message());
+      return;
+    }
+    w->reader = std::move(*r);
+  });
 }
 
 void FileServiceSource::stop() {
-  if (!thread_.joinable()) return;
-  uint64_t one = 1;
-  (void)!::write(wake_.get(), &one, sizeof one);
-  thread_.join();
+  if (!watch_) return;
+  // From now on the callback is not called; the loop's thread drops its reader (and the
+  // descriptor with it) when it next runs, or with the loop.
+  watch_->live = false;
+  loop_.post([w = std::move(watch_)](EventLoop&) { w->reader.reset(); });
 }
 
 }  // namespace nodeagent::ipvs

@@ -7,8 +7,8 @@
 #include <functional>
 #include <istream>
 #include <string>
-#include <thread>
 
+#include "common/event_loop.h"
 #include "common/fd.h"
 #include "common/result.h"
 #include "ipvs/planner.h"
@@ -58,9 +58,13 @@ class ServiceSource {
 // each in block style are about 8 MB.
 inline constexpr size_t kMaxServicesFileBytes = 64 << 20;
 
+// Watches its file with inotify on an event loop (the daemon's main loop, given as its
+// Poster): no thread of its own. Without a loop (nodeagentd --once, tools that only load)
+// watch() does nothing.
 class FileServiceSource final : public ServiceSource {
  public:
-  explicit FileServiceSource(std::string path) : path_(std::move(path)) {}
+  explicit FileServiceSource(std::string path, EventLoop::Poster loop = {})
+      : path_(std::move(path)), loop_(std::move(loop)) {}
   ~FileServiceSource() override { stop(); }
   using ServiceSource::load;
   Result<DesiredState> load(const DesiredState* reuse) override;
@@ -69,11 +73,10 @@ class FileServiceSource final : public ServiceSource {
   std::string describe() const override { return "file " + path_; }
 
  private:
-  void run(std::function<void()> onChange);
+  struct Watch;
   std::string path_;
-  Fd inotify_;
-  Fd wake_;
-  std::thread thread_;
+  EventLoop::Poster loop_;
+  std::shared_ptr<Watch> watch_;
 };
 
 }  // namespace nodeagent::ipvs

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/netlink_socket.h"
 #include "common/result.h"
 #include "ipvs/types.h"
 
@@ -22,14 +23,10 @@ struct Op {
   bool operator==(const Op&) const = default;
 };
 
-// The kernel's verdict on one op. "Already there" on a destination add and "already gone"
-// on delete are reported as success: the table is as asked. A service add that finds the
-// service there reports EEXIST (the reconciler decides whose it is).
-struct OpResult {
-  int error = 0;
-  std::string message;
-  bool ok() const { return error == 0; }
-};
+// The kernel's verdict on one op: its netlink ACK. "Already there" on a destination add
+// and "already gone" on delete are reported as success: the table is as asked. A service
+// add that finds the service there reports EEXIST (the reconciler decides whose it is).
+using OpResult = NetlinkAck;
 
 class ServiceTable {
  public:

@@ -10,60 +10,46 @@ namespace {
 
 constexpr const char* kSoname = "libcurl.so.4";
 
-struct Loaded {
-  CurlLibrary lib{};
-  std::string error;  // empty when loaded
-};
-
 template <typename Fn>
-bool resolve(void* handle, const char* name, Fn& fn, std::string& error) {
+Result<void> resolve(void* handle, const char* name, Fn& fn) {
   void* sym = ::dlsym(handle, name);
-  if (!sym) {
-    error = std::string(kSoname) + " has no symbol " + name;
-    return false;
-  }
+  if (!sym) return failInvalid(std::string(kSoname) + " has no symbol " + name);
   fn = reinterpret_cast<Fn>(sym);
-  return true;
+  return {};
 }
 
-Loaded load() {
-  Loaded out;
+Result<CurlLibrary> load() {
   // RTLD_NODELETE: the client keeps handles across the process lifetime; never unload.
   void* h = ::dlopen(kSoname, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   if (!h) {
     const char* why = ::dlerror();
-    out.error = std::string("cannot load ") + kSoname + " (install the libcurl4 package; the Kubernetes "
-                "features need it): " + (why ? why : "unknown error");
-    return out;
+    return failInvalid(std::string("cannot load ") + kSoname + " (install the libcurl4 package; the Kubernetes "
+                       "features need it): " + (why ? why : "unknown error"));
   }
-  CurlLibrary& l = out.lib;
-  bool ok = resolve(h, "curl_global_init", l.globalInit, out.error) &&
-            resolve(h, "curl_easy_init", l.easyInit, out.error) &&
-            resolve(h, "curl_easy_cleanup", l.easyCleanup, out.error) &&
-            resolve(h, "curl_easy_reset", l.easyReset, out.error) &&
-            resolve(h, "curl_easy_setopt", l.easySetopt, out.error) &&
-            resolve(h, "curl_easy_perform", l.easyPerform, out.error) &&
-            resolve(h, "curl_easy_getinfo", l.easyGetinfo, out.error) &&
-            resolve(h, "curl_easy_strerror", l.easyStrerror, out.error) &&
-            resolve(h, "curl_slist_append", l.slistAppend, out.error) &&
-            resolve(h, "curl_slist_free_all", l.slistFreeAll, out.error);
-  if (!ok) return out;
+  CurlLibrary l{};
+  for (auto r : {resolve(h, "curl_global_init", l.globalInit), resolve(h, "curl_easy_init", l.easyInit),
+                 resolve(h, "curl_easy_cleanup", l.easyCleanup), resolve(h, "curl_easy_reset", l.easyReset),
+                 resolve(h, "curl_easy_setopt", l.easySetopt), resolve(h, "curl_easy_perform", l.easyPerform),
+                 resolve(h, "curl_easy_getinfo", l.easyGetinfo), resolve(h, "curl_easy_strerror", l.easyStrerror),
+                 resolve(h, "curl_slist_append", l.slistAppend), resolve(h, "curl_slist_free_all", l.slistFreeAll)})
+    if (!r) return fail(r.error());
   if (CURLcode rc = l.globalInit(CURL_GLOBAL_DEFAULT); rc != CURLE_OK)
-    out.error = std::string("curl_global_init failed: ") + l.easyStrerror(rc);
-  return out;
+    return failInvalid(std::string("curl_global_init failed: ") + l.easyStrerror(rc));
+  return l;
 }
 
-const Loaded& loaded() {
-  static const Loaded l = load();
+// Loaded once; a failure is remembered, so later calls fail the same way.
+const Result<CurlLibrary>& loaded() {
+  static const Result<CurlLibrary> l = load();
   return l;
 }
 
 }  // namespace
 
 Result<const CurlLibrary*> curlLibrary() {
-  const Loaded& l = loaded();
-  if (!l.error.empty()) return failInvalid(l.error);
-  return &l.lib;
+  const auto& l = loaded();
+  if (!l) return fail(l.error());
+  return &*l;
 }
 
 bool curlLibraryLoaded() {

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <set>
 #include <map>
+#include <optional>
 #include <memory>
 
 #include "common/netlink_socket.h"
@@ -34,37 +35,51 @@ constexpr uint32_t concatType(uint32_t a, uint32_t b, uint32_t c) { return (((a 
 // (what nft uses), each allowed to overrun by one message of up to UINT16_MAX bytes plus a
 // page (the largest nf_tables message, a set element list, is a little over 64 KiB since
 // nla_len is 16 bits). When a message ends past a page's limit, nftnl_batch_update moves it
-// to a new page, so any number of messages fit; nothing is estimated.
+// to a new page, so any number of messages fit; nothing is estimated. Running out of memory
+// (or a message longer than the overrun) marks the batch failed: sendBatch reports it and
+// sends nothing.
 class Batch {
  public:
   Batch()
       : pageSize_(32 * static_cast<uint32_t>(::getpagesize())),
         overrun_(UINT16_MAX + static_cast<uint32_t>(::getpagesize())),
         batch_(nftnl_batch_alloc(pageSize_, overrun_)) {
-    if (!batch_) std::abort();  // out of memory
+    if (!batch_) {
+      failure_ = Error::fromErrno(ENOMEM, "nftables batch");
+      return;
+    }
     nftnl_batch_begin(static_cast<char*>(nftnl_batch_buffer(batch_)), 0);
     advance();
   }
-  ~Batch() { nftnl_batch_free(batch_); }
+  ~Batch() {
+    if (batch_) nftnl_batch_free(batch_);
+  }
   Batch(const Batch&) = delete;
   Batch& operator=(const Batch&) = delete;
 
   // The header of the next message; its payload is written after it, then next().
   nlmsghdr* header(uint16_t type, uint16_t flags) {
     ++count_;
+    if (failure_) {
+      scratch_.assign(scratchSize(), 0);
+      current_ = nftnl_nlmsg_build_hdr(scratch_.data(), type, NFPROTO_INET, flags | NLM_F_ACK, 0);
+      return current_;
+    }
     current_ = nftnl_nlmsg_build_hdr(static_cast<char*>(nftnl_batch_buffer(batch_)), type, NFPROTO_INET,
                                      flags | NLM_F_ACK, 0);
     return current_;
   }
   void next() {
     // A message longer than the overrun would already have been written past its page.
-    if (current_ && current_->nlmsg_len > overrun_) std::abort();
+    if (current_ && current_->nlmsg_len > overrun_ && !failure_)
+      failure_ = Error::fromErrno(EMSGSIZE, "nftables message of " + std::to_string(current_->nlmsg_len) + " bytes");
     current_ = nullptr;
     advance();
   }
   // Closes the batch; the datagram's parts (one per page). Messages are numbered
   // 0 (batch begin), 1..count() (the requests), count()+1 (batch end): see stamp().
   std::vector<iovec> finish() {
+    if (failure_) return {};
     nftnl_batch_end(static_cast<char*>(nftnl_batch_buffer(batch_)), 0);
     advance();
     std::vector<iovec> iov(static_cast<size_t>(nftnl_batch_iovec_len(batch_)));
@@ -72,11 +87,17 @@ class Batch {
     return iov;
   }
   int count() const { return count_; }
+  // Set when the batch could not be assembled.
+  const std::optional<Error>& failure() const { return failure_; }
 
  private:
   void advance() {
-    if (nftnl_batch_update(batch_) < 0) std::abort();  // out of memory
+    if (!failure_ && nftnl_batch_update(batch_) < 0) failure_ = Error::fromErrno(ENOMEM, "nftables batch");
   }
+  // Once failed, messages are written to a scratch buffer that is never sent.
+  size_t scratchSize() const { return static_cast<size_t>(pageSize_) + overrun_; }
+  std::optional<Error> failure_;
+  std::vector<char> scratch_;
   uint32_t pageSize_, overrun_;
   nftnl_batch* batch_;
   nlmsghdr* current_ = nullptr;
@@ -371,6 +392,7 @@ void cancelPairs(ElemKeys& add, ElemKeys& del) {
 // Sends a batch as one transaction and checks that every request was acknowledged.
 Result<void> sendBatch(Batch& batch, const std::string& table) {
   auto parts = batch.finish();
+  if (batch.failure()) return fail(Error(*batch.failure()).wrap("nftables batch for table inet " + table));
   auto count = static_cast<uint32_t>(batch.count());
   auto sock = NetlinkSocket::open(NETLINK_NETFILTER);
   if (!sock) return fail(sock.error());

@@ -87,7 +87,14 @@ void NodeStatusReporter::start() {
                                }});
     watchThread_ = std::thread([this] { watch_->run(); });
   }
-  forwardThread_ = std::thread([this] { forwardStoreChanges(); });
+  // Called on the publishing thread: takes mu_ only to bump the version runLoop waits for.
+  storeChanges_ = store_.subscribe([this] {
+    uint64_t v = store_.version();
+    std::lock_guard l(mu_);
+    storeVersion_ = v;
+    cv_.notify_all();
+  });
+  storeVersion_ = store_.version();
   loopThread_ = std::thread([this] { runLoop(); });
 }
 
@@ -100,25 +107,10 @@ void NodeStatusReporter::stop() {
   }
   if (watch_) watch_->stop();
   if (loopThread_.joinable()) loopThread_.join();
-  // The final figures wake the store forwarder (its wait is on the store).
+  storeChanges_.reset();
   publishFigures("stopped");
   if (opts_.infoKey.empty()) store_.publishAgentInfo("reporter", Json("stopped"));
-  if (forwardThread_.joinable()) forwardThread_.join();
   if (watchThread_.joinable()) watchThread_.join();
-}
-
-void NodeStatusReporter::forwardStoreChanges() {
-  uint64_t seen = 0;
-  for (;;) {
-    auto deadline = steady_clock::now() + std::chrono::hours(24);
-    auto change = store_.waitForChange(seen, deadline);
-    std::lock_guard l(mu_);
-    if (stop_ || change.closed) return;
-    uint64_t v = change.version;
-    seen = v;
-    storeVersion_ = v;
-    cv_.notify_all();
-  }
 }
 
 void NodeStatusReporter::onNode(const Json& node) {

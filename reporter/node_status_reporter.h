@@ -80,7 +80,6 @@ class NodeStatusReporter {
     ConditionMap owned;
   };
 
-  void forwardStoreChanges();
   void runLoop();
   void onNode(const Json& node);
   bool send(bool resync);
@@ -97,7 +96,9 @@ class NodeStatusReporter {
   NodeStatusReporterOptions opts_;
   const Clock& clock_;
   std::unique_ptr<kube::ListWatch> watch_;
-  std::thread loopThread_, forwardThread_, watchThread_;
+  std::thread loopThread_, watchThread_;
+  // Wakes runLoop when the store changes (no thread in between).
+  core::StateStore::Subscription storeChanges_;
 
   // Shared between threads.
   mutable std::mutex mu_;

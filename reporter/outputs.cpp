@@ -46,49 +46,48 @@ Json StatusFileWriter::render(const core::StateStore& store, const std::string& 
       .set("reporter", slim);
 }
 
-void StatusFileWriter::start() {
-  thread_ = std::thread([this] { run(); });
+Result<void> StatusFileWriter::start(EventLoop& loop) {
+  auto timer = loop.timer([this] { write(); });
+  if (!timer) return fail(timer.error());
+  burstEnd_ = *timer;
+  auto wake = loop.waker([this] { changed(); });
+  if (!wake) return fail(wake.error());
+  storeChanges_ = store_.subscribe([w = *wake] { w.wake(); });
+  started_ = true;
+  wake->wake();  // the state as it is now
+  return {};
 }
 
 void StatusFileWriter::stop() {
-  if (!thread_.joinable()) return;
-  stop_ = true;
+  if (!started_) return;
+  started_ = false;
+  storeChanges_.reset();
   store_.publishAgentInfo("status_file", Json::object().set("path", path_).set("writes", writes_.load()).set("state", "stopped"));
-  thread_.join();
 }
 
-void StatusFileWriter::run() {
-  uint64_t seen = 0;
-  std::string last;
-  auto lastWrite = std::chrono::steady_clock::time_point{};
-  bool warned = false;
-  while (!stop_) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::hours(24);
-    auto change = store_.waitForChange(seen, deadline);
-    if (stop_ || change.closed) return;
-    seen = change.version;
-    std::string text = render(store_, nodeName_).dump(2) + "\n";
-    if (text == last) continue;
-    // At most one write a second: a burst of changes ends in one file with the last state.
-    auto since = std::chrono::steady_clock::now() - lastWrite;
-    if (since < std::chrono::seconds(1)) {
-      std::this_thread::sleep_for(std::chrono::seconds(1) - since);
-      if (stop_) return;
-      text = render(store_, nodeName_).dump(2) + "\n";
-      seen = store_.version();
-    }
-    auto mk = makeDirs(parentDir(path_), 0755);
-    auto r = mk ? writeFileAtomic(path_, text, 0644) : mk;
-    lastWrite = std::chrono::steady_clock::now();
-    if (!r) {
-      if (!warned) logger()->warn("status file {}: {}", path_, r.error().message());
-      warned = true;
-      continue;
-    }
-    warned = false;
-    last = std::move(text);
-    writes_++;
+// At most one write a second: a burst of changes ends in one file with the last state.
+void StatusFileWriter::changed() {
+  auto next = lastWrite_ + std::chrono::seconds(1);
+  if (std::chrono::steady_clock::now() < next)
+    burstEnd_->armAt(next);
+  else
+    write();
+}
+
+void StatusFileWriter::write() {
+  std::string text = render(store_, nodeName_).dump(2) + "\n";
+  if (text == last_) return;
+  auto mk = makeDirs(parentDir(path_), 0755);
+  auto r = mk ? writeFileAtomic(path_, text, 0644) : mk;
+  lastWrite_ = std::chrono::steady_clock::now();
+  if (!r) {
+    if (!warned_) logger()->warn("status file {}: {}", path_, r.error().message());
+    warned_ = true;
+    return;
   }
+  warned_ = false;
+  last_ = std::move(text);
+  writes_++;
 }
 
 Outputs::Outputs(core::StateStore& store, OutputsOptions options) : store_(store), opts_(std::move(options)) {}
@@ -104,7 +103,23 @@ std::string Outputs::renderMetrics() const {
   return renderPrometheus(samples);
 }
 
-Result<void> Outputs::start() {
+Result<void> Outputs::startStatusFile(EventLoop* loop) {
+  if (!loop) {
+    auto own = EventLoop::create();
+    if (!own) return fail(own.error());
+    ownLoop_ = std::move(*own);
+    auto stopper = ownLoop_->waker([this] { ownLoop_->exit(0); });
+    if (!stopper) return fail(stopper.error());
+    ownLoopStop_ = *stopper;
+    loop = ownLoop_.get();
+  }
+  statusFile_ = std::make_unique<StatusFileWriter>(store_, opts_.outputs.statusFile, opts_.nodeName);
+  if (auto r = statusFile_->start(*loop); !r) return fail(r.error());
+  if (ownLoop_) ownLoopThread_ = std::thread([this] { (void)ownLoop_->run(); });
+  return {};
+}
+
+Result<void> Outputs::start(EventLoop* loop) {
   if (!opts_.outputs.metricsAddress.empty()) {
     metrics_ = std::make_unique<MetricsServer>([this] { return renderMetrics(); });
     if (auto r = metrics_->start(opts_.outputs.metricsAddress); !r) {
@@ -113,10 +128,11 @@ Result<void> Outputs::start() {
     }
     logger()->info("metrics on http://{}:{}/metrics", opts_.outputs.metricsAddress.substr(0, opts_.outputs.metricsAddress.rfind(':')), metrics_->port());
   }
-  if (!opts_.outputs.statusFile.empty() && !opts_.dryRun) {
-    statusFile_ = std::make_unique<StatusFileWriter>(store_, opts_.outputs.statusFile, opts_.nodeName);
-    statusFile_->start();
-  }
+  if (!opts_.outputs.statusFile.empty() && !opts_.dryRun)
+    if (auto r = startStatusFile(loop); !r) {
+      logger()->error("status file {} not written: {}", opts_.outputs.statusFile, r.error().message());
+      statusFile_.reset();
+    }
 
   auto cluster = kube::resolveCluster(opts_.kube, opts_.serviceAccountDir);
   Json info = Json::object().set("mode", opts_.kube.mode);
@@ -157,6 +173,10 @@ Result<void> Outputs::start() {
 void Outputs::stop() {
   if (client_) client_->interrupt();
   if (reporter_) reporter_->stop();
+  if (ownLoopThread_.joinable()) {
+    ownLoopStop_->wake();
+    ownLoopThread_.join();
+  }
   if (statusFile_) statusFile_->stop();
   if (metrics_) metrics_->stop();
 }

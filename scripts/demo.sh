@@ -45,7 +45,7 @@ section "nodeagentctl status"
 ctl status || true
 
 # Every module view the CLI has (modules come with their commands).
-has_command() { ctl --help | grep -qE "^  $1( |$)" && ctl "$1" --help | grep -qE "^  $2( |$)"; }
+has_command() { ctl --help | grep -E "^  $1( |$)" >/dev/null && ctl "$1" --help | grep -E "^  $2( |$)" >/dev/null; }
 for cmd in "sysctl status" "sysctl plan" "conntrack stats" "ipvs list" "images list"; do
   if has_command $cmd; then
     section "nodeagentctl $cmd"

@@ -343,6 +343,16 @@ Json SysctlModule::statusItemsLocked() const {
   return items;
 }
 
+std::vector<core::CommandSpec> SysctlModule::commands() const {
+  return {
+      {.command = "plan", .help = "current and desired value of every managed sysctl"},
+      {.command = "status", .help = "per-key state, drift counts and where each key comes from"},
+      {.command = "apply", .help = "apply the desired sysctls now (resumes after a revert)", .mutating = true},
+      {.command = "revert", .help = "restore the saved original values and remove the sysctl.d file", .mutating = true},
+      {.command = "stats", .group = "conntrack", .help = "conntrack fill level and per-CPU statistics"},
+  };
+}
+
 Result<Json> SysctlModule::call(const core::CallRequest& req, core::CallOutput& out) {
   std::lock_guard lock(mu_);
   takePendingLocked();

@@ -50,6 +50,7 @@ class SysctlModule final : public core::Module {
   void reload(Config config);
   std::chrono::milliseconds resyncInterval() const override;
   // plan | status | apply | revert | stats (conntrack)
+  std::vector<core::CommandSpec> commands() const override;
   Result<Json> call(const core::CallRequest& req, core::CallOutput& out) override;
 
   // The merged, validated desired keys for `config` on this node (CPU count from the

@@ -1,7 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <spdlog/sinks/ostream_sink.h>
+
 #include <atomic>
+#include <sstream>
 #include <thread>
+
+#include "common/log.h"
 
 #include "core/module_runner.h"
 #include "core/state_store.h"
@@ -129,6 +134,56 @@ TEST(ModuleRunner, FailuresAreRecordedAndRetried) {
   ASSERT_TRUE(eventually([&] { return store.get("counting")->runner.lastError.empty(); }));
   r.stop();
   EXPECT_EQ(overallHealth(store.snapshot()), Health::kHealthy);
+}
+
+// The runner logs a failure once (the module returns it and logs nothing), however many
+// passes fail the same way, and says once when the module succeeds again.
+TEST(ModuleRunner, ARepeatedFailureIsLoggedOnce) {
+  std::ostringstream captured;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+  auto logger = log::get("counting");
+  logger->sinks().push_back(sink);
+  StateStore store;
+  CountingModule m;
+  m.failing = true;
+  ModuleRunner r(m, store, {10ms, 1h}, false);
+  r.start();
+  ASSERT_TRUE(eventually([&] { return m.passes >= 4; }));
+  m.failing = false;
+  ASSERT_TRUE(eventually([&] { return store.get("counting")->runner.lastError.empty(); }));
+  r.stop();
+  logger->sinks().pop_back();
+  auto text = captured.str();
+  auto count = [&](std::string_view needle) {
+    size_t n = 0;
+    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("reconcile failed after"), 1u) << text;
+  EXPECT_EQ(count("reconcile succeeded again (it had failed: broken on purpose)"), 1u) << text;
+}
+
+// Subscribers hear every change a reader would see, on the publishing thread, and nothing
+// after their subscription ends.
+TEST(StateStore, SubscribersHearVisibleChangesUntilTheyUnsubscribe) {
+  StateStore store;
+  std::atomic<int> calls{0};
+  auto sub = store.subscribe([&] { ++calls; });
+  ModuleState s{.name = "a", .health = Health::kHealthy, .summary = "ok"};
+  store.publish(s);
+  EXPECT_EQ(calls, 1);
+  store.publish(s);  // the same state: no news
+  EXPECT_EQ(calls, 1);
+  store.publishAgentInfo("reporter", Json("on"));
+  EXPECT_EQ(calls, 2);
+  store.recordReconcile("a", true, "", 1ms);  // first pass: shown
+  EXPECT_EQ(calls, 3);
+  store.recordReconcile("a", true, "", 1ms);  // one more pass alone: not shown
+  EXPECT_EQ(calls, 3);
+  sub.reset();
+  s.summary = "changed";
+  store.publish(s);
+  EXPECT_EQ(calls, 3);
 }
 
 TEST(ModuleRunner, DryRunReachesTheModule) {

@@ -363,6 +363,40 @@ TEST_F(DaemonTest, CliSocketPathsPermissionsAndTimeouts) {
   EXPECT_EQ(waitExit(), 0);
 }
 
+// Module commands come from the daemon (ListCommands). With the daemon down, every group
+// word it listed still says "unreachable" (exit 3), not "no such command" (exit 2).
+TEST_F(DaemonTest, CliKnowsModuleWordsWhenTheDaemonIsDown) {
+  ASSERT_TRUE(writeFileAtomic(config_, configText("info")));
+  startDaemon();
+  ASSERT_TRUE(awaitNotify("READY=1"));
+  auto help = ctl({"--help"});
+  ASSERT_EQ(help.exitCode, 0) << help.err;
+  std::vector<std::string> words;
+  bool inSubcommands = false;
+  for (size_t at = 0; at < help.out.size();) {
+    size_t end = help.out.find('\n', at);
+    if (end == std::string::npos) end = help.out.size();
+    std::string line = help.out.substr(at, end - at);
+    at = end + 1;
+    if (line.starts_with("Subcommands:")) {
+      inSubcommands = true;
+      continue;
+    }
+    if (!inSubcommands || !line.starts_with("  ")) continue;
+    auto word = line.substr(2, line.find(' ', 2) - 2);
+    if (word != "status" && word != "version" && word != "config") words.push_back(word);
+  }
+  // node facts and the IPVS and image commands at least (sysctl is off in this config).
+  for (const char* w : {"node", "ipvs", "images"})
+    EXPECT_NE(std::ranges::find(words, w), words.end()) << w << " not listed:\n" << help.out;
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  EXPECT_EQ(waitExit(), 0);
+  for (const auto& w : words) {
+    auto r = ctl({w, "list"});
+    EXPECT_EQ(r.exitCode, 3) << w << ": " << r.err;
+  }
+}
+
 TEST_F(DaemonTest, CliUsageErrorsExitTwo) {
   EXPECT_EQ(ctl({"no-such-command"}).exitCode, 2);
   EXPECT_EQ(ctl({"status", "-o", "xml"}).exitCode, 2);

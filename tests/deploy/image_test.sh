@@ -112,7 +112,7 @@ ctl() { "$build/bin/nodeagentctl" --socket "$sock" "$@"; }
 conditions() { kubectl get node "$node" -o jsonpath='{range .status.conditions[*]}{.type}={.status}{"\n"}{end}'; }
 ok=""
 for _ in $(seq 120); do
-  if conditions | grep -qx 'NodeAgentSysctlTuned=True'; then ok=1; break; fi
+  if conditions | grep -x 'NodeAgentSysctlTuned=True' >/dev/null; then ok=1; break; fi
   [ "$(docker inspect -f '{{.State.Running}}' "$name")" = true ] || break
   sleep 0.5
 done
@@ -144,6 +144,6 @@ echo "docker stop: ${ms} ms, exit code $code (grace ${GRACE[0]} s)"
 
 host_sysctls > "$D/sysctl.after"
 if ! diff "$D/sysctl.before" "$D/sysctl.after"; then echo "the host's sysctls changed"; exit 1; fi
-if docker logs "$name" 2>&1 | grep -qF "$(cat "$AGENT_TOKEN_FILE")"; then echo "token logged"; exit 1; fi
+if docker logs "$name" 2>&1 | grep -F "$(cat "$AGENT_TOKEN_FILE")" >/dev/null; then echo "token logged"; exit 1; fi
 echo "image: $image, $(docker image inspect -f '{{.Size}}' "$image") bytes"
 echo "image test ok"

@@ -53,7 +53,7 @@ docker run --rm --network none -v "$D/out:/pkg:ro" nodeagent/test-node:12 bash -
 cd /pkg
 apt-get install -y -q --no-install-recommends ./nodeagent_*.deb > /tmp/apt.log 2>&1 || { cat /tmp/apt.log; exit 1; }
 echo "installed: $(dpkg-query -W -f="\${Package} \${Version} \${Status}" nodeagent)"
-dpkg-query -W -f="\${Conffiles}\n" nodeagent | grep -q "^ /etc/nodeagent/config.yaml [0-9a-f]\{32\}$" ||
+dpkg-query -W -f="\${Conffiles}\n" nodeagent | grep "^ /etc/nodeagent/config.yaml [0-9a-f]\{32\}$" >/dev/null ||
   { echo "dpkg does not hold config.yaml as a conffile"; exit 1; }
 getent group nodeagent >/dev/null || { echo "postinst did not create the nodeagent group"; exit 1; }
 unit=/usr/lib/systemd/system/nodeagent.service

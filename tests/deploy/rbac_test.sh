@@ -66,7 +66,7 @@ eventually() {  # WHAT COMMAND...: up to 30 s
 # --- 1. the agent with deploy/rbac.yaml's identity ------------------------------------
 n=rbac-node
 start_agent "$n" "$KUBECONFIG_AGENT"
-has_tuned() { conditions "$n" | grep -qx "NodeAgentSysctlTuned=$1"; }
+has_tuned() { conditions "$n" | grep -x "NodeAgentSysctlTuned=$1" >/dev/null; }
 eventually "NodeAgentSysctlTuned=True on the Node" has_tuned True || { cat "$D/$n.log"; exit 1; }
 echo "conditions patched: $(conditions "$n" | tr '\n' ' ')"
 kubectl patch node "$n" --subresource=status --type=json -p '[{"op":"remove","path":"/status/conditions"}]' >/dev/null
@@ -74,7 +74,7 @@ eventually "the agent restores its removed conditions" has_tuned True || { cat "
 echo "removed conditions restored (watch)"
 "$nodeagentctl" --socket "$D/$n/sock" sysctl revert >/dev/null
 eventually "NodeAgentSysctlTuned=False after a revert" has_tuned False || { cat "$D/$n.log"; exit 1; }
-has_event() { kubectl get events -n default --field-selector "involvedObject.name=$n" -o name | grep -q .; }
+has_event() { kubectl get events -n default --field-selector "involvedObject.name=$n" -o name | grep . >/dev/null; }
 eventually "an Event for the transition" has_event || { cat "$D/$n.log"; exit 1; }
 echo "transition event: $(kubectl get events -n default --field-selector "involvedObject.name=$n" \
   -o jsonpath='{.items[0].reason}: {.items[0].message}')"
@@ -101,7 +101,7 @@ for s in sorted(seen):
 PY
 )"
 echo "the agent's requests (verb resource namespace name code):"; sed 's/^/  /' <<<"$used"
-if awk '$NF == 403' <<<"$used" | grep -q .; then echo "the apiserver refused some of them"; exit 1; fi
+if awk '$NF == 403' <<<"$used" | grep . >/dev/null; then echo "the apiserver refused some of them"; exit 1; fi
 for want in "list nodes" "watch nodes" "patch nodes/status" "create events" "list configmaps" "watch configmaps"; do
   grep -q "^$want " <<<"$used" || { echo "the agent never did: $want"; exit 1; }
 done

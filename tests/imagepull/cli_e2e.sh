@@ -76,8 +76,11 @@ grep -q "attempt" "$dir/out.pull-tty" || fail "no progress lines on a terminal"
 # The base image recovers on the next round of retries of failed configured images? It
 # was failed before credentials existed: pulling it on request works too.
 capture pull-base 0 ctl_ images pull --tier base "$REGISTRY/base:v1"
-ctr --address "$CRI_SOCKET" -n k8s.io images ls -q | grep -q "$REGISTRY/app:v1" || fail "ctr does not see app:v1"
-ctr --address "$CRI_SOCKET" -n k8s.io images ls -q | grep -q "$REGISTRY/base:v1" || fail "ctr does not see base:v1"
+# The listing is read whole before matching: `ctr | grep -q` under pipefail fails when grep
+# exits on the first match and ctr is killed by SIGPIPE.
+images=$(ctr --address "$CRI_SOCKET" -n k8s.io images ls -q)
+grep -qxF "$REGISTRY/app:v1" <<<"$images" || fail "ctr does not see app:v1"
+grep -qxF "$REGISTRY/base:v1" <<<"$images" || fail "ctr does not see base:v1"
 
 # 3. Every output format of every command, and forget. The module publishes its state at
 # most once per reconcile min_interval: wait for the healthy picture first.

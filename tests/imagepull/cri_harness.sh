@@ -149,7 +149,7 @@ TOML
   containerd --config "$dir/containerd.toml" >"$dir/containerd.log" 2>&1 &
   echo $! >"$dir/containerd.pid"
   for _ in $(seq 150); do
-    if ctr --address "$dir/containerd.sock" plugins ls 2>/dev/null | grep -E 'io.containerd.grpc.v1 +cri ' | grep -q ' ok'; then
+    if ctr --address "$dir/containerd.sock" plugins ls 2>/dev/null | grep -E 'io.containerd.grpc.v1 +cri ' | grep ' ok' >/dev/null; then
       echo "CONTAINERD_SNAPSHOTTER=$snap" >>"$dir/env"
       return 0
     fi

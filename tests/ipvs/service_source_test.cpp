@@ -185,16 +185,32 @@ TEST(ServiceFile, WatchSeesAtomicReplace) {
   std::filesystem::create_directories(dir);
   std::string path = (dir / "services.yaml").string();
   ASSERT_TRUE(writeFileAtomic(path, "services: []\n"));
-  FileServiceSource src(path);
+  // The watch runs on an event loop (the daemon's main loop), here on a thread of the test.
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.has_value());
+  std::thread looper([&] { (void)(*loop)->run(); });
+  FileServiceSource src(path, (*loop)->poster());
   std::atomic<int> changes{0};
-  src.watch([&] { ++changes; });
+  std::atomic<bool> onLoopThread{true};
+  src.watch([&] {
+    if (std::this_thread::get_id() != looper.get_id()) onLoopThread = false;
+    ++changes;
+  });
   ASSERT_TRUE(writeFileAtomic(path, "services:\n  - {address: 10.96.0.1, port: 80}\n"));
   for (int i = 0; i < 200 && changes == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_GT(changes.load(), 0);
+  EXPECT_TRUE(onLoopThread);
   auto d = src.load();
   ASSERT_TRUE(d);
   EXPECT_EQ(d->size(), 1u);
+  // After stop() the callback is not called again, whatever happens to the file.
   src.stop();
+  int seen = changes;
+  ASSERT_TRUE(writeFileAtomic(path, "services: []\n"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(changes.load(), seen);
+  (*loop)->poster().post([](EventLoop& l) { l.exit(0); });
+  looper.join();
   std::filesystem::remove_all(dir);
 }
 

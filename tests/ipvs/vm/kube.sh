@@ -193,7 +193,7 @@ check "UDP endpoint gone: deleted from IPVS at once (no weight-0 drain)" wait_fo
 check "its UDP conntrack entries flushed" bash -c "! conntrack -L -p udp --orig-dst 10.96.0.12 2>/dev/null | grep -q 'src=10.244.1.2'"
 
 health() { ip netns exec cl bash -c "exec 3<>/dev/tcp/10.0.0.1/32000 && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null; }
-health_is() { health | grep -q "$1"; }
+health_is() { health | grep "$1" >/dev/null; }
 h="$(health)"; echo "$h"
 check "health check answers 200" grep -q '200 OK' <<< "$h"
 check "health check counts one local endpoint" grep -q '"localEndpoints": 1' <<< "$h"

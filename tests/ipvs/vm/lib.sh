@@ -78,7 +78,7 @@ hold_connection() {
   exec 3> /tmp/cl.in
 }
 # ipvs_in_sync: the IPVS module's last pass found nothing to change.
-ipvs_in_sync() { { nodeagentctl status -o json || true; } | grep -qE 'services, [0-9]+ endpoints, [0-9]+ draining, in sync'; }
+ipvs_in_sync() { { nodeagentctl status -o json || true; } | grep -E 'services, [0-9]+ endpoints, [0-9]+ draining, in sync' >/dev/null; }
 show_log() { echo "---- agent log (tail) ----"; tail -40 /tmp/na/agent.log; }
 # netns NAME IP HOSTIP: a namespace joined to the guest by a veth pair.
 netns() {
