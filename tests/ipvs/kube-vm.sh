@@ -10,9 +10,9 @@
 # the one running in DIR (started by the caller, left running). In the guest,
 # /opt/nodeagent/cp.env holds the control plane's env (tests/k8s/README.md) rewritten for
 # the guest, /opt/nodeagent/admin-guest.kubeconfig is the admin's, and CTL_PORT in cp.env
-# is a control channel to the host: a guest sends one line, "stop-apiserver" or
-# "start-apiserver", to 10.0.2.2:CTL_PORT and reads "ok" once it is done (the fault tests'
-# outage; see tests/ipvs/vm/lib.sh `host_ctl`).
+# is a control channel to the host: a guest sends one line, "stop-apiserver",
+# "start-apiserver" or "compact-etcd", to 10.0.2.2:CTL_PORT and reads "ok" once it is done
+# (the fault tests' outage and 410; see tests/ipvs/vm/lib.sh `host_ctl`).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -46,19 +46,21 @@ fi
 source "$cp_dir/env"
 
 # The control channel: socat runs one handler per connection; the handler only knows the
-# two commands and only acts on this control plane.
+# three commands and only acts on this control plane. -t: the guest half-closes after its
+# line, and the answer comes once the command is done (socat's default waits 0.5 s, then
+# drops the connection, and the guest never read its "ok").
 ctl_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 cat > "$work/ctl.sh" <<CTL
 #!/usr/bin/env bash
 read -r cmd
 case "\$cmd" in
-  stop-apiserver|start-apiserver)
+  stop-apiserver|start-apiserver|compact-etcd)
     if "$root/tests/k8s/control-plane.sh" "\$cmd" "$cp_dir" >>"$work/ctl.log" 2>&1; then echo ok; else echo failed; fi ;;
   *) echo "unknown command" ;;
 esac
 CTL
 chmod +x "$work/ctl.sh"
-socat "TCP-LISTEN:$ctl_port,bind=127.0.0.1,reuseaddr,fork" "EXEC:$work/ctl.sh" &
+socat -t 600 "TCP-LISTEN:$ctl_port,bind=127.0.0.1,reuseaddr,fork" "EXEC:$work/ctl.sh" &
 ctl_pid=$!
 
 # The guest mounts a tmpfs on /tmp, so the control plane's files go to /opt/nodeagent/cp

@@ -6,6 +6,9 @@
 #   tests/k8s/control-plane.sh stop DIR     stop everything `start` started in DIR
 #   tests/k8s/control-plane.sh stop-apiserver DIR    stop kube-apiserver only (etcd keeps the data)
 #   tests/k8s/control-plane.sh start-apiserver DIR   start it again: same port, flags and certificates
+#   tests/k8s/control-plane.sh compact-etcd DIR      one write outside the API's keys, then a
+#     compaction at its revision: a watch cache started after it begins past every version a
+#     client saw before, so their watches get 410 Gone and relist
 #
 # etcd and kube-apiserver listen on free 127.0.0.1 ports only. A QEMU guest with user
 # networking reaches the apiserver at 10.0.2.2:PORT (slirp maps it to the host's loopback),
@@ -24,7 +27,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-usage() { echo "usage: $0 start|stop|stop-apiserver|start-apiserver DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|stop-apiserver|start-apiserver|compact-etcd DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 cmd="$1"
 mkdir -p "$2"
@@ -62,6 +65,17 @@ if [ "$cmd" = stop-apiserver ]; then
   kill -KILL "$p" 2>/dev/null || true
   rm -f "$f"
   say "kube-apiserver stopped"
+  exit 0
+fi
+if [ "$cmd" = compact-etcd ]; then
+  etcd="$(sed -n 's/^ETCD_URL=//p' "$dir/env")"
+  [ -n "$etcd" ] || { say "$dir/env has no ETCD_URL (start it with 'start' first)"; exit 1; }
+  # key "nodeagent-test/compaction", value "1" (the gateway takes base64)
+  put="$(curl -fsS -X POST "$etcd/v3/kv/put" -d '{"key":"bm9kZWFnZW50LXRlc3QvY29tcGFjdGlvbg==","value":"MQ=="}')"
+  rev="$(grep -o '"revision":"[0-9]*"' <<< "$put" | head -1 | grep -o '[0-9][0-9]*')"
+  [ -n "$rev" ] || { say "etcd put failed: $put"; exit 1; }
+  curl -fsS -X POST "$etcd/v3/kv/compaction" -d "{\"revision\":\"$rev\",\"physical\":true}" >/dev/null
+  say "etcd compacted at revision $rev"
   exit 0
 fi
 if [ "$cmd" = start-apiserver ]; then

@@ -3,12 +3,14 @@
 # real kube-apiserver on the host, through two faults (issue 12):
 #  1. the API server stopped for 60 s and started again (tests/ipvs/kube-vm.sh's control
 #     channel): nothing is flushed and no rule changes while it is away, through periodic
-#     resyncs of the kernel; afterwards the watch comes back and a change made then reaches
-#     the kernel, re-programming nothing else;
+#     resyncs of the kernel. While it is away etcd is compacted past every version the agent
+#     saw, so the restarted API server answers its watches 410 Gone: the Services and
+#     EndpointSlices are relisted, and the relist re-programs nothing. Then a change reaches
+#     the kernel through the watch, re-programming nothing else;
 #  2. kill -9 of the agent during a burst of EndpointSlice updates, started again at once:
 #     no owned service is missing from the kernel at any sample, and the kernel converges
 #     to the final objects.
-# (A compaction-forced 410 relist is tests/ipvs/kube_source_apiserver_test.cpp.)
+# (tests/ipvs/kube_source_apiserver_test.cpp checks the 410 relist on the source alone.)
 source /opt/nodeagent/lib.sh
 source /opt/nodeagent/cp.env
 kc() { kubectl --kubeconfig /opt/nodeagent/admin-guest.kubeconfig --request-timeout 60s "$@"; }
@@ -45,6 +47,11 @@ expected() {
 }
 ours() { ipvsadm -Sn | grep ' 10\.96\.1\.' | sort; }
 owned_count() { ipvsadm -Ln | grep -c '^TCP  10\.96\.1\.'; }
+# Relists (410 Gone) of the Services and the EndpointSlices watch, summed.
+relists() {
+  nodeagentctl status -o json | tr -d ' \n' | grep -oE '"(services|endpointslices)_watch":\{[^}]*' |
+    grep -oE '"relists":[0-9]+' | cut -d: -f2 | { n=0; while read -r r; do n=$((n + r)); done; echo "$n"; }
+}
 services > /tmp/na/services.yaml
 slices 1 > /tmp/na/slices1.yaml
 slices 3 > /tmp/na/slices3.yaml
@@ -60,6 +67,8 @@ ipvsadm -Sn | sort > /tmp/na/before
 echo "---- outage ----" >> /tmp/na/agent.log
 check "the host stopped the API server" host_ctl stop-apiserver
 check "the API server is gone" bash -c "! kc get --raw /readyz --request-timeout 3s"
+relists_before="$(relists)"
+check "etcd compacted while the API server is away" host_ctl compact-etcd
 changed=0; samples=0
 end=$(( $(date +%s) + 60 ))
 while [ "$(date +%s)" -lt "$end" ]; do
@@ -77,8 +86,16 @@ check "the agent saw the API server go" bash -c "grep -qiE 'refused|unreachable|
 echo "---- back ----" >> /tmp/na/agent.log
 check "the host started the API server again" host_ctl start-apiserver
 check "the API server answers again" wait_for 120 kc get --raw /readyz
-# Unchanged objects are not programmed again, whether the watch resumed or relisted (410).
-sleep 5
+check "the watches got 410 Gone and relisted (Services and EndpointSlices)" wait_for 120 bash -c \
+  "$(declare -f relists); [ \"\$(relists)\" -ge $((relists_before + 2)) ]"
+check "the agent in sync after the relist" wait_for 30 ipvs_in_sync
+sleep 2  # ten of the agent's min_interval: a pass the relist caused would have run
+relist_log="$(sed -n '/---- back ----/,$p' /tmp/na/agent.log)"
+grep -E 'ipvsadm -[AEDaed] ' <<< "$relist_log" | head -5
+check "the relist re-programmed nothing (no IPVS operation since the API server came back)" \
+  bash -c "! grep -qE 'ipvsadm -[AEDaed] ' <<< \"\$1\"" _ "$relist_log"
+ipvsadm -Sn | sort > /tmp/na/now
+check "the table after the relist is the table before the outage" cmp -s /tmp/na/before /tmp/na/now
 kc patch endpointslice f7-1 --type=json \
   -p '[{"op":"replace","path":"/endpoints/0/addresses/0","value":"10.245.9.7"}]' >/dev/null
 check "the watch is back: a change made after the outage reaches the kernel" wait_for 120 bash -c \

@@ -95,6 +95,6 @@ netns() {
 http_get() {
   timeout 5 bash -c 'exec 3<>/dev/tcp/$1/$2 && printf "GET $3 HTTP/1.0\r\n\r\n" >&3 && cat <&3' _ "$@" | tail -1
 }
-# host_ctl stop-apiserver|start-apiserver: asks the host (tests/ipvs/kube-vm.sh's control
+# host_ctl stop-apiserver|start-apiserver|compact-etcd: asks the host (tests/ipvs/kube-vm.sh's control
 # channel) and waits until it is done; fails unless the host answers "ok".
 host_ctl() { [ "$(echo "$1" | socat -t 300 -T 300 - "TCP:10.0.2.2:$CTL_PORT" 2>/dev/null)" = ok ]; }
