@@ -4,29 +4,64 @@
 
 #include <charconv>
 #include <ctime>
+#include <type_traits>
 
 #include <simdjson.h>
 
 namespace nodeagent::ipvs::k8s {
 
+bool EndpointSlice::hinted(size_t i, EndpointHint::Kind kind, std::string_view name, bool* any) const {
+  bool found = false, some = false;
+  for (const auto& h : hints) {
+    if (h.endpoint != i || h.kind != kind) continue;
+    some = true;
+    if (h.name == name) found = true;
+  }
+  if (any) *any = some;
+  return found;
+}
+
 namespace {
 
-using simdjson::dom::element;
-using simdjson::dom::element_type;
+namespace od = simdjson::ondemand;
+using simdjson::error_code;
+constexpr error_code kOk = simdjson::SUCCESS;
 
-// Field access that tolerates absence: absent or null gives nullopt.
-std::optional<element> field(element obj, std::string_view key) {
-  if (!obj.is_object()) return std::nullopt;
-  element v;
-  if (obj.get_object().at_key(key).get(v) != simdjson::SUCCESS || v.is_null()) return std::nullopt;
-  return v;
-}
+// A JSON error ends the whole document; it goes up unchanged.
+#define NA_TRY(expr)                                 \
+  do {                                               \
+    if (error_code e_ = (expr); e_ != kOk) return e_; \
+  } while (0)
+
+// Where a field is ("spec.ports[1].port"), spelled out only when a problem is reported:
+// the decoders pass these small stack objects down instead of building strings.
+class Path {
+ public:
+  explicit Path(std::string_view member) : member_(member) {}
+  Path(const Path& parent, std::string_view member) : parent_(&parent), member_(member) {}
+  Path(const Path& parent, size_t index) : parent_(&parent), index_(index), isIndex_(true) {}
+  std::string str() const {
+    std::string out = parent_ ? parent_->str() : "";
+    if (isIndex_) return out + "[" + std::to_string(index_) + "]";
+    if (!out.empty()) out += ".";
+    return out.append(member_);
+  }
+
+ private:
+  const Path* parent_ = nullptr;
+  std::string_view member_;
+  size_t index_ = 0;
+  bool isIndex_ = false;
+};
 
 // Collects the first problem of an object: "spec.ports[1].port: must be 1 to 65535".
 class Problems {
  public:
-  void add(std::string where, std::string what) {
-    if (first_.empty()) first_ = where + ": " + what;
+  void add(const Path& where, std::string_view what) {
+    if (first_.empty()) first_ = where.str() + ": " + std::string(what);
+  }
+  void merge(Problems& other) {
+    if (first_.empty()) first_ = std::move(other.first_);
   }
   std::string take() { return std::move(first_); }
 
@@ -34,56 +69,129 @@ class Problems {
   std::string first_;
 };
 
-std::string str(element obj, std::string_view key, Problems& p, const std::string& where) {
-  auto v = field(obj, key);
-  if (!v) return "";
-  std::string_view s;
-  if (v->get(s) != simdjson::SUCCESS) {
-    p.add(where, "must be a string");
-    return "";
-  }
-  return std::string(s);
+bool isType(od::value& v, od::json_type want, error_code& err) {
+  od::json_type t;
+  err = v.type().get(t);
+  return err == kOk && t == want;
 }
 
-std::optional<int64_t> integer(element obj, std::string_view key, Problems& p, const std::string& where) {
-  auto v = field(obj, key);
-  if (!v) return std::nullopt;
-  int64_t i;
-  if (v->get(i) != simdjson::SUCCESS) {
-    p.add(where, "must be an integer");
-    return std::nullopt;
-  }
-  return i;
-}
-
-std::optional<bool> boolean(element obj, std::string_view key, Problems& p, const std::string& where) {
-  auto v = field(obj, key);
-  if (!v) return std::nullopt;
-  bool b;
-  if (v->get(b) != simdjson::SUCCESS) {
-    p.add(where, "must be true or false");
-    return std::nullopt;
-  }
-  return b;
-}
-
-// Calls f(element, index) for every item of an array field (absent: none).
+// Calls f(key, value) for every member of `v`, front to back. Anything but an object has
+// no members (as the API reads an absent or null field); f returns a JSON error to stop.
 template <class F>
-void each(element obj, std::string_view key, Problems& p, const std::string& where, F f) {
-  auto v = field(obj, key);
-  if (!v) return;
-  simdjson::dom::array a;
-  if (v->get(a) != simdjson::SUCCESS) {
-    p.add(where, "must be a list");
-    return;
+error_code members(od::value& v, F&& f) {
+  error_code err;
+  if (!isType(v, od::json_type::object, err)) return err;
+  od::object obj;
+  NA_TRY(v.get_object().get(obj));
+  for (auto m : obj) {
+    od::field field;
+    NA_TRY(std::move(m).get(field));
+    std::string_view key;
+    NA_TRY(field.unescaped_key().get(key));
+    NA_TRY(f(key, field.value()));
   }
-  size_t i = 0;
-  for (element e : a) f(e, i++);
+  return kOk;
 }
 
-std::string at(const std::string& where, size_t i) { return where + "[" + std::to_string(i) + "]"; }
+// Calls f(value) for the member at position `n` (0-based) of `obj`, from the start again:
+// for a member that needs one read after it (an EndpointSlice's endpoints before its
+// addressType). Keys are not unescaped a second time.
+template <class F>
+error_code memberAt(od::object& obj, size_t n, F&& f) {
+  bool ignored;
+  NA_TRY(obj.reset().get(ignored));
+  size_t i = 0;
+  for (auto m : obj) {
+    od::field field;
+    NA_TRY(std::move(m).get(field));
+    if (i++ == n) return f(field.value());
+  }
+  return kOk;
+}
 
-std::optional<Address> address(std::string_view text, Problems& p, const std::string& where) {
+// Whether `v` is of type `want` (`ok`). Null is an absent field, no problem, unless
+// `nullIsWrong`; any other type is the problem `what`.
+error_code expect(od::value& v, od::json_type want, const char* what, Problems& p, const Path& where, bool& ok,
+                  bool nullIsWrong = false) {
+  od::json_type t;
+  NA_TRY(v.type().get(t));
+  ok = t == want;
+  if (!ok && (nullIsWrong || t != od::json_type::null)) p.add(where, what);
+  return kOk;
+}
+
+// Calls f(item, index) for every item of an array field; null has none, another type is
+// a problem.
+template <class F>
+error_code elements(od::value& v, Problems& p, const Path& where, F&& f) {
+  bool ok;
+  NA_TRY(expect(v, od::json_type::array, "must be a list", p, where, ok));
+  if (!ok) return kOk;
+  od::array a;
+  NA_TRY(v.get_array().get(a));
+  size_t i = 0;
+  for (auto item : a) {
+    od::value value;
+    NA_TRY(std::move(item).get(value));
+    NA_TRY(f(value, i++));
+  }
+  return kOk;
+}
+
+// A string field: null is "", another type a problem. The view lives as long as the
+// document.
+error_code string(od::value& v, std::string_view& out, Problems& p, const Path& where) {
+  out = {};
+  bool ok;
+  NA_TRY(expect(v, od::json_type::string, "must be a string", p, where, ok));
+  return ok ? v.get_string().get(out) : kOk;
+}
+
+// A list item that must be a string (null too is a problem); `ok` tells whether it was one.
+error_code stringItem(od::value& v, std::string_view& out, bool& ok, Problems& p, const Path& where) {
+  NA_TRY(expect(v, od::json_type::string, "must be a string", p, where, ok, true));
+  return ok ? v.get_string().get(out) : kOk;
+}
+
+// Calls f(text, where) for every item of a list of strings; an item of another type is
+// a problem.
+template <class F>
+error_code strings(od::value& v, Problems& p, const Path& where, F&& f) {
+  return elements(v, p, where, [&](od::value& item, size_t i) -> error_code {
+    std::string_view text;
+    bool ok;
+    Path at(where, i);
+    NA_TRY(stringItem(item, text, ok, p, at));
+    if (ok) f(text, at);
+    return kOk;
+  });
+}
+
+// A number or boolean field: null is absent; another type, a fraction, an exponent or a
+// value beyond int64 is a problem (and the value stays unread).
+template <class T>
+error_code scalar(od::value& v, std::optional<T>& out, Problems& p, const Path& where) {
+  constexpr bool isBool = std::is_same_v<T, bool>;
+  const char* what = isBool ? "must be true or false" : "must be an integer";
+  out.reset();
+  bool ok;
+  NA_TRY(expect(v, isBool ? od::json_type::boolean : od::json_type::number, what, p, where, ok));
+  if (!ok) return kOk;
+  T value{};
+  if constexpr (isBool) ok = v.get_bool().get(value) == kOk;
+  else ok = v.get_int64().get(value) == kOk;
+  if (ok) out = value;
+  else p.add(where, what);
+  return kOk;
+}
+error_code integer(od::value& v, std::optional<int64_t>& out, Problems& p, const Path& where) {
+  return scalar(v, out, p, where);
+}
+error_code boolean(od::value& v, std::optional<bool>& out, Problems& p, const Path& where) {
+  return scalar(v, out, p, where);
+}
+
+std::optional<Address> address(std::string_view text, Problems& p, const Path& where) {
   auto a = Address::parse(text);
   if (!a) {
     p.add(where, "\"" + std::string(text) + "\" is not an IP address");
@@ -92,17 +200,15 @@ std::optional<Address> address(std::string_view text, Problems& p, const std::st
   return *a;
 }
 
-std::optional<Protocol> protocol(element obj, Problems& p, const std::string& where) {
-  std::string s = str(obj, "protocol", p, where + ".protocol");
+std::optional<Protocol> protocol(std::string_view s, Problems& p, const Path& where) {
   if (s.empty() || s == "TCP") return Protocol::kTcp;  // the API's default
   if (s == "UDP") return Protocol::kUdp;
   if (s == "SCTP") return Protocol::kSctp;
-  p.add(where + ".protocol", "\"" + s + "\" is not TCP, UDP or SCTP");
+  p.add(where, "\"" + std::string(s) + "\" is not TCP, UDP or SCTP");
   return std::nullopt;
 }
 
-std::optional<uint16_t> port(element obj, std::string_view key, bool required, Problems& p, const std::string& where) {
-  auto v = integer(obj, key, p, where);
+std::optional<uint16_t> port(std::optional<int64_t> v, bool required, Problems& p, const Path& where) {
   if (!v) {
     if (required) p.add(where, "is required");
     return std::nullopt;
@@ -114,329 +220,535 @@ std::optional<uint16_t> port(element obj, std::string_view key, bool required, P
   return static_cast<uint16_t>(*v);
 }
 
+// A list of ports (a Service's, with nodePort, or an EndpointSlice's): f(name, protocol,
+// port, nodePort) for each one with a valid protocol; port is required of a Service's.
+template <class F>
+error_code ports(od::value& v, Problems& p, const Path& where, bool service, F&& f) {
+  return elements(v, p, where, [&](od::value& item, size_t i) -> error_code {
+    Path at(where, i), wName(at, "name"), wProtocol(at, "protocol"), wPort(at, "port"), wNodePort(at, "nodePort");
+    std::string_view name, proto;
+    std::optional<int64_t> number, nodePort;
+    NA_TRY(members(item, [&](std::string_view k, od::value& m) -> error_code {
+      if (k == "name") return string(m, name, p, wName);
+      if (k == "protocol") return string(m, proto, p, wProtocol);
+      if (k == "port") return integer(m, number, p, wPort);
+      if (k == "nodePort" && service) return integer(m, nodePort, p, wNodePort);
+      return kOk;
+    }));
+    auto pr = protocol(proto, p, wProtocol);
+    auto pt = port(number, service, p, wPort);
+    auto np = port(nodePort, false, p, wNodePort);
+    if (pr) f(Symbol(name), *pr, pt, np.value_or(0));
+    return kOk;
+  });
+}
+
+// metadata: the names, and each label and annotation handed to `label` / `annotation`
+// (key, value; a non-string value is ""). `present`: the member was there and not null.
 struct Meta {
-  std::string ns, name, uid, resourceVersion;
+  bool present = false;
+  std::string_view name, ns, uid, resourceVersion;
 };
 
-Result<Meta> metadata(element obj, Problems& p) {
-  auto m = field(obj, "metadata");
-  if (!m) return failInvalid("object without metadata");
-  Meta out;
-  out.name = str(*m, "name", p, "metadata.name");
-  out.ns = str(*m, "namespace", p, "metadata.namespace");
-  out.uid = str(*m, "uid", p, "metadata.uid");
-  out.resourceVersion = str(*m, "resourceVersion", p, "metadata.resourceVersion");
-  if (out.name.empty()) return failInvalid("object without metadata.name");
-  return out;
+error_code ignoreEntry(std::string_view, od::value&) { return kOk; }
+
+template <class Label, class Annotation>
+error_code metadata(od::value& v, Meta& m, Problems& p, Label&& label, Annotation&& annotation) {
+  od::json_type t;
+  NA_TRY(v.type().get(t));
+  m.present = t != od::json_type::null;
+  static const Path kName("metadata.name"), kNamespace("metadata.namespace"), kUid("metadata.uid"),
+      kVersion("metadata.resourceVersion");
+  return members(v, [&](std::string_view key, od::value& val) -> error_code {
+    if (key == "name") return string(val, m.name, p, kName);
+    if (key == "namespace") return string(val, m.ns, p, kNamespace);
+    if (key == "uid") return string(val, m.uid, p, kUid);
+    if (key == "resourceVersion") return string(val, m.resourceVersion, p, kVersion);
+    if (key == "labels") return members(val, label);
+    if (key == "annotations") return members(val, annotation);
+    return kOk;
+  });
 }
 
-std::string label(element obj, std::string_view key) {
+// A label or annotation value: a string, else "" (they are strings by the API's schema).
+error_code entryValue(od::value& v, std::string_view& out) {
   Problems ignored;
-  auto m = field(obj, "metadata");
-  if (!m) return "";
-  auto l = field(*m, "labels");
-  if (!l) return "";
-  return str(*l, key, ignored, "");
+  return string(v, out, ignored, Path(""));
 }
 
-std::optional<std::string> annotation(element obj, std::string_view key) {
-  Problems ignored;
-  auto m = field(obj, "metadata");
-  if (!m) return std::nullopt;
-  auto a = field(*m, "annotations");
-  if (!a || !field(*a, key)) return std::nullopt;
-  return str(*a, key, ignored, "");
+Result<void> named(const Meta& m) {
+  if (!m.present) return failInvalid("object without metadata");
+  if (m.name.empty()) return failInvalid("object without metadata.name");
+  return {};
 }
 
-Result<Service> serviceFrom(element obj) {
-  Problems p;
-  auto meta = metadata(obj, p);
-  if (!meta) return fail(meta.error());
-  Service s;
-  s.ns = meta->ns;
-  s.name = meta->name;
-  s.uid = meta->uid;
-  s.resourceVersion = meta->resourceVersion;
-  s.proxyName = label(obj, "service.kubernetes.io/service-proxy-name");
-  {
-    Problems ignored;
-    auto m = field(obj, "metadata");
-    auto l = m ? field(*m, "labels") : std::nullopt;
-    s.headlessLabel = l && field(*l, "service.kubernetes.io/headless").has_value();
-  }
-  auto mode = annotation(obj, "service.kubernetes.io/topology-mode");
-  if (!mode) mode = annotation(obj, "service.kubernetes.io/topology-aware-hints");  // the older name
+Error jsonError(error_code e) { return Error::invalid(std::string("invalid JSON: ") + simdjson::error_message(e)); }
+
+// --- Service ---------------------------------------------------------------------------
+
+error_code serviceFrom(od::value& obj, Service& s, Meta& m, Problems& p) {
+  static const Path kSpec("spec"), kType(kSpec, "type"), kClusterIPs(kSpec, "clusterIPs"),
+      kClusterIP(kSpec, "clusterIP"), kExternalIPs(kSpec, "externalIPs"),
+      kSourceRanges(kSpec, "loadBalancerSourceRanges"), kPorts(kSpec, "ports"), kAffinity(kSpec, "sessionAffinity"),
+      kTimeout("spec.sessionAffinityConfig.clientIP.timeoutSeconds"), kEtp(kSpec, "externalTrafficPolicy"),
+      kItp(kSpec, "internalTrafficPolicy"), kHealth(kSpec, "healthCheckNodePort"),
+      kDistribution(kSpec, "trafficDistribution"), kIngress("status.loadBalancer.ingress");
+  bool spec = false;
+  std::string_view type, clusterIP, affinity, proxyName;
+  std::vector<std::string_view> clusterIPs;
+  std::optional<std::string_view> topologyMode, topologyHints;
+  std::optional<int64_t> timeout;
+  Problems affinityProblems;  // only count when sessionAffinity is ClientIP
+  auto label = [&](std::string_view key, od::value& v) -> error_code {
+    if (key == "service.kubernetes.io/service-proxy-name") return entryValue(v, proxyName);
+    if (key == "service.kubernetes.io/headless") {
+      error_code err;
+      s.headlessLabel = !isType(v, od::json_type::null, err);
+      return err;
+    }
+    return kOk;
+  };
+  auto annotation = [&](std::string_view key, od::value& v) -> error_code {
+    if (key == "service.kubernetes.io/topology-mode") return entryValue(v, topologyMode.emplace());
+    if (key == "service.kubernetes.io/topology-aware-hints") return entryValue(v, topologyHints.emplace());  // older name
+    return kOk;
+  };
+  auto specMember = [&](std::string_view key, od::value& v) -> error_code {
+    if (key == "type") return string(v, type, p, kType);
+    if (key == "clusterIP") return string(v, clusterIP, p, kClusterIP);
+    if (key == "clusterIPs")
+      return strings(v, p, kClusterIPs, [&](std::string_view ip, const Path&) { clusterIPs.push_back(ip); });
+    if (key == "externalIPs")
+      return strings(v, p, kExternalIPs, [&](std::string_view ip, const Path& where) {
+        if (auto a = address(ip, p, where)) s.externalIPs.push_back(*a);
+      });
+    if (key == "loadBalancerSourceRanges")
+      return strings(v, p, kSourceRanges, [&](std::string_view text, const Path& where) {
+        // The API allows spaces around the CIDR (kube-proxy trims them).
+        while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+        while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
+        auto c = Cidr::parse(text);
+        if (!c) p.add(where, c.error().message());
+        else s.sourceRanges.push_back(*c);
+      });
+    if (key == "ports")
+      return ports(v, p, kPorts, true, [&](Symbol name, Protocol proto, std::optional<uint16_t> number, uint16_t node) {
+        if (number) s.ports.push_back(ServicePort{name, proto, *number, node});
+      });
+    if (key == "sessionAffinity") return string(v, affinity, p, kAffinity);
+    if (key == "sessionAffinityConfig")
+      return members(v, [&](std::string_view k, od::value& cfg) -> error_code {
+        if (k != "clientIP") return kOk;
+        return members(cfg, [&](std::string_view k2, od::value& t) -> error_code {
+          return k2 == "timeoutSeconds" ? integer(t, timeout, affinityProblems, kTimeout) : kOk;
+        });
+      });
+    if (key == "externalTrafficPolicy" || key == "internalTrafficPolicy") {
+      std::string_view policy;
+      bool external = key == "externalTrafficPolicy";
+      NA_TRY(string(v, policy, p, external ? kEtp : kItp));
+      (external ? s.externalLocal : s.internalLocal) = policy == "Local";
+      return kOk;
+    }
+    if (key == "healthCheckNodePort") {
+      std::optional<int64_t> h;
+      NA_TRY(integer(v, h, p, kHealth));
+      if (auto pt = port(h, false, p, kHealth)) s.healthCheckNodePort = *pt;
+      return kOk;
+    }
+    if (key == "trafficDistribution") {
+      std::string_view d;
+      NA_TRY(string(v, d, p, kDistribution));
+      if (!d.empty()) s.topologyAware = true;
+      return kOk;
+    }
+    return kOk;
+  };
+  auto ingress = [&](od::value& item, size_t i) -> error_code {
+    Path where(kIngress, i), wIp(where, "ip"), wMode(where, "ipMode");
+    std::string_view ip, mode;
+    NA_TRY(members(item, [&](std::string_view k, od::value& f) -> error_code {
+      if (k == "ip") return string(f, ip, p, wIp);
+      if (k == "ipMode") return string(f, mode, p, wMode);
+      return kOk;
+    }));
+    if (ip.empty()) return kOk;  // hostname-only ingress: nothing to program
+    // ipMode Proxy: the load balancer delivers to the node with its own address as
+    // destination, so the node must not short-circuit the LB IP (KEP-1860).
+    if (mode == "Proxy") return kOk;
+    if (auto a = address(ip, p, wIp)) s.loadBalancerIPs.push_back(*a);
+    return kOk;
+  };
+  NA_TRY(members(obj, [&](std::string_view key, od::value& v) -> error_code {
+    if (key == "metadata") return metadata(v, m, p, label, annotation);
+    if (key == "spec") {
+      error_code err;
+      spec = !isType(v, od::json_type::null, err);
+      NA_TRY(err);
+      return members(v, specMember);
+    }
+    if (key == "status")
+      return members(v, [&](std::string_view k, od::value& st) -> error_code {
+        if (k != "loadBalancer") return kOk;
+        return members(st, [&](std::string_view k2, od::value& lb) -> error_code {
+          return k2 == "ingress" ? elements(lb, p, kIngress, ingress) : kOk;
+        });
+      });
+    return kOk;
+  }));
+
+  s.proxyName = Symbol(proxyName);
+  auto mode = topologyMode ? topologyMode : topologyHints;
   if (mode && !mode->empty() && *mode != "Disabled" && *mode != "disabled") s.topologyAware = true;
-
-  auto spec = field(obj, "spec");
-  if (!spec) {
-    s.error = "spec: is required";
-    return s;
-  }
-  std::string type = str(*spec, "type", p, "spec.type");
   if (type.empty() || type == "ClusterIP") s.type = ServiceType::kClusterIP;
   else if (type == "NodePort") s.type = ServiceType::kNodePort;
   else if (type == "LoadBalancer") s.type = ServiceType::kLoadBalancer;
   else if (type == "ExternalName") s.type = ServiceType::kExternalName;
-  else p.add("spec.type", "\"" + type + "\" is not ClusterIP, NodePort, LoadBalancer or ExternalName");
-
-  std::vector<std::string> ips;
-  each(*spec, "clusterIPs", p, "spec.clusterIPs", [&](element e, size_t i) {
-    std::string_view v;
-    if (e.get(v) != simdjson::SUCCESS) p.add(at("spec.clusterIPs", i), "must be a string");
-    else ips.emplace_back(v);
-  });
-  if (ips.empty()) {
-    std::string one = str(*spec, "clusterIP", p, "spec.clusterIP");
-    if (!one.empty()) ips.push_back(one);
-  }
-  for (size_t i = 0; i < ips.size(); ++i) {
-    if (ips[i] == "None") {
+  else p.add(kType, "\"" + std::string(type) + "\" is not ClusterIP, NodePort, LoadBalancer or ExternalName");
+  if (clusterIPs.empty() && !clusterIP.empty()) clusterIPs.push_back(clusterIP);
+  for (size_t i = 0; i < clusterIPs.size(); ++i) {
+    if (clusterIPs[i] == "None") {
       s.headless = true;
       continue;
     }
-    if (auto a = address(ips[i], p, at("spec.clusterIPs", i))) s.clusterIPs.push_back(*a);
+    if (auto a = address(clusterIPs[i], p, Path(kClusterIPs, i))) s.clusterIPs.push_back(*a);
   }
-  each(*spec, "externalIPs", p, "spec.externalIPs", [&](element e, size_t i) {
-    std::string_view v;
-    if (e.get(v) != simdjson::SUCCESS) p.add(at("spec.externalIPs", i), "must be a string");
-    else if (auto a = address(v, p, at("spec.externalIPs", i))) s.externalIPs.push_back(*a);
-  });
-  each(*spec, "loadBalancerSourceRanges", p, "spec.loadBalancerSourceRanges", [&](element e, size_t i) {
-    std::string_view v;
-    std::string where = at("spec.loadBalancerSourceRanges", i);
-    if (e.get(v) != simdjson::SUCCESS) return p.add(where, "must be a string");
-    // The API allows spaces around the CIDR (kube-proxy trims them).
-    while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-    while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
-    auto c = Cidr::parse(v);
-    if (!c) p.add(where, c.error().message());
-    else s.sourceRanges.push_back(*c);
-  });
-  each(*spec, "ports", p, "spec.ports", [&](element e, size_t i) {
-    std::string where = at("spec.ports", i);
-    ServicePort sp;
-    sp.name = str(e, "name", p, where + ".name");
-    auto proto = protocol(e, p, where);
-    auto pt = port(e, "port", true, p, where + ".port");
-    auto np = port(e, "nodePort", false, p, where + ".nodePort");
-    if (!proto || !pt) return;
-    sp.protocol = *proto;
-    sp.port = *pt;
-    sp.nodePort = np.value_or(0);
-    s.ports.push_back(std::move(sp));
-  });
-  std::string affinity = str(*spec, "sessionAffinity", p, "spec.sessionAffinity");
   if (affinity == "ClientIP") {
     s.affinityClientIP = true;
-    auto cfg = field(*spec, "sessionAffinityConfig");
-    auto cip = cfg ? field(*cfg, "clientIP") : std::nullopt;
-    if (cip) {
-      auto t = integer(*cip, "timeoutSeconds", p, "spec.sessionAffinityConfig.clientIP.timeoutSeconds");
-      if (t && (*t < 1 || *t > 86400))
-        p.add("spec.sessionAffinityConfig.clientIP.timeoutSeconds", std::to_string(*t) + " is not 1 to 86400");
-      else if (t)
-        s.affinityTimeout = static_cast<uint32_t>(*t);
-    }
+    p.merge(affinityProblems);
+    if (timeout && (*timeout < 1 || *timeout > 86400)) p.add(kTimeout, std::to_string(*timeout) + " is not 1 to 86400");
+    else if (timeout) s.affinityTimeout = static_cast<uint32_t>(*timeout);
   } else if (!affinity.empty() && affinity != "None") {
-    p.add("spec.sessionAffinity", "\"" + affinity + "\" is not None or ClientIP");
+    p.add(kAffinity, "\"" + std::string(affinity) + "\" is not None or ClientIP");
   }
-  s.externalLocal = str(*spec, "externalTrafficPolicy", p, "spec.externalTrafficPolicy") == "Local";
-  s.internalLocal = str(*spec, "internalTrafficPolicy", p, "spec.internalTrafficPolicy") == "Local";
-  if (auto h = port(*spec, "healthCheckNodePort", false, p, "spec.healthCheckNodePort")) s.healthCheckNodePort = *h;
-  if (!str(*spec, "trafficDistribution", p, "spec.trafficDistribution").empty()) s.topologyAware = true;
+  if (!spec) p = Problems(), p.add(kSpec, "is required");  // nothing else counts then
+  return kOk;
+}
 
-  if (auto st = field(obj, "status")) {
-    auto lb = field(*st, "loadBalancer");
-    if (lb) {
-      each(*lb, "ingress", p, "status.loadBalancer.ingress", [&](element e, size_t i) {
-        std::string where = at("status.loadBalancer.ingress", i);
-        std::string ip = str(e, "ip", p, where + ".ip");
-        if (ip.empty()) return;  // hostname-only ingress: nothing to program
-        // ipMode Proxy: the load balancer delivers to the node with its own address as
-        // destination, so the node must not short-circuit the LB IP (KEP-1860).
-        if (str(e, "ipMode", p, where + ".ipMode") == "Proxy") return;
-        if (auto a = address(ip, p, where + ".ip")) s.loadBalancerIPs.push_back(*a);
-      });
+// --- EndpointSlice ---------------------------------------------------------------------
+
+error_code sliceFrom(od::value& v, EndpointSlice& es, Meta& m, Problems& p) {
+  static const Path kAddressType("addressType"), kPorts("ports"), kEndpoints("endpoints");
+  error_code err;
+  if (!isType(v, od::json_type::object, err)) return err;  // no metadata: the caller says so
+  od::object obj;
+  NA_TRY(v.get_object().get(obj));
+  std::string_view serviceName, trigger;
+  bool haveTrigger = false, typeSeen = false;
+  std::optional<size_t> endpointsAt;  // endpoints came before addressType: read them after
+  auto label = [&](std::string_view key, od::value& val) -> error_code {
+    return key == "kubernetes.io/service-name" ? entryValue(val, serviceName) : kOk;
+  };
+  auto annotation = [&](std::string_view key, od::value& val) -> error_code {
+    if (key != "endpoints.kubernetes.io/last-change-trigger-time") return kOk;
+    haveTrigger = true;
+    return entryValue(val, trigger);
+  };
+  auto endpoint = [&](od::value& item, size_t i) -> error_code {
+    Path where(kEndpoints, i), wAddresses(where, "addresses"), wConditions(where, "conditions"),
+        wReady(wConditions, "ready"), wServing(wConditions, "serving"), wTerminating(wConditions, "terminating"),
+        wNode(where, "nodeName"), wHints(where, "hints"), wZones(wHints, "forZones"), wNodes(wHints, "forNodes");
+    Endpoint ep;
+    bool have = false;
+    std::optional<bool> ready, serving, terminating;
+    std::string_view node;
+    size_t firstHint = es.hints.size();
+    Problems mine;  // the endpoint's own fields: they count only when it has an address
+    auto hint = [&](EndpointHint::Kind kind) {
+      return [&, kind](od::value& h, size_t) -> error_code {
+        std::string_view name;
+        NA_TRY(members(h, [&](std::string_view k, od::value& f) -> error_code {
+          return k == "name" ? entryValue(f, name) : kOk;
+        }));
+        es.hints.push_back(EndpointHint{static_cast<uint16_t>(es.endpoints.size()), kind, Symbol(name)});
+        return kOk;
+      };
+    };
+    NA_TRY(members(item, [&](std::string_view k, od::value& f) -> error_code {
+      if (k == "addresses")
+        return elements(f, p, wAddresses, [&](od::value& a, size_t j) -> error_code {
+          if (j > 0) return kOk;  // kube-proxy uses the first address only
+          std::string_view text;
+          bool ok;
+          Path wa(wAddresses, j);
+          NA_TRY(stringItem(a, text, ok, p, wa));
+          if (!ok) return kOk;
+          if (auto addr = address(text, p, wa)) {
+            if (addr->family != es.family) {
+              p.add(wa, "is not of the slice's addressType");
+              return kOk;
+            }
+            ep.address = *addr;
+            have = true;
+          }
+          return kOk;
+        });
+      if (k == "conditions")
+        return members(f, [&](std::string_view c, od::value& b) -> error_code {
+          if (c == "ready") return boolean(b, ready, mine, wReady);
+          if (c == "serving") return boolean(b, serving, mine, wServing);
+          if (c == "terminating") return boolean(b, terminating, mine, wTerminating);
+          return kOk;
+        });
+      if (k == "nodeName") return string(f, node, mine, wNode);
+      if (k == "hints")
+        return members(f, [&](std::string_view h, od::value& list) -> error_code {
+          if (h == "forZones") return elements(list, mine, wZones, hint(EndpointHint::kZone));
+          if (h == "forNodes") return elements(list, mine, wNodes, hint(EndpointHint::kNode));
+          return kOk;
+        });
+      return kOk;
+    }));
+    if (!have) {
+      es.hints.resize(firstHint);
+      return kOk;
+    }
+    p.merge(mine);
+    // Unset conditions: ready and serving are taken as true, terminating as false (the
+    // API's documented reading).
+    ep.ready = ready.value_or(true);
+    ep.serving = serving.value_or(ep.ready);
+    ep.terminating = terminating.value_or(false);
+    ep.nodeName = Symbol(node);
+    es.endpoints.push_back(ep);
+    return kOk;
+  };
+  auto endpoints = [&](od::value& val) -> error_code {
+    if (es.family == 0) return kOk;  // FQDN or unknown: kube-proxy ignores the slice
+    return elements(val, p, kEndpoints, endpoint);
+  };
+  size_t n = 0;
+  for (auto member : obj) {
+    od::field field;
+    NA_TRY(std::move(member).get(field));
+    std::string_view key;
+    NA_TRY(field.unescaped_key().get(key));
+    od::value& val = field.value();
+    size_t at = n++;
+    if (key == "metadata") {
+      NA_TRY(metadata(val, m, p, label, annotation));
+    } else if (key == "addressType") {
+      std::string_view type;
+      NA_TRY(string(val, type, p, kAddressType));
+      typeSeen = true;
+      es.family = type == "IPv4" ? AF_INET : type == "IPv6" ? AF_INET6 : 0;
+    } else if (key == "ports") {
+      NA_TRY(ports(val, p, kPorts, false, [&](Symbol name, Protocol proto, std::optional<uint16_t> number, uint16_t) {
+        es.ports.push_back(SlicePort{name, proto, number.value_or(0)});
+      }));
+    } else if (key == "endpoints") {
+      if (typeSeen) NA_TRY(endpoints(val));
+      else endpointsAt = at;
     }
   }
-  s.error = p.take();
-  return s;
+  if (endpointsAt) NA_TRY(memberAt(obj, *endpointsAt, endpoints));
+  es.serviceName = serviceName;
+  if (haveTrigger) es.triggerTime = parseRfc3339(trigger);
+  es.endpoints.shrink_to_fit();
+  es.hints.shrink_to_fit();
+  return kOk;
 }
 
-Result<EndpointSlice> sliceFrom(element obj) {
-  Problems p;
-  auto meta = metadata(obj, p);
-  if (!meta) return fail(meta.error());
-  EndpointSlice es;
-  es.ns = meta->ns;
-  es.name = meta->name;
-  es.serviceName = label(obj, "kubernetes.io/service-name");
-  if (auto t = annotation(obj, "endpoints.kubernetes.io/last-change-trigger-time")) es.triggerTime = parseRfc3339(*t);
-  std::string type = str(obj, "addressType", p, "addressType");
-  if (type == "IPv4") es.family = AF_INET;
-  else if (type == "IPv6") es.family = AF_INET6;
-  each(obj, "ports", p, "ports", [&](element e, size_t i) {
-    std::string where = at("ports", i);
-    SlicePort sp;
-    sp.name = str(e, "name", p, where + ".name");
-    auto proto = protocol(e, p, where);
-    auto pt = port(e, "port", false, p, where + ".port");
-    if (!proto) return;
-    sp.protocol = *proto;
-    sp.port = pt.value_or(0);
-    es.ports.push_back(std::move(sp));
-  });
-  if (es.family != 0) {
-    each(obj, "endpoints", p, "endpoints", [&](element e, size_t i) {
-      std::string where = at("endpoints", i);
-      Endpoint ep;
-      bool have = false;
-      each(e, "addresses", p, where + ".addresses", [&](element a, size_t j) {
-        std::string_view v;
-        if (j > 0) return;  // kube-proxy uses the first address only
-        if (a.get(v) != simdjson::SUCCESS) return p.add(at(where + ".addresses", j), "must be a string");
-        if (auto addr = address(v, p, at(where + ".addresses", j))) {
-          if (addr->family != es.family) return p.add(at(where + ".addresses", j), "is not of the slice's addressType");
-          ep.address = *addr;
-          have = true;
-        }
-      });
-      if (!have) return;
-      if (auto c = field(e, "conditions")) {
-        // Unset conditions: ready and serving are taken as true, terminating as false
-        // (the API's documented reading).
-        auto ready = boolean(*c, "ready", p, where + ".conditions.ready");
-        auto serving = boolean(*c, "serving", p, where + ".conditions.serving");
-        auto terminating = boolean(*c, "terminating", p, where + ".conditions.terminating");
-        ep.ready = ready.value_or(true);
-        ep.serving = serving.value_or(ep.ready);
-        ep.terminating = terminating.value_or(false);
-      }
-      ep.nodeName = str(e, "nodeName", p, where + ".nodeName");
-      if (auto h = field(e, "hints")) {
-        each(*h, "forZones", p, where + ".hints.forZones", [&](element z, size_t) {
-          Problems ignored;
-          ep.zoneHints.push_back(str(z, "name", ignored, ""));
-        });
-        each(*h, "forNodes", p, where + ".hints.forNodes", [&](element z, size_t) {
-          Problems ignored;
-          ep.nodeHints.push_back(str(z, "name", ignored, ""));
-        });
-      }
-      es.endpoints.push_back(std::move(ep));
-    });
-  }
-  es.error = p.take();
-  return es;
-}
+// --- Node ------------------------------------------------------------------------------
 
-Result<Node> nodeFrom(element obj) {
-  Problems p;
-  auto meta = metadata(obj, p);
-  if (!meta) return fail(meta.error());
-  Node n;
-  n.name = meta->name;
-  n.zone = label(obj, "topology.kubernetes.io/zone");
-  if (auto st = field(obj, "status")) {
-    each(*st, "addresses", p, "status.addresses", [&](element e, size_t) {
+error_code nodeFrom(od::value& obj, Node& n, Meta& m, Problems& p) {
+  std::string_view zone;
+  auto label = [&](std::string_view key, od::value& v) -> error_code {
+    return key == "topology.kubernetes.io/zone" ? entryValue(v, zone) : kOk;
+  };
+  NA_TRY(members(obj, [&](std::string_view key, od::value& v) -> error_code {
+    if (key == "metadata") return metadata(v, m, p, label, ignoreEntry);
+    if (key != "status") return kOk;
+    return members(v, [&](std::string_view k, od::value& st) -> error_code {
+      if (k != "addresses") return kOk;
       Problems ignored;
-      std::string type = str(e, "type", ignored, "");
-      if (type != "InternalIP" && type != "ExternalIP") return;
-      if (auto a = Address::parse(str(e, "address", ignored, ""))) n.addresses.push_back(*a);
+      return elements(st, ignored, Path(""), [&](od::value& item, size_t) -> error_code {
+        std::string_view type, text;
+        NA_TRY(members(item, [&](std::string_view f, od::value& fv) -> error_code {
+          if (f == "type") return entryValue(fv, type);
+          if (f == "address") return entryValue(fv, text);
+          return kOk;
+        }));
+        if (type != "InternalIP" && type != "ExternalIP") return kOk;
+        if (auto a = Address::parse(text)) n.addresses.push_back(*a);
+        return kOk;
+      });
     });
-  }
-  return n;
+  }));
+  n.zone = zone;
+  return kOk;
 }
 
-class Parser {
+// One object of type T from `v`: the object, or why it cannot even be named.
+template <class T, class F>
+Result<T> decodeObject(od::value& v, F from, std::string* resourceVersion = nullptr) {
+  T obj;
+  Meta m;
+  Problems p;
+  if (error_code e = from(v, obj, m, p); e != kOk) return fail(jsonError(e));
+  if (auto ok = named(m); !ok) return fail(ok.error());
+  obj.name = m.name;
+  if constexpr (requires { obj.ns; }) obj.ns = Symbol(m.ns);
+  if constexpr (requires { obj.uid; }) obj.uid = m.uid;
+  if constexpr (requires { obj.error; }) obj.error = p.take();
+  if (resourceVersion) *resourceVersion = m.resourceVersion;
+  return obj;
+}
+
+Result<Service> decodeOne(od::value& v, Service*, std::string* rv = nullptr) {
+  return decodeObject<Service>(v, serviceFrom, rv);
+}
+Result<EndpointSlice> decodeOne(od::value& v, EndpointSlice*, std::string* rv = nullptr) {
+  return decodeObject<EndpointSlice>(v, sliceFrom, rv);
+}
+Result<Node> decodeOne(od::value& v, Node*, std::string* rv = nullptr) { return decodeObject<Node>(v, nodeFrom, rv); }
+
+// One JSON text, read front to back. The text is copied once with the padding simdjson
+// reads past the end; the copy and the parser's index go when this goes.
+class Document {
  public:
-  Result<element> parse(std::string_view json) {
+  // Opens `json` and gives its root, which must be an object (else `notObject`).
+  Result<void> open(std::string_view json, od::value& root, const char* notObject) {
     padded_ = simdjson::padded_string(json);
-    element doc;
-    if (auto err = parser_.parse(padded_).get(doc); err)
-      return failInvalid(std::string("invalid JSON: ") + simdjson::error_message(err));
-    return doc;
+    od::json_type t;
+    error_code e = parser_.iterate(padded_).get(doc_);
+    if (e == kOk) e = doc_.type().get(t);
+    if (e != kOk) return fail(jsonError(e));
+    if (t != od::json_type::object) return failInvalid(notObject);
+    if (e = doc_.get_value().get(root); e != kOk) return fail(jsonError(e));
+    return {};
   }
 
  private:
-  simdjson::dom::parser parser_;
+  od::parser parser_;
   simdjson::padded_string padded_;
+  od::document doc_;
 };
 
-template <class T, class F>
-Result<ListMeta> listOf(std::string_view json, std::vector<T>& out, F decode) {
-  Parser parser;
-  auto doc = parser.parse(json);
-  if (!doc) return fail(doc.error());
+template <class T>
+Result<ListMeta> listOf(std::string_view json, std::vector<T>& out) {
+  static const Path kVersion("metadata.resourceVersion"), kContinue("metadata.continue"), kItems("items");
+  Document d;
+  od::value root;
+  if (auto opened = d.open(json, root, "list: not a JSON object"); !opened) return fail(opened.error());
   Problems p;
   ListMeta meta;
-  if (auto m = field(*doc, "metadata")) {
-    meta.resourceVersion = str(*m, "resourceVersion", p, "metadata.resourceVersion");
-    meta.continueToken = str(*m, "continue", p, "metadata.continue");
-  }
   std::optional<Error> bad;
-  each(*doc, "items", p, "items", [&](element e, size_t) {
-    auto obj = decode(e);
-    if (!obj) {
-      if (!bad) bad = obj.error();
-      return;
-    }
-    out.push_back(std::move(*obj));
+  std::string_view rv, cont;
+  error_code e = members(root, [&](std::string_view key, od::value& v) -> error_code {
+    if (key == "metadata")
+      return members(v, [&](std::string_view k, od::value& f) -> error_code {
+        if (k == "resourceVersion") return string(f, rv, p, kVersion);
+        if (k == "continue") return string(f, cont, p, kContinue);
+        return kOk;
+      });
+    if (key != "items") return kOk;
+    return elements(v, p, kItems, [&](od::value& item, size_t) -> error_code {
+      if (bad) return kOk;
+      auto obj = decodeOne(item, static_cast<T*>(nullptr));
+      if (!obj) bad = obj.error();
+      else out.push_back(std::move(*obj));
+      return kOk;
+    });
   });
+  if (e != kOk) return fail(jsonError(e));
   if (bad) return fail(bad->wrap("list item"));
   if (auto problem = p.take(); !problem.empty()) return failInvalid("list: " + problem);
+  meta.resourceVersion = rv;
+  meta.continueToken = cont;
   return meta;
 }
 
-template <class T, class F>
-Result<WatchEvent<T>> eventOf(std::string_view line, F decode) {
-  Parser parser;
-  auto doc = parser.parse(line);
-  if (!doc) return fail(doc.error());
+template <class T>
+Result<WatchEvent<T>> eventOf(std::string_view line) {
+  static const Path kCode("object.code"), kMessage("object.message"), kType("type"),
+      kVersion("metadata.resourceVersion");
+  Document d;
+  od::value root;
+  if (auto opened = d.open(line, root, "watch event without type or object"); !opened) return fail(opened.error());
   Problems p;
   WatchEvent<T> ev;
-  ev.type = str(*doc, "type", p, "type");
-  auto obj = field(*doc, "object");
-  if (ev.type.empty() || !obj) return failInvalid("watch event without type or object");
-  if (ev.type == "ERROR") {
-    ev.errorCode = static_cast<int>(integer(*obj, "code", p, "object.code").value_or(0));
-    ev.errorMessage = str(*obj, "message", p, "object.message");
-    return ev;
+  std::string_view type;
+  bool haveObject = false;
+  std::optional<Error> bad;
+  // What the object is depends on the type: read it once the type is known.
+  auto object = [&](od::value& v) -> error_code {
+    error_code err;
+    haveObject = !isType(v, od::json_type::null, err);
+    NA_TRY(err);
+    if (!haveObject || type.empty()) return kOk;
+    if (type == "ERROR") {
+      std::optional<int64_t> code;
+      std::string_view message;
+      NA_TRY(members(v, [&](std::string_view k, od::value& f) -> error_code {
+        if (k == "code") return integer(f, code, p, kCode);
+        if (k == "message") return string(f, message, p, kMessage);
+        return kOk;
+      }));
+      ev.errorCode = static_cast<int>(code.value_or(0));
+      ev.errorMessage = message;
+      return kOk;
+    }
+    if (type == "BOOKMARK") {
+      Meta m;
+      NA_TRY(members(v, [&](std::string_view k, od::value& f) -> error_code {
+        return k == "metadata" ? metadata(f, m, p, ignoreEntry, ignoreEntry) : kOk;
+      }));
+      ev.resourceVersion = m.resourceVersion;
+      return kOk;
+    }
+    auto obj = decodeOne(v, static_cast<T*>(nullptr), &ev.resourceVersion);
+    if (!obj) bad = obj.error();
+    else ev.object = std::move(*obj);
+    return kOk;
+  };
+  od::object top;
+  if (error_code e = root.get_object().get(top); e != kOk) return fail(jsonError(e));
+  std::optional<size_t> objectAt;
+  size_t n = 0;
+  for (auto member : top) {
+    od::field field;
+    if (error_code e = std::move(member).get(field); e != kOk) return fail(jsonError(e));
+    std::string_view key;
+    if (error_code e = field.unescaped_key().get(key); e != kOk) return fail(jsonError(e));
+    size_t at = n++;
+    error_code e = kOk;
+    if (key == "type") e = string(field.value(), type, p, kType);
+    else if (key == "object" && !type.empty()) e = object(field.value());
+    else if (key == "object") objectAt = at;
+    if (e != kOk) return fail(jsonError(e));
   }
-  if (auto m = field(*obj, "metadata")) ev.resourceVersion = str(*m, "resourceVersion", p, "metadata.resourceVersion");
-  if (ev.type == "BOOKMARK") return ev;
-  auto o = decode(*obj);
-  if (!o) return fail(o.error());
-  ev.object = std::move(*o);
+  if (objectAt && !type.empty())
+    if (error_code e = memberAt(top, *objectAt, object); e != kOk) return fail(jsonError(e));
+  if (type.empty() || !haveObject) return failInvalid("watch event without type or object");
+  if (bad) return fail(*bad);
+  ev.type = type;
   return ev;
 }
 
-template <class F>
-auto one(std::string_view json, F decode) -> decltype(decode(element{})) {
-  Parser parser;
-  auto doc = parser.parse(json);
-  if (!doc) return fail(doc.error());
-  return decode(*doc);
+template <class T>
+Result<T> one(std::string_view json) {
+  Document d;
+  od::value root;
+  if (auto opened = d.open(json, root, "object without metadata"); !opened) return fail(opened.error());
+  return decodeOne(root, static_cast<T*>(nullptr));
 }
+
+#undef NA_TRY
 
 }  // namespace
 
-Result<ListMeta> decodeList(std::string_view json, std::vector<Service>& out) { return listOf(json, out, serviceFrom); }
-Result<ListMeta> decodeList(std::string_view json, std::vector<EndpointSlice>& out) {
-  return listOf(json, out, sliceFrom);
-}
-Result<ListMeta> decodeList(std::string_view json, std::vector<Node>& out) { return listOf(json, out, nodeFrom); }
+Result<ListMeta> decodeList(std::string_view json, std::vector<Service>& out) { return listOf(json, out); }
+Result<ListMeta> decodeList(std::string_view json, std::vector<EndpointSlice>& out) { return listOf(json, out); }
+Result<ListMeta> decodeList(std::string_view json, std::vector<Node>& out) { return listOf(json, out); }
 
-Result<WatchEvent<Service>> decodeServiceEvent(std::string_view line) { return eventOf<Service>(line, serviceFrom); }
-Result<WatchEvent<EndpointSlice>> decodeSliceEvent(std::string_view line) {
-  return eventOf<EndpointSlice>(line, sliceFrom);
-}
-Result<WatchEvent<Node>> decodeNodeEvent(std::string_view line) { return eventOf<Node>(line, nodeFrom); }
+Result<WatchEvent<Service>> decodeServiceEvent(std::string_view line) { return eventOf<Service>(line); }
+Result<WatchEvent<EndpointSlice>> decodeSliceEvent(std::string_view line) { return eventOf<EndpointSlice>(line); }
+Result<WatchEvent<Node>> decodeNodeEvent(std::string_view line) { return eventOf<Node>(line); }
 
-Result<Service> decodeService(std::string_view json) { return one(json, serviceFrom); }
-Result<EndpointSlice> decodeEndpointSlice(std::string_view json) { return one(json, sliceFrom); }
-Result<Node> decodeNode(std::string_view json) { return one(json, nodeFrom); }
+Result<Service> decodeService(std::string_view json) { return one<Service>(json); }
+Result<EndpointSlice> decodeEndpointSlice(std::string_view json) { return one<EndpointSlice>(json); }
+Result<Node> decodeNode(std::string_view json) { return one<Node>(json); }
 
 std::optional<std::chrono::system_clock::time_point> parseRfc3339(std::string_view s) {
   // 2026-12-02T03:04:05Z, 2026-12-02T03:04:05.123456Z, 2026-12-02T03:04:05+01:00

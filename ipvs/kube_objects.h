@@ -1,9 +1,12 @@
 // The parts of v1 Service, discovery.k8s.io/v1 EndpointSlice and v1 Node that the service
-// proxy needs, decoded from the API's JSON with simdjson into small structs (a few hundred
-// bytes per object instead of the whole JSON tree): 10,000 services with 10 endpoints each
-// stay a few MB. A decoder never fails on a field it does not use; a field it uses with a
-// wrong type or value makes the object invalid (`error` says which field), and the caller
-// skips that one object.
+// proxy needs, decoded from the API's JSON with simdjson's On-Demand API straight into
+// small structs: only the fields used are read (managedFields and the rest are skipped
+// unparsed), and names that repeat across objects (namespaces, nodes, zones, port names)
+// are Symbols of 4 bytes. An endpoint takes 24 bytes, so 10,000 slices of 10 endpoints
+// hold in about 3 MB. A decoder never fails on a field it does not use; a field it uses
+// with a wrong type or value makes the object invalid (`error` says which field), and the
+// caller skips that one object. On-Demand checks the syntax of what it reads; a syntax
+// error inside a member it skips is not seen (the API server does not send one).
 #pragma once
 
 #include <chrono>
@@ -14,12 +17,13 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/symbol.h"
 #include "ipvs/types.h"
 
 namespace nodeagent::ipvs::k8s {
 
 struct ServicePort {
-  std::string name;  // matches the EndpointSlice port of the same name (may be "")
+  Symbol name;  // matches the EndpointSlice port of the same name (may be "")
   Protocol protocol = Protocol::kTcp;
   uint16_t port = 0;
   uint16_t nodePort = 0;  // 0: none
@@ -29,7 +33,8 @@ struct ServicePort {
 enum class ServiceType : uint8_t { kClusterIP, kNodePort, kLoadBalancer, kExternalName };
 
 struct Service {
-  std::string ns, name, uid, resourceVersion;
+  Symbol ns;
+  std::string name, uid;
   ServiceType type = ServiceType::kClusterIP;
   bool headless = false;               // clusterIP None
   std::vector<Address> clusterIPs;     // spec.clusterIPs (else spec.clusterIP), primary first
@@ -43,38 +48,50 @@ struct Service {
   bool internalLocal = false;        // internalTrafficPolicy: Local
   uint16_t healthCheckNodePort = 0;
   bool topologyAware = false;  // trafficDistribution set, or the topology-mode annotation
-  std::string proxyName;       // label service.kubernetes.io/service-proxy-name
+  Symbol proxyName;            // label service.kubernetes.io/service-proxy-name
   bool headlessLabel = false;  // label service.kubernetes.io/headless
   std::string error;           // non-empty: invalid, with the field and the problem
   bool operator==(const Service&) const = default;
-  std::string id() const { return ns + "/" + name; }
+  std::string id() const { return ns.str() + "/" + name; }
 };
 
 struct Endpoint {
   Address address;  // addresses[0], as kube-proxy uses
   bool ready = true, serving = true, terminating = false;
-  std::string nodeName;
-  std::vector<std::string> zoneHints, nodeHints;
+  Symbol nodeName;
   bool operator==(const Endpoint&) const = default;
 };
 
+// hints.forZones[].name and hints.forNodes[].name of one endpoint (few slices have any).
+struct EndpointHint {
+  enum Kind : uint8_t { kZone, kNode };
+  uint16_t endpoint = 0;  // index into EndpointSlice::endpoints
+  Kind kind = kZone;
+  Symbol name;
+  bool operator==(const EndpointHint&) const = default;
+};
+
 struct SlicePort {
-  std::string name;
+  Symbol name;
   Protocol protocol = Protocol::kTcp;
   uint16_t port = 0;  // 0: the port is unset (the slice serves no port of that name)
   bool operator==(const SlicePort&) const = default;
 };
 
 struct EndpointSlice {
-  std::string ns, name, serviceName;  // serviceName: label kubernetes.io/service-name
-  uint8_t family = 0;                 // AF_INET / AF_INET6; 0: FQDN or unknown (ignored)
+  Symbol ns;
+  std::string name, serviceName;  // serviceName: label kubernetes.io/service-name
+  uint8_t family = 0;             // AF_INET / AF_INET6; 0: FQDN or unknown (ignored)
   std::vector<SlicePort> ports;
   std::vector<Endpoint> endpoints;
+  std::vector<EndpointHint> hints;  // by endpoint, in order
   // endpoints.kubernetes.io/last-change-trigger-time, for network_programming_duration.
   std::optional<std::chrono::system_clock::time_point> triggerTime;
   std::string error;
   bool operator==(const EndpointSlice&) const = default;
-  std::string id() const { return ns + "/" + name; }
+  std::string id() const { return ns.str() + "/" + name; }
+  // The names endpoint `i` is hinted for, of one kind; `any` tells whether it has any.
+  bool hinted(size_t i, EndpointHint::Kind kind, std::string_view name, bool* any = nullptr) const;
 };
 
 struct Node {
@@ -83,9 +100,10 @@ struct Node {
   std::vector<Address> addresses;  // status.addresses InternalIP and ExternalIP
 };
 
-// Decoding. A list page or a watch event is parsed once (simdjson DOM) and its objects
-// are decoded straight into the structs above. A syntax error or a missing metadata.name
-// is an error of the whole page or event; a bad field only marks its object (`error`).
+// Decoding. A list page or a watch event is read once, front to back (simdjson On-Demand),
+// and its objects are decoded straight into the structs above; nothing of the document is
+// kept. A syntax error or a missing metadata.name is an error of the whole page or event;
+// a bad field only marks its object (`error`).
 struct ListMeta {
   std::string resourceVersion;
   std::string continueToken;  // "": the last page

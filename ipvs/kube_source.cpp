@@ -39,16 +39,6 @@ std::vector<Address> kernelAddresses(const std::string& skipInterface) {
 
 namespace {
 
-// One list page decoded into the list in progress (`first` starts it again).
-template <class T>
-Result<kube::RawListPage> decodePage(std::mutex& mu, std::vector<T>& into, std::string_view page, bool first) {
-  std::lock_guard l(mu);
-  if (first) into.clear();
-  auto m = k8s::decodeList(page, into);
-  if (!m) return fail(m.error());
-  return kube::RawListPage{m->resourceVersion, m->continueToken};
-}
-
 // A decoded watch event: `apply` (under the lock) for ADDED/MODIFIED/DELETED, then
 // `changed`; what the ListWatch needs to know comes back.
 template <class T, class Apply, class Changed>
@@ -63,6 +53,21 @@ Result<kube::RawWatchEvent> applyEvent(Result<k8s::WatchEvent<T>> ev, std::mutex
     if (any) changed();
   }
   return kube::RawWatchEvent{ev->type, ev->resourceVersion, ev->errorCode, ev->errorMessage};
+}
+
+std::string serviceIdOf(const k8s::EndpointSlice& s) { return s.ns.str() + "/" + s.serviceName; }
+
+// One list page: decoded outside the lock, then under it `start` (the first page of a
+// list) and `apply` for each object; the page's text is the caller's and is dropped after.
+template <class T, class Start, class Apply>
+Result<kube::RawListPage> applyPage(std::string_view page, bool first, std::mutex& mu, Start start, Apply apply) {
+  std::vector<T> items;
+  auto m = k8s::decodeList(page, items);
+  if (!m) return fail(m.error());
+  std::lock_guard l(mu);
+  if (first) start();
+  for (auto& item : items) apply(std::move(item));
+  return kube::RawListPage{m->resourceVersion, m->continueToken};
 }
 
 }  // namespace
@@ -84,14 +89,20 @@ void KubeServiceSource::changed() {
   if (onChange_) onChange_();
 }
 
-void KubeServiceSource::setService(k8s::Service s) {
-  s.resourceVersion.clear();  // a relist of an unchanged object is no change
+void KubeServiceSource::markDirty(const std::string& id, Entry& e) {
+  if (e.dirty) return;
+  e.dirty = true;
+  if (!allDirty_) dirty_.push_back(id);
+}
+
+void KubeServiceSource::setService(k8s::Service s, uint32_t listed) {
   std::string id = s.id();
   Entry& e = entries_[id];
+  e.listed = listed;
   if (e.present && e.service == s) return;
   e.service = std::move(s);
   e.present = true;
-  dirty_.insert(id);
+  markDirty(id, e);
 }
 
 void KubeServiceSource::deleteService(const std::string& id) {
@@ -99,35 +110,53 @@ void KubeServiceSource::deleteService(const std::string& id) {
   if (it == entries_.end() || !it->second.present) return;
   it->second.present = false;
   it->second.service = k8s::Service{};
-  dirty_.insert(id);
+  markDirty(id, it->second);
 }
 
-void KubeServiceSource::setSlice(k8s::EndpointSlice s) {
-  if (s.serviceName.empty()) return;  // not a service's slice: kube-proxy ignores it too
+void KubeServiceSource::setSlice(k8s::EndpointSlice s, uint32_t listed) {
   std::string id = s.id();
-  std::string svc = s.ns + "/" + s.serviceName;
-  auto it = slices_.find(id);
-  if (it != slices_.end()) {
-    if (it->second == s) return;
-    std::string before = it->second.ns + "/" + it->second.serviceName;
-    if (before != svc) {
-      entries_[before].slices.erase(id);
-      dirty_.insert(before);
+  if (s.serviceName.empty()) {  // not (or no longer) a service's slice: kube-proxy ignores it
+    deleteSlice(id);
+    return;
+  }
+  std::string svc = serviceIdOf(s);
+  auto [owner, fresh] = sliceOwner_.try_emplace(id, nullptr);
+  if (!fresh) {
+    Entry& before = *owner->second;
+    auto it = std::find_if(before.slices.begin(), before.slices.end(),
+                           [&](const Slice& x) { return x.slice.name == s.name; });
+    if (it != before.slices.end()) {
+      if (it->slice.serviceName == s.serviceName) {
+        it->listed = listed;
+        if (it->slice == s) return;
+        if (s.triggerTime) pendingTriggers_.push_back(*s.triggerTime);
+        it->slice = std::move(s);
+        markDirty(svc, before);
+        return;
+      }
+      // Relabelled to another service: it leaves the one before.
+      markDirty(serviceIdOf(it->slice), before);
+      before.slices.erase(it);
     }
   }
   if (s.triggerTime) pendingTriggers_.push_back(*s.triggerTime);
-  entries_[svc].slices.insert(id);
-  dirty_.insert(svc);
-  slices_.insert_or_assign(id, std::move(s));
+  Entry& e = entries_[svc];
+  e.slices.push_back(Slice{std::move(s), listed});
+  owner->second = &e;
+  markDirty(svc, e);
 }
 
 void KubeServiceSource::deleteSlice(const std::string& id) {
-  auto it = slices_.find(id);
-  if (it == slices_.end()) return;
-  std::string svc = it->second.ns + "/" + it->second.serviceName;
-  entries_[svc].slices.erase(id);
-  dirty_.insert(svc);
-  slices_.erase(it);
+  auto owner = sliceOwner_.find(id);
+  if (owner == sliceOwner_.end()) return;
+  Entry& e = *owner->second;
+  std::string_view name = std::string_view(id).substr(id.find('/') + 1);
+  auto it = std::find_if(e.slices.begin(), e.slices.end(), [&](const Slice& x) { return x.slice.name == name; });
+  if (it != e.slices.end()) {
+    markDirty(serviceIdOf(it->slice), e);
+    e.slices.erase(it);
+  }
+  sliceOwner_.erase(owner);
 }
 
 void KubeServiceSource::setNode(const k8s::Node& n) {
@@ -137,20 +166,17 @@ void KubeServiceSource::setNode(const k8s::Node& n) {
 }
 
 Result<kube::RawListPage> KubeServiceSource::onServicePage(std::string_view page, bool first) {
-  return decodePage(mu_, serviceList_, page, first);
+  return applyPage<k8s::Service>(
+      page, first, mu_, [this] { ++serviceList_; }, [this](k8s::Service s) { setService(std::move(s), serviceList_); });
 }
 
 void KubeServiceSource::onServiceListDone() {
   {
     std::lock_guard l(mu_);
-    std::set<std::string> seen;
-    for (auto& s : serviceList_) {
-      seen.insert(s.id());
-      setService(std::move(s));
-    }
-    serviceList_ = {};
-    for (auto& [id, e] : entries_)
-      if (e.present && !seen.contains(id)) deleteService(id);
+    std::vector<std::string> gone;
+    for (const auto& [id, e] : entries_)
+      if (e.present && e.listed != serviceList_) gone.push_back(id);
+    for (const auto& id : gone) deleteService(id);
     servicesListed_ = true;
   }
   changed();
@@ -161,28 +187,24 @@ Result<kube::RawWatchEvent> KubeServiceSource::onServiceEvent(std::string_view l
       k8s::decodeServiceEvent(line), mu_,
       [&](const std::string& type, k8s::Service s) {
         if (type == "DELETED") deleteService(s.id());
-        else setService(std::move(s));
+        else setService(std::move(s), serviceList_);
         return true;
       },
       [&] { changed(); });
 }
 
 Result<kube::RawListPage> KubeServiceSource::onSlicePage(std::string_view page, bool first) {
-  return decodePage(mu_, sliceList_, page, first);
+  return applyPage<k8s::EndpointSlice>(
+      page, first, mu_, [this] { ++sliceList_; }, [this](k8s::EndpointSlice s) { setSlice(std::move(s), sliceList_); });
 }
 
 void KubeServiceSource::onSliceListDone() {
   {
     std::lock_guard l(mu_);
-    std::set<std::string> seen;
-    for (auto& s : sliceList_) {
-      seen.insert(s.id());
-      setSlice(std::move(s));
-    }
-    sliceList_ = {};
     std::vector<std::string> gone;
-    for (const auto& [id, s] : slices_)
-      if (!seen.contains(id)) gone.push_back(id);
+    for (const auto& [id, e] : entries_)
+      for (const auto& s : e.slices)
+        if (s.listed != sliceList_) gone.push_back(s.slice.id());
     for (const auto& id : gone) deleteSlice(id);
     slicesListed_ = true;
   }
@@ -194,14 +216,15 @@ Result<kube::RawWatchEvent> KubeServiceSource::onSliceEvent(std::string_view lin
       k8s::decodeSliceEvent(line), mu_,
       [&](const std::string& type, k8s::EndpointSlice s) {
         if (type == "DELETED") deleteSlice(s.id());
-        else setSlice(std::move(s));
+        else setSlice(std::move(s), sliceList_);
         return true;
       },
       [&] { changed(); });
 }
 
 Result<kube::RawListPage> KubeServiceSource::onNodePage(std::string_view page, bool first) {
-  return decodePage(mu_, nodeList_, page, first);
+  return applyPage<k8s::Node>(
+      page, first, mu_, [this] { nodeList_.clear(); }, [this](k8s::Node n) { nodeList_.push_back(std::move(n)); });
 }
 
 void KubeServiceSource::onNodeListDone() {
@@ -250,20 +273,25 @@ Result<DesiredState> KubeServiceSource::load(const DesiredState*) {
     lastView_ = view;
   }
   auto log = log::get("ipvs");
+  std::vector<const k8s::EndpointSlice*> slices;
   auto retranslate = [&](const std::string& id, Entry& e) {
+    e.dirty = false;
     if (!e.present) {
-      e.program = {};
+      e.servers = {};
+      e.skip = k8s::Skip::kNone;
+      e.healthPort = 0;
       invalid_.erase(id);
       return;
     }
-    std::vector<const k8s::EndpointSlice*> slices;
-    for (const auto& sid : e.slices)
-      if (auto it = slices_.find(sid); it != slices_.end()) slices.push_back(&it->second);
-    auto prog = k8s::translate(e.service, slices, view, opts_.proxy, &e.program);
+    slices.clear();
+    for (const auto& s : e.slices) slices.push_back(&s.slice);
+    k8s::ServiceProgram before;
+    before.servers = std::move(e.servers);
+    auto prog = k8s::translate(e.service, slices, view, opts_.proxy, &before);
     std::string problem = prog.skip == k8s::Skip::kInvalid ? prog.error : "";
     if (problem.empty() && !prog.warnings.empty()) problem = prog.warnings.front();
     if (!problem.empty()) {
-      InvalidService inv{e.service.ns, e.service.name, e.service.uid, problem};
+      InvalidService inv{e.service.ns.str(), e.service.name, e.service.uid, problem};
       auto [it, fresh] = invalid_.try_emplace(id, inv);
       if (fresh || !(it->second == inv)) {
         it->second = inv;
@@ -274,18 +302,27 @@ Result<DesiredState> KubeServiceSource::load(const DesiredState*) {
     } else {
       invalid_.erase(id);
     }
-    e.program = std::move(prog);
+    e.servers = std::move(prog.servers);
+    e.servers.shrink_to_fit();
+    e.skip = prog.skip;
+    e.healthPort = prog.health ? prog.health->port : 0;
+    e.healthLocal = prog.health ? static_cast<uint32_t>(prog.health->localEndpoints) : 0;
   };
+  auto unused = [](const Entry& e) { return !e.present && e.slices.empty(); };
   if (allDirty_) {
-    for (auto& [id, e] : entries_) retranslate(id, e);
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      retranslate(it->first, it->second);
+      it = unused(it->second) ? entries_.erase(it) : std::next(it);
+    }
   } else {
-    for (const auto& id : dirty_)
-      if (auto it = entries_.find(id); it != entries_.end()) retranslate(id, it->second);
+    for (const auto& id : dirty_) {
+      auto it = entries_.find(id);
+      if (it == entries_.end() || !it->second.dirty) continue;
+      retranslate(id, it->second);
+      if (unused(it->second)) entries_.erase(it);
+    }
   }
-  for (const auto& id : dirty_)
-    if (auto it = entries_.find(id); it != entries_.end() && !it->second.present && it->second.slices.empty())
-      entries_.erase(it);
-  dirty_.clear();
+  dirty_ = {};
   allDirty_ = false;
   takenTriggers_.insert(takenTriggers_.end(), pendingTriggers_.begin(), pendingTriggers_.end());
   pendingTriggers_.clear();
@@ -294,11 +331,13 @@ Result<DesiredState> KubeServiceSource::load(const DesiredState*) {
   // address and port (externalIPs can collide): the first by name wins, the other is counted.
   std::vector<std::pair<ServiceKey, ServicePtr>> all;
   std::map<uint16_t, HealthTarget> health;
+  size_t count = 0;
+  for (const auto& [id, e] : entries_) count += e.servers.size();
+  all.reserve(count);
   for (const auto& [id, e] : entries_) {
-    all.insert(all.end(), e.program.servers.begin(), e.program.servers.end());
-    if (e.program.health)
-      health.emplace(e.program.health->port,
-                     HealthTarget{e.program.health->ns, e.program.health->name, e.program.health->localEndpoints});
+    all.insert(all.end(), e.servers.begin(), e.servers.end());
+    if (e.healthPort != 0)
+      health.emplace(e.healthPort, HealthTarget{e.service.ns.str(), e.service.name, e.healthLocal});
   }
   std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
     return a.first < b.first || (a.first == b.first && a.second->name < b.second->name);
@@ -362,12 +401,12 @@ KubeSourceStatus KubeServiceSource::status() const {
   std::lock_guard l(mu_);
   KubeSourceStatus s;
   s.synced = servicesListed_ && slicesListed_ && nodeListed_;
-  s.slices = slices_.size();
+  s.slices = sliceOwner_.size();
   for (const auto& [id, e] : entries_) {
     if (!e.present) continue;
     ++s.services;
-    if (e.program.skip == k8s::Skip::kNone) ++s.programmed;
-    else if (e.program.skip == k8s::Skip::kInvalid) ++s.invalid;
+    if (e.skip == k8s::Skip::kNone) ++s.programmed;
+    else if (e.skip == k8s::Skip::kInvalid) ++s.invalid;
     else ++s.skipped;
   }
   s.conflicts = conflicts_;

@@ -1,8 +1,8 @@
 // KubeServiceSource: desired IPVS services from the Kubernetes API, as kube-proxy's IPVS
 // mode derives them. Lists and watches v1 Services and discovery.k8s.io/v1 EndpointSlices
 // cluster-wide and the agent's own Node (kube::ListWatch: bookmarks, resume, one relist on
-// 410 Gone), decoding straight into small structs. A watch event only marks its service
-// changed; load() re-translates the changed services and shares every other one with the
+// 410 Gone), decoding each list page and event straight into small structs and dropping
+// the text at once. A watch event only marks its service changed; load() re-translates the changed services and shares every other one with the
 // state before, so the module's planner sees only them. Nothing is offered before the
 // first list of all three completed (a restart with the API away changes nothing).
 #pragma once
@@ -12,7 +12,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -84,15 +83,28 @@ class KubeServiceSource final : public ServiceSource {
   Result<kube::RawWatchEvent> onNodeEvent(std::string_view line);
 
  private:
+  struct Slice {
+    k8s::EndpointSlice slice;
+    uint32_t listed = 0;  // the slice list that last saw it
+  };
+  // One Service (ns/name) and its EndpointSlices as the lists and events left them, with
+  // what it became on this node at the last load. Compact on purpose: at 10,000 services
+  // this is most of the source's memory.
   struct Entry {
     k8s::Service service;
-    std::set<std::string> slices;  // EndpointSlice ids (ns/name) of this service
-    k8s::ServiceProgram program;
+    std::vector<Slice> slices;  // label kubernetes.io/service-name, any family
+    std::vector<std::pair<ServiceKey, ServicePtr>> servers;  // the last translation
+    uint32_t listed = 0;          // the service list that last saw the Service
+    uint32_t healthLocal = 0;     // local ready endpoints, for the health check
+    uint16_t healthPort = 0;      // 0: no health check
+    k8s::Skip skip = k8s::Skip::kNone;
     bool present = false;  // the Service exists (an entry may hold only slices)
+    bool dirty = false;    // to translate at the next load
   };
-  void setService(k8s::Service s);
+  void markDirty(const std::string& id, Entry& e);
+  void setService(k8s::Service s, uint32_t listed);
   void deleteService(const std::string& id);
-  void setSlice(k8s::EndpointSlice s);
+  void setSlice(k8s::EndpointSlice s, uint32_t listed);
   void deleteSlice(const std::string& id);
   void setNode(const k8s::Node& n);
   void changed();
@@ -102,15 +114,15 @@ class KubeServiceSource final : public ServiceSource {
   KubeSourceOptions opts_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry> entries_;  // by Service id ns/name
-  std::unordered_map<std::string, k8s::EndpointSlice> slices_;  // by slice id
-  std::set<std::string> dirty_;
+  std::unordered_map<std::string, Entry*> sliceOwner_;  // slice id ns/name -> its entry
+  std::vector<std::string> dirty_;  // ids of entries marked dirty (unless allDirty_)
   bool allDirty_ = true;
   std::optional<k8s::Node> node_;
   k8s::NodeView lastView_;
   bool servicesListed_ = false, slicesListed_ = false, nodeListed_ = false;
-  // A list in progress: what it has seen so far.
-  std::vector<k8s::Service> serviceList_;
-  std::vector<k8s::EndpointSlice> sliceList_;
+  // Lists in progress: each page is applied as it comes; what a (re)list did not see is
+  // deleted when it ends (by generation, so no set of the seen ids is kept).
+  uint32_t serviceList_ = 0, sliceList_ = 0;
   std::vector<k8s::Node> nodeList_;
   std::vector<std::chrono::system_clock::time_point> pendingTriggers_, takenTriggers_;
   std::map<std::string, InvalidService> invalid_;  // by id

@@ -14,7 +14,11 @@ namespace {
 struct Candidate {
   DestKey key;
   bool ready = false, serving = false, terminating = false, local = false;
-  const Endpoint* ep = nullptr;
+  const EndpointSlice* slice = nullptr;
+  size_t index = 0;  // of the endpoint in its slice (for its hints)
+  bool hinted(EndpointHint::Kind kind, std::string_view name, bool* any = nullptr) const {
+    return slice->hinted(index, kind, name, any);
+  }
 };
 
 // The endpoints of service port `sp` of family `family` over all slices. A slice's port
@@ -31,9 +35,10 @@ std::vector<Candidate> candidates(const ServicePort& sp, uint8_t family, std::sp
     for (const auto& p : es->ports)
       if (p.name == sp.name && p.protocol == sp.protocol && p.port != 0) port = &p;
     if (!port) continue;
-    for (const auto& ep : es->endpoints) {
+    for (size_t i = 0; i < es->endpoints.size(); ++i) {
+      const Endpoint& ep = es->endpoints[i];
       Candidate c{DestKey{ep.address, port->port}, ep.ready, ep.serving, ep.terminating,
-                  !nodeName.empty() && ep.nodeName == nodeName, &ep};
+                  !nodeName.empty() && ep.nodeName == nodeName, es, i};
       auto [it, fresh] = seen.emplace(c.key, out.size());
       if (fresh) out.push_back(c);
       else if (c.ready && !out[it->second].ready) out[it->second] = c;
@@ -41,8 +46,6 @@ std::vector<Candidate> candidates(const ServicePort& sp, uint8_t family, std::sp
   }
   return out;
 }
-
-bool has(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
 
 enum class Topology { kNone, kNode, kZone };
 
@@ -55,10 +58,13 @@ Topology topologyMode(const Service& svc, const std::vector<Candidate>& eps, con
   for (const auto& c : eps) {
     if (!c.ready) continue;
     any = true;
-    if (c.ep->nodeHints.empty()) allNode = false;
-    else if (has(c.ep->nodeHints, node.name)) forNode = true;
-    if (c.ep->zoneHints.empty()) allZone = false;
-    else if (!node.zone.empty() && has(c.ep->zoneHints, node.zone)) forZone = true;
+    bool nodeHints, zoneHints;
+    bool toNode = c.hinted(EndpointHint::kNode, node.name, &nodeHints);
+    bool toZone = c.hinted(EndpointHint::kZone, node.zone, &zoneHints);
+    if (!nodeHints) allNode = false;
+    else if (toNode) forNode = true;
+    if (!zoneHints) allZone = false;
+    else if (!node.zone.empty() && toZone) forZone = true;
   }
   if (!any) return Topology::kNone;
   if (allNode && forNode) return Topology::kNode;
@@ -89,8 +95,8 @@ Chosen categorize(const Service& svc, const std::vector<Candidate>& eps, const N
     Topology mode = topologyMode(svc, eps, node);
     for (const auto& c : eps) {
       if (!c.ready) continue;
-      if (mode == Topology::kNode && !has(c.ep->nodeHints, node.name)) continue;
-      if (mode == Topology::kZone && !has(c.ep->zoneHints, node.zone)) continue;
+      if (mode == Topology::kNode && !c.hinted(EndpointHint::kNode, node.name)) continue;
+      if (mode == Topology::kZone && !c.hinted(EndpointHint::kZone, node.zone)) continue;
       out.cluster.push_back(c.key);
     }
     if (out.cluster.empty())
@@ -127,7 +133,8 @@ std::string_view skipName(Skip s) {
 }
 
 std::string servicePortName(const Service& svc, const ServicePort& port) {
-  return svc.ns + "/" + svc.name + ":" + (port.name.empty() ? std::to_string(port.port) : port.name);
+  std::string out = svc.id() + ":";
+  return port.name.empty() ? out + std::to_string(port.port) : out.append(port.name.view());
 }
 
 ServiceProgram translate(const Service& svc, std::span<const EndpointSlice* const> slices, const NodeView& node,
@@ -140,7 +147,7 @@ ServiceProgram translate(const Service& svc, std::span<const EndpointSlice* cons
   }
   if (svc.type == ServiceType::kExternalName) prog.skip = Skip::kExternalName;
   else if (svc.headless || svc.headlessLabel) prog.skip = Skip::kHeadless;
-  else if (!svc.proxyName.empty() && svc.proxyName != options.proxyName) prog.skip = Skip::kOtherProxy;
+  else if (!svc.proxyName.empty() && !(svc.proxyName == options.proxyName)) prog.skip = Skip::kOtherProxy;
   else if (svc.clusterIPs.empty()) prog.skip = Skip::kNoClusterIP;
   if (prog.skip != Skip::kNone) return prog;
   for (const EndpointSlice* es : slices)
@@ -215,7 +222,7 @@ ServiceProgram translate(const Service& svc, std::span<const EndpointSlice* cons
     }
   }
   if (svc.type == ServiceType::kLoadBalancer && svc.externalLocal && svc.healthCheckNodePort != 0)
-    prog.health = HealthCheck{svc.healthCheckNodePort, svc.ns, svc.name, localReady};
+    prog.health = HealthCheck{svc.healthCheckNodePort, svc.ns.str(), svc.name, localReady};
 
   // Unchanged virtual servers keep the objects built before.
   std::map<ServiceKey, const ServicePtr*> before;

@@ -1,9 +1,15 @@
 // The Kubernetes service source against the real kube-apiserver (bench/proxy-kube/run.sh
-// starts it). Two modes, two processes, so the measuring process's CPU and memory are the
+// starts it). Modes, each its own process, so the measuring process's CPU and memory are the
 // source's alone:
 //   proxy_kube_bench create  --kubeconfig ADMIN --from A --to B --endpoints D
 //   proxy_kube_bench measure --kubeconfig AGENT --admin ADMIN --services N --changes C
 //   proxy_kube_bench baseline --kubeconfig AGENT
+//   proxy_kube_bench kernel --kubeconfig ADMIN --services N --changes C --agent-pid P --since T
+// `kernel` runs in the QEMU VM beside the real agent (guest.sh): the time from the agent's
+// start (T, epoch seconds) until every service and its endpoints are in IPVS (read back over
+// netlink), then C single-endpoint changes from the API write to the kernel, each beside the
+// same write's arrival on a bare watch (the API's own latency, the baseline of the same
+// run), and the agent's RSS, anonymous memory and CPU seconds from /proc.
 // `measure` reports the time from start until every service is in the desired state
 // (decoded and translated; the kernel is the VM benchmark's part, bench/ipvs), against a
 // baseline in the same run: the same paged lists fetched and thrown away, timed by the
@@ -12,6 +18,8 @@
 // single-endpoint changes, each from the API write to the desired state (p50, p99), RSS,
 // anonymous memory and CPU seconds.
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -19,7 +27,9 @@
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,8 +38,10 @@
 
 #include "kube/client.h"
 #include "kube/cluster.h"
+#include "kube/list_watch.h"
 #include "common/log.h"
 #include "ipvs/kube_source.h"
+#include "ipvs/netlink_service_table.h"
 
 using namespace nodeagent;
 using Clock = std::chrono::steady_clock;
@@ -91,9 +103,9 @@ int create(const std::string& kubeconfig, int from, int to, int endpoints) {
 struct Mem {
   double rssMb = 0, anonMb = 0, hwmMb = 0;
 };
-Mem memory() {
+Mem memory(const std::string& pid = "self") {
   Mem m;
-  std::ifstream f("/proc/self/status");
+  std::ifstream f("/proc/" + pid + "/status");
   std::string k;
   double v;
   while (f >> k) {
@@ -210,6 +222,158 @@ int measure(const std::string& kubeconfig, const std::string& admin, int service
   return all ? 0 : 1;
 }
 
+// CPU seconds of another process (utime + stime of /proc/PID/stat).
+double cpuSecondsOf(const std::string& pid) {
+  std::ifstream f("/proc/" + pid + "/stat");
+  std::string line;
+  std::getline(f, line);
+  auto close = line.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream rest(line.substr(close + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {  // fields 14 and 15 (1-based)
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) stime = std::stod(field);
+  }
+  return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+double pct(std::vector<double> v, double p) {
+  if (v.empty()) return -1;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, size_t(p * v.size()))];
+}
+
+// The bench services in the kernel: TCP port 80 virtual servers (the cluster's own
+// `kubernetes` service is 443).
+std::vector<ipvs::ServiceKey> benchServices(ipvs::NetlinkServiceTable& t) {
+  std::vector<ipvs::ServiceKey> out;
+  auto all = t.list(false);
+  if (!all) return out;
+  for (const auto& s : *all)
+    if (s.service.key.port == 80 && s.service.key.protocol == ipvs::Protocol::kTcp) out.push_back(s.service.key);
+  return out;
+}
+
+int kernel(const std::string& admin, int services, int endpoints, int changes, const std::string& agentPid,
+           double since, double baseline, int spacingMs) {
+  auto table = ipvs::NetlinkServiceTable::open();
+  if (!table) {
+    std::fprintf(stderr, "%s\n", table.error().message().c_str());
+    return 1;
+  }
+  auto& t = **table;
+  // 1. Everything in the kernel: all N services, and the endpoints of the last one the
+  // agent programs (it goes in key order, so that one is in the last batch).
+  auto sinceStart = [&] {
+    return std::chrono::duration<double, std::milli>(std::chrono::system_clock::now().time_since_epoch()).count() -
+           since * 1000;
+  };
+  bool all = false;
+  double took = -1;
+  auto deadline = Clock::now() + std::chrono::minutes(20);
+  while (Clock::now() < deadline) {
+    auto keys = benchServices(t);
+    if (static_cast<int>(keys.size()) >= services) {
+      auto last = *std::max_element(keys.begin(), keys.end());
+      auto d = t.listDests(last);
+      if (d && static_cast<int>(d->size()) >= endpoints) {
+        took = sinceStart();
+        all = true;
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  size_t dests = 0;
+  if (auto l = t.list(true))
+    for (const auto& s : *l)
+      if (s.service.key.port == 80) dests += s.dests.size();
+  auto mem = memory(agentPid);
+  std::printf("BENCH kernel initial %d services: %s in %.0f ms from the agent's start (%zu endpoints read back); "
+              "baseline (paged list, no decode) %.0f ms; ratio %.2f\n",
+              services, all ? "all in IPVS" : "TIMEOUT", took, dests, baseline, took / baseline);
+  std::printf("BENCH kernel agent after initial: RSS %.1f MB, anonymous %.1f MB, HWM %.1f MB, CPU %.2f s\n", mem.rssMb,
+              mem.anonMb, mem.hwmMb, cpuSecondsOf(agentPid));
+  if (!all) return 1;
+
+  // 2. Changes: a bare watch of the bench slices beside the agent sees each write arrive.
+  auto c = client(admin);
+  auto watcherClient = client(admin);
+  std::string rv;
+  if (auto r = c->request("GET", "/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices?limit=1"))
+    if (auto j = Json::parse(r->body)) rv = j->get("metadata").get("resourceVersion").asString();
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::string, Clock::time_point> seen;  // slice name -> when its event arrived
+  std::atomic<bool> stop{false};
+  std::thread watcher([&] {
+    while (!stop) {
+      auto r = watcherClient->stream(
+          "/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices?watch=1&resourceVersion=" + kube::urlEncode(rv),
+          [&](std::string_view line) {
+            auto now = Clock::now();
+            auto ev = kube::decodeWatchEvent(line);
+            if (ev && ev->type == "MODIFIED") {
+              std::lock_guard l(mu);
+              seen[ev->object.get("metadata").get("name").asString()] = now;
+              cv.notify_all();
+            }
+            if (ev && !ev->resourceVersion.empty()) rv = ev->resourceVersion;
+            return !stop.load();
+          },
+          std::chrono::minutes(30), &stop);
+      (void)r;
+    }
+  });
+  std::vector<double> kernelMs, watchMs;
+  for (int i = 0; i < changes; ++i) {
+    int svc = (i * 7919) % services;
+    std::string name = "s" + std::to_string(svc);
+    auto g = c->request("GET", "/api/v1/namespaces/bench/services/" + name);
+    auto sj = g ? Json::parse(g->body) : Result<Json>(failInvalid("no service"));
+    auto vip = sj ? ipvs::Address::parse(sj->get("spec").get("clusterIP").asString()) : failInvalid("no service");
+    if (!vip) continue;
+    ipvs::ServiceKey key{AF_INET, ipvs::Protocol::kTcp, *vip, 80, 0};
+    std::string newIp = "10.202." + std::to_string((i >> 8) & 255) + "." + std::to_string(i & 255);
+    auto want = *ipvs::Address::parse(newIp);
+    auto w0 = Clock::now();
+    auto r = c->request("PATCH", "/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices/" + name + "-1",
+                        R"([{"op":"replace","path":"/endpoints/0/addresses/0","value":")" + newIp + R"("}])",
+                        "application/json-patch+json");
+    if (!r) continue;
+    bool inKernel = false;
+    auto end = w0 + std::chrono::seconds(60);
+    while (Clock::now() < end && !inKernel) {
+      if (auto d = t.listDests(key))
+        for (const auto& ds : *d)
+          if (ds.dest.key.address == want && ds.dest.weight > 0) inKernel = true;
+      if (!inKernel) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (inKernel) kernelMs.push_back(ms(Clock::now() - w0));
+    {
+      std::unique_lock l(mu);
+      if (cv.wait_until(l, end, [&] { auto it = seen.find(name + "-1"); return it != seen.end() && it->second >= w0; }))
+        watchMs.push_back(ms(seen[name + "-1"] - w0));
+    }
+    // The next write after the agent's min_interval: each change meets an idle agent, so
+    // the figure is the path's latency, not the rate limit's wait.
+    std::this_thread::sleep_for(std::chrono::milliseconds(spacingMs));
+  }
+  stop = true;
+  watcherClient->interrupt();
+  watcher.join();
+  mem = memory(agentPid);
+  std::printf("BENCH kernel changes at %d services: %zu/%d in IPVS (%d ms apart), API write to kernel p50 %.1f ms "
+              "p99 %.1f ms; API write to a bare watch event (baseline) p50 %.1f ms p99 %.1f ms; ratio p50 %.2f\n",
+              services, kernelMs.size(), changes, spacingMs, pct(kernelMs, 0.5), pct(kernelMs, 0.99),
+              pct(watchMs, 0.5), pct(watchMs, 0.99), pct(kernelMs, 0.5) / pct(watchMs, 0.5));
+  std::printf("BENCH kernel agent at the end: RSS %.1f MB, anonymous %.1f MB, HWM %.1f MB, CPU %.2f s\n", mem.rssMb,
+              mem.anonMb, mem.hwmMb, cpuSecondsOf(agentPid));
+  return kernelMs.size() == static_cast<size_t>(changes) ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -217,7 +381,13 @@ int main(int argc, char** argv) {
   std::string mode, kubeconfig, admin;
   int from = 0, to = 0, endpoints = 10, services = 0, changes = 100, pageSize = 500;
   double baselineMs = 0;
-  app.add_option("mode", mode)->required()->check(CLI::IsMember({"create", "measure", "baseline"}));
+  std::string agentPid;
+  double since = 0;
+  app.add_option("mode", mode)->required()->check(CLI::IsMember({"create", "measure", "baseline", "kernel"}));
+  app.add_option("--agent-pid", agentPid);
+  app.add_option("--since", since);
+  int spacingMs = 1100;  // the agent's default min_interval (1 s) and a little
+  app.add_option("--spacing-ms", spacingMs);
   app.add_option("--kubeconfig", kubeconfig)->required();
   app.add_option("--admin", admin);
   app.add_option("--from", from);
@@ -229,6 +399,8 @@ int main(int argc, char** argv) {
   app.add_option("--baseline-ms", baselineMs);
   CLI11_PARSE(app, argc, argv);
   if (mode == "create") return create(kubeconfig, from, to, endpoints);
+  if (mode == "kernel")
+    return kernel(kubeconfig, services, endpoints, changes, agentPid, since, baselineMs, spacingMs);
   if (mode == "baseline") {
     auto c = client(kubeconfig);
     double took = listOnly(*c, pageSize);

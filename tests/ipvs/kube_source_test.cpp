@@ -45,6 +45,10 @@ class KubeSourceTest : public ::testing::Test {
     o.localAddresses = [] { return std::vector<Address>{*Address::parse("192.168.1.10")}; };
     source_ = std::make_unique<KubeServiceSource>(*client_, o);
   }
+  void listNodes(const std::vector<std::string>& nodes = {}) {
+    ASSERT_TRUE(source_->onNodePage(list(nodes), true).has_value());
+    source_->onNodeListDone();
+  }
   void listAll(const std::vector<std::string>& services, const std::vector<std::string>& slices) {
     ASSERT_TRUE(source_->onServicePage(list(services), true).has_value());
     source_->onServiceListDone();
@@ -60,8 +64,7 @@ TEST_F(KubeSourceTest, NothingBeforeTheFirstListsThenTheWholeSet) {
   EXPECT_FALSE(source_->load().has_value());
   listAll({svcJson("a", "10.96.0.1"), svcJson("b", "10.96.0.2")}, {sliceJson("a", "10.244.0.1")});
   EXPECT_FALSE(source_->ready());  // the Node list is still missing
-  ASSERT_TRUE(source_->onNodePage(list({}), true).has_value());
-  source_->onNodeListDone();
+  listNodes();
   ASSERT_TRUE(source_->ready());
   auto d = source_->load();
   ASSERT_TRUE(d.has_value()) << d.error().message();
@@ -71,8 +74,7 @@ TEST_F(KubeSourceTest, NothingBeforeTheFirstListsThenTheWholeSet) {
 }
 
 TEST_F(KubeSourceTest, RelistOfUnchangedObjectsChangesNothing) {
-  ASSERT_TRUE(source_->onNodePage(list({}), true).has_value());
-  source_->onNodeListDone();
+  listNodes();
   listAll({svcJson("a", "10.96.0.1"), svcJson("b", "10.96.0.2")}, {sliceJson("a", "10.244.0.1")});
   auto first = source_->load();
   ASSERT_TRUE(first.has_value());
@@ -95,8 +97,7 @@ TEST_F(KubeSourceTest, RelistOfUnchangedObjectsChangesNothing) {
 }
 
 TEST_F(KubeSourceTest, InvalidServiceIsCountedAndReportedOnceOthersProgrammed) {
-  ASSERT_TRUE(source_->onNodePage(list({}), true).has_value());
-  source_->onNodeListDone();
+  listNodes();
   listAll({svcJson("good", "10.96.0.1"), svcJson("bad", "10.96.0.999")}, {});
   auto d = source_->load();
   ASSERT_TRUE(d.has_value());
@@ -119,9 +120,7 @@ TEST_F(KubeSourceTest, InvalidServiceIsCountedAndReportedOnceOthersProgrammed) {
 }
 
 TEST_F(KubeSourceTest, NodeZoneChangeRetranslatesAndHealthChecksFollow) {
-  ASSERT_TRUE(source_->onNodePage(list({R"({"metadata":{"name":"node-a","labels":{"topology.kubernetes.io/zone":"z1"}}})"}), true)
-                  .has_value());
-  source_->onNodeListDone();
+  listNodes({R"({"metadata":{"name":"node-a","labels":{"topology.kubernetes.io/zone":"z1"}}})"});
   listAll({R"({"metadata":{"namespace":"default","name":"lb"},"spec":{"type":"LoadBalancer","clusterIP":"10.96.0.5",
              "externalTrafficPolicy":"Local","healthCheckNodePort":32100,"ports":[{"name":"http","port":80,"nodePort":30100}]}})"},
           {R"({"metadata":{"namespace":"default","name":"lb-1","labels":{"kubernetes.io/service-name":"lb"}},
@@ -134,6 +133,54 @@ TEST_F(KubeSourceTest, NodeZoneChangeRetranslatesAndHealthChecksFollow) {
   ASSERT_EQ(hc.size(), 1u);
   EXPECT_EQ(hc.at(32100).localEndpoints, 1u);
   EXPECT_EQ(hc.at(32100).name, "lb");
+}
+
+TEST_F(KubeSourceTest, SliceFollowsItsLabelAndAPagedRelistDeletesOnlyWhatNoPageHad) {
+  listNodes();
+  listAll({svcJson("a", "10.96.0.1"), svcJson("b", "10.96.0.2")}, {sliceJson("a", "10.244.0.1")});
+  auto first = source_->load();
+  ASSERT_TRUE(first.has_value());
+  auto dests = [](const DesiredState& d, const char* vip) {
+    return d.at(*parseServiceKey(std::string("TCP ") + vip + ":80"))->dests.size();
+  };
+  EXPECT_EQ(dests(*first, "10.96.0.1"), 1u);
+  EXPECT_EQ(dests(*first, "10.96.0.2"), 0u);
+  // Relabelled to service b: it leaves a and joins b.
+  std::string moved = R"({"metadata":{"namespace":"default","name":"a-1","labels":{"kubernetes.io/service-name":"b"}},
+    "addressType":"IPv4","ports":[{"name":"http","port":8080}],"endpoints":[{"addresses":["10.244.0.1"]}]})";
+  ASSERT_TRUE(source_->onSliceEvent(event("MODIFIED", moved)).has_value());
+  auto second = source_->load(&*first);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(dests(*second, "10.96.0.1"), 0u);
+  EXPECT_EQ(dests(*second, "10.96.0.2"), 1u);
+  EXPECT_EQ(source_->status().slices, 1u);
+  // The label removed: no service's slice any more.
+  std::string unlabelled = R"({"metadata":{"namespace":"default","name":"a-1"},
+    "addressType":"IPv4","ports":[{"name":"http","port":8080}],"endpoints":[{"addresses":["10.244.0.1"]}]})";
+  ASSERT_TRUE(source_->onSliceEvent(event("MODIFIED", unlabelled)).has_value());
+  auto third = source_->load(&*second);
+  ASSERT_TRUE(third.has_value());
+  EXPECT_EQ(dests(*third, "10.96.0.2"), 0u);
+  EXPECT_EQ(source_->status().slices, 0u);
+  // A relist in two pages: b and the new slices come in different pages; a, in neither, goes.
+  auto page = [](const std::vector<std::string>& items, const char* cont) {
+    std::string s = R"({"metadata":{"resourceVersion":"20","continue":")" + std::string(cont) + R"("},"items":[)";
+    for (size_t i = 0; i < items.size(); ++i) s += (i ? "," : "") + items[i];
+    return s + "]}";
+  };
+  ASSERT_TRUE(source_->onServicePage(page({svcJson("c", "10.96.0.3")}, "next"), true).has_value());
+  ASSERT_TRUE(source_->onServicePage(page({svcJson("b", "10.96.0.2")}, ""), false).has_value());
+  source_->onServiceListDone();
+  ASSERT_TRUE(source_->onSlicePage(page({sliceJson("c", "10.244.0.3")}, "next"), true).has_value());
+  ASSERT_TRUE(source_->onSlicePage(page({sliceJson("b", "10.244.0.2")}, ""), false).has_value());
+  source_->onSliceListDone();
+  auto fourth = source_->load(&*third);
+  ASSERT_TRUE(fourth.has_value());
+  ASSERT_EQ(fourth->size(), 2u);
+  EXPECT_EQ(dests(*fourth, "10.96.0.2"), 1u);
+  EXPECT_EQ(dests(*fourth, "10.96.0.3"), 1u);
+  EXPECT_EQ(source_->status().services, 2u);
+  EXPECT_EQ(source_->status().slices, 2u);
 }
 
 TEST(HealthServer, AnswersAsKubeProxy) {

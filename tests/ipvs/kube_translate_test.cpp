@@ -426,6 +426,64 @@ TEST(KubeObjects, ListsAndWatchEvents) {
   ASSERT_EQ(n->addresses.size(), 1u);
 }
 
+TEST(KubeObjects, MembersInAnyOrder) {
+  // The API server writes addressType before endpoints and type before object; a decoder
+  // that reads front to back must still take them the other way round.
+  const char* ports = R"("ports":[{"name":"http","port":8080}])";
+  const char* eps = R"("endpoints":[{"addresses":["10.244.0.1"],"nodeName":"n1","conditions":{"ready":false,"serving":true,"terminating":true},
+    "hints":{"forZones":[{"name":"z1"}]}},{"addresses":["10.244.0.2"],"nodeName":"n2"}])";
+  const char* meta = R"("metadata":{"namespace":"a","name":"x-1","labels":{"kubernetes.io/service-name":"x"}})";
+  auto usual = decodeEndpointSlice(std::string("{") + meta + R"(,"addressType":"IPv4",)" + eps + "," + ports + "}");
+  auto backwards = decodeEndpointSlice(std::string("{") + eps + "," + ports + R"(,"addressType":"IPv4",)" + meta + "}");
+  ASSERT_TRUE(usual.has_value()) << usual.error().message();
+  ASSERT_TRUE(backwards.has_value()) << backwards.error().message();
+  EXPECT_EQ(*usual, *backwards);
+  ASSERT_EQ(usual->endpoints.size(), 2u);
+  EXPECT_FALSE(usual->endpoints[0].ready);
+  EXPECT_TRUE(usual->endpoints[0].serving && usual->endpoints[0].terminating);
+  EXPECT_TRUE(usual->endpoints[1].ready);
+  EXPECT_EQ(usual->endpoints[1].nodeName.view(), "n2");
+  EXPECT_TRUE(usual->hinted(0, EndpointHint::kZone, "z1"));
+  bool any = true;
+  EXPECT_FALSE(usual->hinted(1, EndpointHint::kZone, "z1", &any));
+  EXPECT_FALSE(any);
+  auto ev = decodeSliceEvent(std::string(R"({"object":{)") + meta + R"(,"addressType":"IPv4",)" + eps + "," + ports +
+                             R"(},"type":"ADDED"})");
+  ASSERT_TRUE(ev.has_value()) << ev.error().message();
+  EXPECT_EQ(ev->type, "ADDED");
+  ASSERT_TRUE(ev->object.has_value());
+  EXPECT_EQ(*ev->object, *usual);
+  // An FQDN slice keeps no endpoints, whatever the order.
+  auto fqdn = decodeEndpointSlice(std::string("{") + eps + R"(,"addressType":"FQDN",)" + meta + "}");
+  ASSERT_TRUE(fqdn.has_value());
+  EXPECT_TRUE(fqdn->endpoints.empty());
+  EXPECT_TRUE(fqdn->error.empty());
+}
+
+TEST(KubeObjects, SkipsWhatItDoesNotUseAndGoesOnAfterABadField) {
+  // managedFields and other members are skipped unread; a field of the wrong type marks
+  // the object, and the members after it are still read.
+  auto s = decodeService(R"({"metadata":{"namespace":"default","name":"web","managedFields":[{"fieldsV1":{"f:spec":{}}}],
+    "labels":{"service.kubernetes.io/service-proxy-name":"other"}},
+    "spec":{"ports":[{"name":"http","port":80.5},{"name":"dns","port":53,"protocol":"UDP"}],"clusterIP":"10.96.0.30",
+    "sessionAffinityConfig":{"clientIP":{"timeoutSeconds":60}},"sessionAffinity":"ClientIP"}})");
+  ASSERT_TRUE(s.has_value()) << s.error().message();
+  EXPECT_EQ(s->error, "spec.ports[0].port: must be an integer");
+  ASSERT_EQ(s->ports.size(), 1u);
+  EXPECT_EQ(s->ports[0].name.view(), "dns");
+  EXPECT_EQ(s->proxyName.view(), "other");
+  ASSERT_EQ(s->clusterIPs.size(), 1u);
+  EXPECT_TRUE(s->affinityClientIP);
+  EXPECT_EQ(s->affinityTimeout, 60u);  // the config came before sessionAffinity
+  // The timeout only counts with ClientIP affinity.
+  auto none = decodeService(R"({"metadata":{"name":"x"},"spec":{"clusterIP":"10.96.0.31",
+    "sessionAffinityConfig":{"clientIP":{"timeoutSeconds":0}}}})");
+  ASSERT_TRUE(none.has_value());
+  EXPECT_EQ(none->error, "");
+  EXPECT_FALSE(decodeService(R"({"metadata":{"name":"x"},"spec":{"ports":[{"port":80}]})").has_value());  // cut short
+  EXPECT_FALSE(decodeServiceEvent(R"({"type":"ADDED"})").has_value());
+}
+
 TEST(KubeObjects, Rfc3339) {
   auto t = parseRfc3339("2026-12-02T03:04:05.5+01:00");
   ASSERT_TRUE(t.has_value());

@@ -4,6 +4,11 @@
 #
 #   tests/k8s/control-plane.sh start DIR    start, wait for /readyz, write DIR/env, print it
 #   tests/k8s/control-plane.sh stop DIR     stop everything `start` started in DIR
+#   tests/k8s/control-plane.sh stop-apiserver DIR    stop kube-apiserver only (etcd keeps the data)
+#   tests/k8s/control-plane.sh start-apiserver DIR   start it again: same port, flags and certificates
+#   tests/k8s/control-plane.sh compact-etcd DIR      one write outside the API's keys, then a
+#     compaction at its revision: a watch cache started after it begins past every version a
+#     client saw before, so their watches get 410 Gone and relist
 #
 # etcd and kube-apiserver listen on free 127.0.0.1 ports only. A QEMU guest with user
 # networking reaches the apiserver at 10.0.2.2:PORT (slirp maps it to the host's loopback),
@@ -22,7 +27,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|stop-apiserver|start-apiserver|compact-etcd DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 cmd="$1"
 mkdir -p "$2"
@@ -47,6 +52,45 @@ stop_all() {
 if [ "$cmd" = stop ]; then
   stop_all
   say "stopped (files kept in $dir)"
+  exit 0
+fi
+# The fault tests' outage: the apiserver goes away (its clients see refused connections)
+# and comes back on the same port with the same etcd, so resource versions carry on.
+if [ "$cmd" = stop-apiserver ]; then
+  f="$dir/kube-apiserver.pid"
+  [ -f "$f" ] || { say "no kube-apiserver running in $dir"; exit 1; }
+  p="$(cat "$f")"
+  kill -TERM "$p" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$p" 2>/dev/null || true
+  rm -f "$f"
+  say "kube-apiserver stopped"
+  exit 0
+fi
+if [ "$cmd" = compact-etcd ]; then
+  etcd="$(sed -n 's/^ETCD_URL=//p' "$dir/env")"
+  [ -n "$etcd" ] || { say "$dir/env has no ETCD_URL (start it with 'start' first)"; exit 1; }
+  # key "nodeagent-test/compaction", value "1" (the gateway takes base64)
+  put="$(curl -fsS -X POST "$etcd/v3/kv/put" -d '{"key":"bm9kZWFnZW50LXRlc3QvY29tcGFjdGlvbg==","value":"MQ=="}')"
+  rev="$(grep -o '"revision":"[0-9]*"' <<< "$put" | head -1 | grep -o '[0-9][0-9]*')"
+  [ -n "$rev" ] || { say "etcd put failed: $put"; exit 1; }
+  curl -fsS -X POST "$etcd/v3/kv/compaction" -d "{\"revision\":\"$rev\",\"physical\":true}" >/dev/null
+  say "etcd compacted at revision $rev"
+  exit 0
+fi
+if [ "$cmd" = start-apiserver ]; then
+  [ -f "$dir/apiserver.cmd" ] || { say "$dir has no apiserver.cmd (start it with 'start' first)"; exit 1; }
+  # shellcheck disable=SC1091 # written by `start`: the command line and the port
+  source "$dir/apiserver.cmd"
+  setsid "${api_cmd[@]}" </dev/null >>"$dir/kube-apiserver.log" 2>&1 &
+  echo $! >"$dir/kube-apiserver.pid"
+  end=$(( $(date +%s) + ${CP_START_TIMEOUT:-180} ))
+  until [ "$(curl -sS --cacert "$dir/pki/ca.crt" "https://127.0.0.1:$api_port/readyz" 2>/dev/null)" = ok ]; do
+    kill -0 "$(cat "$dir/kube-apiserver.pid")" 2>/dev/null || { say "kube-apiserver exited during start"; exit 1; }
+    [ "$(date +%s)" -lt "$end" ] || { say "kube-apiserver not ready"; exit 1; }
+    sleep 0.2
+  done
+  say "kube-apiserver started again on port $api_port"
   exit 0
 fi
 [ "$cmd" = start ] || usage
@@ -153,8 +197,8 @@ for attempt in 1 2 3; do
   if ! wait_for etcd 30 "$(cat "$dir/etcd.pid")" curl -fsS "$etcd_url/health"; then
     stop_all; [ "$attempt" -lt 3 ] && continue; exit 1
   fi
-  # shellcheck disable=SC2086 # APISERVER_EXTRA_ARGS is a list of flags
-  setsid "$bin/kube-apiserver" \
+  # shellcheck disable=SC2206 # APISERVER_EXTRA_ARGS is a list of flags
+  api_cmd=("$bin/kube-apiserver" \
     --etcd-servers "$etcd_url" \
     --bind-address 127.0.0.1 --secure-port "$api_port" --advertise-address 127.0.0.1 \
     --endpoint-reconciler-type none \
@@ -168,8 +212,9 @@ for attempt in 1 2 3; do
     --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" \
     --audit-log-format json --audit-log-mode blocking --audit-log-maxsize 0 \
     --profiling=false \
-    ${APISERVER_EXTRA_ARGS:-} \
-    </dev/null >"$dir/kube-apiserver.log" 2>&1 &
+    ${APISERVER_EXTRA_ARGS:-})
+  declare -p api_cmd api_port >"$dir/apiserver.cmd"  # for start-apiserver
+  setsid "${api_cmd[@]}" </dev/null >"$dir/kube-apiserver.log" 2>&1 &
   echo $! >"$dir/kube-apiserver.pid"
   readyz() { [ "$(curl -sS --cacert "$pki/ca.crt" "https://127.0.0.1:$api_port/readyz")" = ok ]; }
   if wait_for kube-apiserver "$timeout" "$(cat "$dir/kube-apiserver.pid")" readyz; then break; fi

@@ -110,6 +110,8 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 mkdir -p /dev/pts /run/netns && mount -t devpts devpts /dev/pts
+# What udev would make: bash's process substitution, <(cmd), passes /dev/fd/N.
+ln -s /proc/self/fd /dev/fd
 # In the host's dependency order: busybox modprobe ignores softdeps (libcrc32c needs crc32c).
 while read -r ko; do
   case "$ko" in

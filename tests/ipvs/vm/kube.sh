@@ -109,29 +109,8 @@ check "objects created with kubectl" kc apply -f /tmp/na/objects.yaml
 check "load balancer ingress set (status subresource)" \
   kc patch service local --subresource=status --type=merge -p '{"status":{"loadBalancer":{"ingress":[{"ip":"10.0.4.4"}]}}}'
 
-cat > /tmp/na/config.yaml <<CFG
-agent:
-  node_name: vm-node
-  state_dir: /tmp/na/state
-  reconcile:
-    min_interval: 200ms
-control:
-  socket: /tmp/na/agent.sock
-kube:
-  mode: kubeconfig
-  kubeconfig: $KUBECONFIG_AGENT_GUEST
-sysctl:
-  profile: none
-ipvs:
-  enabled: true
-  source: kubernetes
-  resync_interval: 60s
-  drain_timeout: 10m
-  kubernetes:
-    cluster_cidr: [10.244.0.0/16]
-    nodeport_addresses: [10.0.0.0/24]
-    strict_arp: true
-CFG
+write_kube_config vm-node 200ms "  resync_interval: 60s" "  drain_timeout: 10m" "  kubernetes:" \
+  "    cluster_cidr: [10.244.0.0/16]" "    nodeport_addresses: [10.0.0.0/24]" "    strict_arp: true"
 start_agent
 check "services programmed from the API" wait_for 120 bash -c "ipvsadm -Ln | grep -q '10.0.4.4:80'"
 sleep 2

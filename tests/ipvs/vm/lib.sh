@@ -37,6 +37,31 @@ ipvs:
   drain_timeout: ${2:-10m}
 CFG
 }
+# write_kube_config NODE MIN_INTERVAL [LINE...]: the agent as the node's service proxy
+# (ipvs.source kubernetes) with the kubeconfig of cp.env; each LINE goes under `ipvs:`
+# as it is (indented two spaces), e.g. "  resync_interval: 15s".
+write_kube_config() {
+  local node="$1" min="$2"; shift 2
+  cat > /tmp/na/config.yaml <<CFG
+agent:
+  node_name: $node
+  state_dir: /tmp/na/state
+  reconcile:
+    min_interval: $min
+control:
+  socket: /tmp/na/agent.sock
+kube:
+  mode: kubeconfig
+  kubeconfig: $KUBECONFIG_AGENT_GUEST
+sysctl:
+  profile: none
+ipvs:
+  enabled: true
+  source: kubernetes
+CFG
+  local line
+  for line in "$@"; do echo "$line" >> /tmp/na/config.yaml; done
+}
 start_agent() {
   nodeagentd --config /tmp/na/config.yaml --log-level debug >> /tmp/na/agent.log 2>&1 &
   agent_pid=$!
@@ -70,3 +95,6 @@ netns() {
 http_get() {
   timeout 5 bash -c 'exec 3<>/dev/tcp/$1/$2 && printf "GET $3 HTTP/1.0\r\n\r\n" >&3 && cat <&3' _ "$@" | tail -1
 }
+# host_ctl stop-apiserver|start-apiserver|compact-etcd: asks the host (tests/ipvs/kube-vm.sh's control
+# channel) and waits until it is done; fails unless the host answers "ok".
+host_ctl() { [ "$(echo "$1" | socat -t 300 -T 300 - "TCP:10.0.2.2:$CTL_PORT" 2>/dev/null)" = ok ]; }
