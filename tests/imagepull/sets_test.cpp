@@ -171,6 +171,9 @@ TEST(ImagesReady, CountsWhatTheNodeShouldHoldAndNamesTheFirstMissing) {
   EXPECT_EQ(imagesReadyCondition(rs, "", false).reason, "WaitingForStartSlot");
   EXPECT_EQ(imagesReadyCondition(rs, "connection refused", true).reason, "RuntimeUnavailable");
 
+  rs.push_back(record("gc", PullState::kRemoved));
+  EXPECT_EQ(imagesReadyCondition(rs, "", true).reason, "ImagesRemoved");
+  rs.pop_back();
   for (auto n : {"c", "d", "e"}) rs.push_back(record(n, PullState::kFailed));
   c = imagesReadyCondition(rs, "", true);
   EXPECT_EQ(c.reason, "PullFailed");
