@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "core/state_store.h"
 #include "common/clock.h"
@@ -110,6 +111,73 @@ void ImagePullModule::ensureClusterSets(const Config& c) {
   std::lock_guard lock(mu_);
   if (!error.empty() && error != setsError_) logger->warn("cluster prefetch sets: {}", error);
   setsError_ = error;
+}
+
+void ImagePullModule::applyCredentials() {
+  CredentialStore merged;
+  {
+    std::lock_guard lock(mu_);
+    if (fileCredentials_) merged = *fileCredentials_;
+    // A host in both: the Secret's credential (the cluster's newer word) wins.
+    for (const auto& [name, secret] : pullSecrets_) merged.merge(secret.store);
+  }
+  prefetcher_->setCredentials(std::make_shared<const CredentialStore>(std::move(merged)));
+}
+
+void ImagePullModule::refreshPullSecrets(const Config& c, bool force) {
+  constexpr auto kReread = std::chrono::minutes(5);  // picks up a rotated Secret
+  std::set<std::string> names;
+  {
+    std::lock_guard lock(mu_);
+    if (setsView_)
+      for (const auto& set : setsView_->parsed.sets)
+        if (std::find(setsView_->selected.begin(), setsView_->selected.end(), set.name) != setsView_->selected.end())
+          names.insert(set.imagePullSecrets.begin(), set.imagePullSecrets.end());
+    bool same = names.size() == pullSecrets_.size() &&
+                std::all_of(names.begin(), names.end(), [&](const auto& n) { return pullSecrets_.contains(n); });
+    if (same && !force && steady_clock::now() < nextSecretsRead_) return;
+  }
+  if (names.empty()) {
+    bool had;
+    {
+      std::lock_guard lock(mu_);
+      had = !pullSecrets_.empty();
+      pullSecrets_.clear();
+    }
+    if (had) applyCredentials();
+    return;
+  }
+  auto logger = log::get("imagepull");
+  std::map<std::string, PullSecret> read;
+  for (const auto& name : names) {
+    std::string where = "secret " + c.clusterSets.namespace_ + "/" + name;
+    PullSecret ps;
+    if (!kubeClient_) {
+      ps.error = "no Kubernetes API to read it from";
+    } else if (auto resp = kubeClient_->get("/api/v1/namespaces/" + c.clusterSets.namespace_ + "/secrets/" + name); !resp) {
+      ps.error = resp.error().message();  // the API's Status: names the Secret, holds none of it
+    } else if (auto store = CredentialStore::fromSecret(resp->body, where); !store) {
+      ps.error = store.error().message();
+    } else {
+      ps.store = std::move(*store);
+    }
+    std::string before;
+    {
+      std::lock_guard lock(mu_);
+      auto it = pullSecrets_.find(name);
+      before = it == pullSecrets_.end() ? "(new)" : it->second.error;
+    }
+    if (!ps.error.empty() && ps.error != before) logger->warn("pull {} not used: {}", where, ps.error);
+    else if (ps.error.empty() && !before.empty())
+      logger->info("pull {}: credentials for {} registry host(s)", where, ps.store.size());
+    read[name] = std::move(ps);
+  }
+  {
+    std::lock_guard lock(mu_);
+    pullSecrets_ = std::move(read);
+    nextSecretsRead_ = steady_clock::now() + kReread;
+  }
+  applyCredentials();
 }
 
 void ImagePullModule::restoreRequests() {
@@ -321,15 +389,17 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
       credentialsError_.clear();
       credentialHosts_ = creds->size();
       if (creds->size() > 0) logger->info("loaded registry credentials for {} host(s) from {}", creds->size(), c.authFile);
-      prefetcher_->setCredentials(std::make_shared<const CredentialStore>(std::move(*creds)));
+      fileCredentials_ = std::make_shared<const CredentialStore>(std::move(*creds));
     }
   }
+  if (changed) applyCredentials();
   if (!requestsRestored_) {
     requestsRestored_ = true;
     restoreRequests();
   }
   ensureClusterSets(c);
   auto wanted = wantedImages(c);
+  refreshPullSecrets(c, false);
   bool active = c.enabled == "true" || (c.enabled == "auto" && !wanted.empty());
   bool wantedChanged;
   {
@@ -416,6 +486,13 @@ Json ImagePullModule::statusJson() {
     if (!runtimeError_.empty()) runtime.set("error", runtimeError_);
     creds.set("file", c.authFile).set("hosts", credentialHosts_);  // how many, never what
     if (!credentialsError_.empty()) creds.set("error", credentialsError_);
+    Json secrets = Json::array();
+    for (const auto& [name, ps] : pullSecrets_) {
+      Json o = Json::object().set("name", name).set("hosts", ps.store.size());  // never the content
+      if (!ps.error.empty()) o.set("error", ps.error);
+      secrets.push(o);
+    }
+    creds.set("pull_secrets", secrets);
   }
   Json counts = Json::object();
   for (auto s : {PullState::kQueued, PullState::kPulling, PullState::kPresent, PullState::kRetrying,
@@ -568,6 +645,11 @@ Json ImagePullModule::clusterSetsJson(const std::vector<ImageRecord>& records) {
       if (set.deadline) o.set("overdue", count->overdue);
     }
     if (set.deadline) o.set("deadline", formatRfc3339(*set.deadline));
+    if (!set.imagePullSecrets.empty()) {
+      Json names = Json::array();
+      for (const auto& n : set.imagePullSecrets) names.push(n);
+      o.set("image_pull_secrets", names);
+    }
     {
       std::lock_guard lock(mu_);
       if (auto it = setStarts_.find(set.name); it != setStarts_.end()) {

@@ -76,6 +76,10 @@ class ImagePullModule final : public core::Module {
   // When a newly selected set may start on this node: its (node, set) slot in the spread
   // window from now, at least a second away from the node's other starts.
   SteadyTime setStart(const std::string& set, const Config& c);
+  // Reads the pull secrets the selected sets name (when the names change, and every few
+  // minutes for rotation) and hands the prefetcher the node's file merged with them.
+  void refreshPullSecrets(const Config& c, bool force);
+  void applyCredentials();
   // Images requested with `images pull` survive a restart: stateDir/requests.json.
   void restoreRequests();
   void saveRequests();
@@ -109,6 +113,14 @@ class ImagePullModule final : public core::Module {
   std::map<std::string, Tier> requested_;  // canonical image -> tier, as saved
   std::string requestsError_;
   std::string progressError_;
+  // Registry credentials: the node's auth file, and each pull secret the selected sets name.
+  struct PullSecret {
+    CredentialStore store;
+    std::string error;  // the read or parse failure (never the Secret's content)
+  };
+  std::shared_ptr<const CredentialStore> fileCredentials_;
+  std::map<std::string, PullSecret> pullSecrets_;  // by Secret name
+  SteadyTime nextSecretsRead_{};
 };
 
 }  // namespace nodeagent::imagepull

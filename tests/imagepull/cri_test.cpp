@@ -15,6 +15,7 @@
 #include "imagepull/cri_image_service.h"
 #include "imagepull/disk_guard.h"
 #include "imagepull/prefetcher.h"
+#include "imagepull/progress.h"
 
 namespace nodeagent::imagepull {
 namespace {
@@ -345,6 +346,82 @@ TEST(CriPrefetch, DiskGuardHoldsEnvironmentPulls) {
   EXPECT_EQ(p.find(env.image("rt:v1"))->state, PullState::kWaitingForDisk);
   for (auto& pl : env.runtimePulls()) EXPECT_NE(pl.image, env.image("rt:v1"));
   EXPECT_TRUE(p.stats().diskHigh);
+}
+
+// No fight with the image GC. A pulled image removed as the kubelet's GC would (`ctr images
+// rm` in k8s.io) is noticed from ListImages, reported once, and pulled again once after its
+// backoff, not in a loop; the base image carries containerd's pin label; while a pull is in
+// flight containerd's content service shows its bytes.
+TEST(CriPrefetch, ImageRemovedAsTheGcWouldIsPulledAgainOnceAndBaseGetsThePinLabel) {
+  Env env("--proxy-rate 1048576 --proxy-delay-ms 5");
+  env.push("gcbase:v1=gcb/256+64 gcenv:v1=gce/2048+512");
+  const std::string base = env.image("gcbase:v1"), envImage = env.image("gcenv:v1");
+  CriImageService svc(env.cri());
+  CriDiskProbe disk(svc);
+  auto opts = testOptions(2);
+  opts.removalBackoffInitial = opts.removalBackoffMax = 3s;
+  Prefetcher p(svc, disk, opts);
+  ASSERT_TRUE(p.setConfigured({base}, {envImage}));
+  p.release();
+  uint64_t done = 0, total = 0;
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  for (bool all = false; !all && std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(100ms)) {
+    auto in = svc.ingests();
+    ASSERT_TRUE(in) << in.error().message();
+    auto bp = sumIngests(*in, 1);
+    done = std::max(done, bp.done), total = std::max(total, bp.total);
+    all = true;
+    for (const auto& r : p.snapshot()) all = all && isTerminal(r.state);
+  }
+  ASSERT_TRUE(waitAll(p)) << dump(p);
+  EXPECT_GT(done, 0u) << "no download seen through containerd's content service";
+  EXPECT_GE(total, done);
+  auto b = p.find(base);
+  EXPECT_EQ(b->pinLabel, "set");
+  std::string labelled, unlabelled;
+  std::istringstream ls(run("ctr --address " + env["CRI_SOCKET"] + " -n k8s.io images ls"));
+  for (std::string line; std::getline(ls, line);) {
+    if (line.starts_with(base + " ")) labelled = line;
+    if (line.starts_with(envImage + " ")) unlabelled = line;
+  }
+  EXPECT_NE(labelled.find("io.cri-containerd.pinned=pinned"), std::string::npos) << labelled;
+  EXPECT_EQ(unlabelled.find("io.cri-containerd.pinned"), std::string::npos) << unlabelled;
+  if (auto v = svc.version(); v && v->runtimeVersion.find("1.6.") != std::string::npos)
+    EXPECT_FALSE(b->pinned) << "containerd 1.6's CRI never reports an image pinned";
+  auto pullsOf = [&](const std::string& image) {
+    int n = 0;
+    for (const auto& pl : env.runtimePulls()) n += pl.image == image;
+    return n;
+  };
+  ASSERT_EQ(pullsOf(envImage), 1);
+
+  run("ctr --address " + env["CRI_SOCKET"] + " -n k8s.io images rm " + envImage);
+  auto removedAt = std::chrono::steady_clock::now();
+  std::vector<Removal> removals;
+  for (auto until = removedAt + 10s; removals.empty() && std::chrono::steady_clock::now() < until;
+       std::this_thread::sleep_for(100ms)) {
+    auto listedAt = std::chrono::steady_clock::now();
+    auto listed = svc.list();
+    ASSERT_TRUE(listed) << listed.error().message();
+    removals = p.checkPresence(*listed, listedAt);
+  }
+  ASSERT_EQ(removals.size(), 1u) << dump(p);
+  EXPECT_EQ(removals[0].image, envImage);
+  EXPECT_EQ(p.find(envImage)->state, PullState::kRemoved);
+  std::this_thread::sleep_for(1s);
+  EXPECT_TRUE(p.checkPresence(*svc.list(), std::chrono::steady_clock::now()).empty()) << "reported once";
+  EXPECT_EQ(pullsOf(envImage), 1) << "not pulled again before the backoff";
+  deadline = std::chrono::steady_clock::now() + 60s;
+  while (p.find(envImage)->state != PullState::kPresent && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(100ms);
+  ASSERT_EQ(p.find(envImage)->state, PullState::kPresent) << dump(p);
+  EXPECT_GE(std::chrono::steady_clock::now() - removedAt, 1500ms);
+  std::this_thread::sleep_for(4s);  // past another backoff: nothing more happens
+  auto listedAt = std::chrono::steady_clock::now();
+  EXPECT_TRUE(p.checkPresence(*svc.list(), listedAt).empty());
+  EXPECT_EQ(pullsOf(envImage), 2) << "pulled again once, not in a loop";
+  EXPECT_EQ(pullsOf(base), 1);
+  EXPECT_EQ(p.stats().removals, 1u);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -35,6 +36,7 @@ class FakeService final : public ImageService {
   int pinCalls = 0;
   bool honourPin = true;  // the runtime reports a labelled image pinned (containerd >= 1.7.10)
   std::vector<Ingest> downloads;  // what ingests() reports
+  std::map<std::string, std::optional<Credential>> credentials;  // per image, of its last pull
 
   static Error unreachable() {
     return Error(makeGrpcError(GrpcCode::kUnavailable), "connection error: dial unix /run/fake.sock: no such file");
@@ -51,11 +53,12 @@ class FakeService final : public ImageService {
     return std::optional<ImageInfo>{
         ImageInfo{.id = "sha256:" + image, .size = 42, .pinned = honourPin && pinned.contains(image)}};
   }
-  Result<std::string> pull(const std::string& image, const std::string&, const Credential*,
+  Result<std::string> pull(const std::string& image, const std::string&, const Credential* auth,
                            std::chrono::milliseconds timeout) override {
     std::chrono::milliseconds takes;
     {
       std::lock_guard l(mu);
+      credentials[image] = auth ? std::optional<Credential>(*auth) : std::nullopt;
       order.push_back(image);
       ++pulls[image];
       maxInFlight = std::max(maxInFlight, ++inFlight);

@@ -100,6 +100,30 @@ TEST(Credentials, ErrorsNeverQuoteSecrets) {
   EXPECT_FALSE(decodeBase64("a"));
 }
 
+TEST(Credentials, FromADockerConfigJsonSecretMergedOverTheNodesFile) {
+  // data[".dockerconfigjson"] = base64 of {"auths":{"reg.example.com":{"auth":"base64(svc:hunter2)"}}}
+  const std::string b64 = "eyJhdXRocyI6eyJyZWcuZXhhbXBsZS5jb20iOnsiYXV0aCI6ImMzWmpPbWgxYm5SbGNqST0ifX19";
+  auto secret = CredentialStore::fromSecret(
+      R"({"kind":"Secret","type":"kubernetes.io/dockerconfigjson","data":{".dockerconfigjson":")" + b64 + R"("}})",
+      "secret kube-system/regcred");
+  ASSERT_TRUE(secret) << secret.error().message();
+  EXPECT_EQ(secret->lookup("reg.example.com")->password, "hunter2");
+  auto node = CredentialStore::parse(R"({"auths":{"reg.example.com":{"auth":"dTpw"},"other.io":{"auth":"dTpw"}}})", "f");
+  ASSERT_TRUE(node);
+  node->merge(*secret);
+  EXPECT_EQ(node->lookup("reg.example.com")->username, "svc");  // the Secret wins for its host
+  EXPECT_EQ(node->lookup("other.io")->username, "u");           // the node's file keeps working
+  for (auto body : {std::string(R"({"type":"Opaque","data":{"password":"aHVudGVyMg=="}})"),
+                    std::string(R"({"type":"kubernetes.io/dockerconfigjson","data":{".dockerconfigjson":"!!hunter2"}})"),
+                    std::string(R"({"type":"kubernetes.io/dockerconfigjson","data":{".dockerconfigjson":"aHVudGVyMg=="}})")}) {
+    auto bad = CredentialStore::fromSecret(body, "secret kube-system/x");
+    ASSERT_FALSE(bad) << body;
+    EXPECT_NE(bad.error().message().find("secret kube-system/x"), std::string::npos) << bad.error().message();
+    EXPECT_EQ(bad.error().message().find("hunter2"), std::string::npos) << bad.error().message();
+    EXPECT_EQ(bad.error().message().find("aHVudGVyMg"), std::string::npos) << bad.error().message();
+  }
+}
+
 TEST(Policy, ClassifiesByGrpcCodeAndMessage) {
   EXPECT_EQ(classifyError(GrpcCode::kNotFound, ""), RetryClass::kPermanent);
   EXPECT_EQ(classifyError(GrpcCode::kUnauthenticated, ""), RetryClass::kPermanent);
