@@ -2,7 +2,8 @@
 // agent's ServiceAccount (deploy/rbac.yaml): a set created with kubectl for a label the Node
 // has is picked and pulled, a bad set is rejected with a log line and an Event naming it
 // and the field, and removing the label drops the set (the image stays in the runtime,
-// untracked). The runtime is the imagepull tests' fake; the real one is the cri tier's.
+// untracked). The runtime is the imagepull tests' fake, except in the last test, which runs
+// the module against the cri tier's real containerd and registry too.
 #include <gtest/gtest.h>
 
 #include <spdlog/sinks/ostream_sink.h>
@@ -13,6 +14,7 @@
 
 #include "core/state_store.h"
 #include "imagepull/module.h"
+#include "tests/imagepull/cri_env.h"
 #include "tests/imagepull/fakes.h"
 #include "tests/kube/control_plane.h"
 
@@ -231,6 +233,7 @@ TEST(ClusterSets, PullSecretsByNameAndAnImageRemovedByTheGc) {
   std::ostringstream captured;
   auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
   logger->sinks().push_back(sink);
+  kubectl(cp, {"-n", "kube-system", "delete", "secret", "nodeagent-pull-secret", "--ignore-not-found"});
   kubectl(cp, {"-n", "kube-system", "create", "secret", "docker-registry", "nodeagent-pull-secret",
                "--docker-server=private.example.com", "--docker-username=svc", "--docker-password=" + password});
   kubectl(cp, {"-n", "kube-system", "delete", "configmap", "nodeagent-prefetch", "--ignore-not-found"});
@@ -313,6 +316,98 @@ TEST(ClusterSets, PullSecretsByNameAndAnImageRemovedByTheGc) {
     EXPECT_EQ(where.find(password), std::string::npos) << where;
     EXPECT_EQ(where.find("filepw"), std::string::npos) << where;
   }
+  kubectl(cp, {"-n", "kube-system", "delete", "secret", "nodeagent-pull-secret"});
+}
+
+// All real: kube-apiserver with the agent's ServiceAccount, Debian's containerd and a
+// docker-registry that wants a login. A set names a pull secret: both its images are pulled
+// with the Secret's credential, each blob fetched once (the registry's log), the Node
+// condition goes True. A business request is made. One image is removed as the GC would
+// (`ctr -n k8s.io images rm`): reported, pulled again once after the backoff. The agent
+// restarts: the business request is still there. The password is in no log and no status.
+TEST(PrefetchAllReal, SetWithPullSecretGcRemovalAndRestart) {
+  auto& cp = ControlPlane::shared();
+  const std::string nodeName = "all-real-node", password = "all-real-s3cret-16";
+  Env env("--auth svc:" + password);
+  env.push("ra:v1=rbase/1024+128 rb:v1=rbase/1024+96 rc:v1=rc/256+64");
+  const std::string a = env.image("ra:v1"), b = env.image("rb:v1"), biz = env.image("rc:v1");
+  cp.createNode(nodeName);
+  kubectl(cp, {"label", "node", nodeName, "pool=all-real"});
+  kubectl(cp, {"-n", "kube-system", "delete", "secret", "nodeagent-pull-secret", "--ignore-not-found"});
+  kubectl(cp, {"-n", "kube-system", "create", "secret", "docker-registry", "nodeagent-pull-secret",
+               "--docker-server=" + env["REGISTRY"], "--docker-username=svc", "--docker-password=" + password});
+  kubectl(cp, {"-n", "kube-system", "delete", "configmap", "nodeagent-prefetch", "--ignore-not-found"});
+  applySets(cp, "  real: |\n    tier: environment\n    images: [" + a + ", " + b +
+                    "]\n    nodeSelector: {pool: all-real}\n    imagePullSecrets: [nodeagent-pull-secret]\n");
+  auto logger = log::get("imagepull");
+  std::ostringstream captured;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+  logger->sinks().push_back(sink);
+
+  core::StateStore store;
+  Config c;
+  c.startSpread = 0ms;
+  c.authFile = "";
+  c.runtimeEndpoint = "unix://" + env["CRI_SOCKET"];
+  c.diskHighWaterPercent = 100;
+  c.presenceCheck = 300ms;
+  c.removalBackoffInitial = c.removalBackoffMax = 2s;
+  kube::Config kc;
+  kc.mode = "kubeconfig";
+  kc.kubeconfig = cp.env("KUBECONFIG_AGENT");
+  const std::string stateDir = env.dir() + "/state/imagepull";
+  auto start = [&] {
+    return std::make_unique<ImagePullModule>(core::ModuleContext{.store = &store, .stateDir = stateDir}, c, nodeName,
+                                             nullptr, kc);
+  };
+  auto m = start();
+  std::string dumps;
+  auto ready = [&] {
+    EXPECT_TRUE(m->reconcile({}));
+    return imagesReady(store).status && imagesReady(store).message == "2/2 images";
+  };
+  ASSERT_TRUE(eventually(ready, 90s)) << imagesReady(store).message << status(*m).dump(2);
+  auto blobs = env.blobGets();
+  for (const auto& d : env.blobsOf({a, b})) EXPECT_EQ(blobs[d], 1) << d << " fetched " << blobs[d] << " times";
+  NullOutput out;
+  auto pulled = m->call({.command = "pull", .args = {biz}}, out);
+  ASSERT_TRUE(pulled) << pulled.error().message();
+  dumps += pulled->dump(2);
+  EXPECT_EQ(pulled->get("state").asString(), "present") << pulled->dump(2);
+
+  ASSERT_EQ(env.pullsOf(a), 1);
+  run("ctr --address " + env["CRI_SOCKET"] + " -n k8s.io images rm " + a);
+  ASSERT_TRUE(eventually([&] {
+    EXPECT_TRUE(m->reconcile({}));
+    return imagesReady(store).reason == "ImagesRemoved";
+  }, 20s)) << imagesReady(store).message;
+  EXPECT_EQ(env.pullsOf(a), 1) << "not before the backoff";
+  ASSERT_TRUE(eventually(ready, 30s)) << status(*m).dump(2);
+  for (auto until = std::chrono::steady_clock::now() + 4s; std::chrono::steady_clock::now() < until;)
+    EXPECT_TRUE(m->reconcile({})), std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(env.pullsOf(a), 2) << "pulled again once, not in a loop";
+  EXPECT_TRUE(eventually([&] {
+    auto r = cp.kubectl({"-n", "default", "get", "events", "--field-selector",
+                         "involvedObject.kind=Node,involvedObject.name=" + nodeName, "-o",
+                         "jsonpath={range .items[*]}{.reason} {.message}{\"\\n\"}{end}"});
+    return r.out.find("PrefetchedImageRemoved image " + a) != std::string::npos;
+  }));
+  dumps += status(*m).dump(2);
+
+  // Restart: the business request comes back from the state dir.
+  m->stop();
+  m = start();
+  ASSERT_TRUE(eventually(ready, 60s)) << status(*m).dump(2);
+  auto st = status(*m);
+  dumps += st.dump(2);
+  EXPECT_EQ(st.get("requests").get("remembered").asInt(), 1);
+  bool kept = false;
+  for (const auto& i : st.get("images").asArray())
+    kept = kept || (i.get("image").asString() == biz && i.get("source").asString() == "request");
+  EXPECT_TRUE(kept) << st.dump(2);
+  m->stop();
+  logger->sinks().pop_back();
+  for (const auto& where : {captured.str(), dumps}) EXPECT_EQ(where.find(password), std::string::npos) << where;
   kubectl(cp, {"-n", "kube-system", "delete", "secret", "nodeagent-pull-secret"});
 }
 
