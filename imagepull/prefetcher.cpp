@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "common/log.h"
@@ -273,16 +274,34 @@ bool Prefetcher::waitingForStartSlot() const {
 std::vector<Removal> Prefetcher::checkPresence(const std::vector<ImageInfo>& listed, SteadyTime listedAt) {
   // By name only: `crictl rmi` of one tag leaves the image id under its other names, and
   // the agent's reference is then gone all the same.
-  std::set<std::string> names;
+  std::map<std::string, const ImageInfo*> byName;
   for (const auto& info : listed) {
-    names.insert(info.repoTags.begin(), info.repoTags.end());
-    names.insert(info.repoDigests.begin(), info.repoDigests.end());
+    for (const auto& n : info.repoTags) byName[n] = &info;
+    for (const auto& n : info.repoDigests) byName[n] = &info;
   }
   std::lock_guard lock(mu_);
   std::vector<Removal> out;
   auto now = steady_clock::now();
+  bool changed = false;
   for (auto& [key, r] : records_) {
-    if (r.state != PullState::kPresent || r.confirmedAt > listedAt || names.contains(r.image)) continue;
+    auto found = byName.find(r.image);
+    // A queued image the runtime already has is present, start slot or not: the list is the
+    // answer ImageStatus would give (so a restart is ready at once). Base images still go
+    // through a worker unless pinned, for their pin label.
+    if (r.state == PullState::kQueued && !r.refresh && found != byName.end() &&
+        (r.tier != Tier::kBase || found->second->pinned || !options_.pinBase)) {
+      r.state = PullState::kPresent;
+      r.imageId = found->second->id;
+      r.size = found->second->size;
+      r.pinned = found->second->pinned;
+      r.confirmedAt = now;
+      r.priority = r.tier;
+      r.awaited = false;
+      ++stats_.skippedPresent;
+      changed = true;
+      continue;
+    }
+    if (r.state != PullState::kPresent || r.confirmedAt > listedAt || found != byName.end()) continue;
     ++r.removals;
     ++stats_.removals;
     std::uniform_real_distribution<double> jitter(0.0, 1.0);
@@ -303,8 +322,9 @@ std::vector<Removal> Prefetcher::checkPresence(const std::vector<ImageInfo>& lis
                    .source = !r.configured ? "request" : r.source.empty() ? "config" : r.source,
                    .removals = r.removals,
                    .retryIn = delay});
+    changed = true;
   }
-  if (!out.empty()) {
+  if (changed) {
     work_.notify_all();
     changedLocked();
   }

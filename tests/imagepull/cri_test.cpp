@@ -270,8 +270,9 @@ TEST(CriPrefetch, ImageRemovedAsTheGcWouldIsPulledAgainOnceAndBaseGetsThePinLabe
   }
   EXPECT_NE(labelled.find("io.cri-containerd.pinned=pinned"), std::string::npos) << labelled;
   EXPECT_EQ(unlabelled.find("io.cri-containerd.pinned"), std::string::npos) << unlabelled;
-  if (auto v = svc.version(); v && v->runtimeVersion.find("1.6.") != std::string::npos)
+  if (auto v = svc.version(); v && v->runtimeVersion.find("1.6.") != std::string::npos) {
     EXPECT_FALSE(b->pinned) << "containerd 1.6's CRI never reports an image pinned";
+  }
   ASSERT_EQ(env.pullsOf(envImage), 1);
 
   run("ctr --address " + env["CRI_SOCKET"] + " -n k8s.io images rm " + envImage);

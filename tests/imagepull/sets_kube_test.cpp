@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/log.h"
 #include "core/state_store.h"
 #include "imagepull/module.h"
 #include "tests/imagepull/cri_env.h"

@@ -583,6 +583,23 @@ TEST(Prefetcher, RemovedImageIsReportedAndPulledAgainOnceAfterItsBackoff) {
   EXPECT_EQ(p.find(key)->removals, 2u);
 }
 
+TEST(Prefetcher, TheRuntimesListAnswersForQueuedImagesBeforeTheirSlot) {
+  FakeService svc;
+  FakeDisk disk;
+  svc.present = {"r.io/env:latest", "r.io/base:latest"};
+  Prefetcher p(svc, disk, fastOptions());
+  auto later = std::chrono::steady_clock::now() + 1h;  // a restart: every slot is ahead
+  ASSERT_TRUE(p.setConfigured(std::vector<ConfiguredImage>{
+      {.image = "r.io/env", .tier = Tier::kEnvironment, .source = "set s", .notBefore = later},
+      {.image = "r.io/base", .tier = Tier::kBase, .source = "set s", .notBefore = later},
+      {.image = "r.io/gone", .tier = Tier::kEnvironment, .source = "set s", .notBefore = later}}));
+  EXPECT_TRUE(p.checkPresence(*svc.list(), std::chrono::steady_clock::now()).empty());
+  EXPECT_EQ(p.find("r.io/env:latest")->state, PullState::kPresent);
+  EXPECT_EQ(p.find("r.io/base:latest")->state, PullState::kQueued) << "a base image waits for its pin label";
+  EXPECT_EQ(p.find("r.io/gone:latest")->state, PullState::kQueued);
+  EXPECT_EQ(svc.pulls.size(), 0u);
+}
+
 TEST(Prefetcher, RemovedBaseImageWaitsForTheDiskGuard) {
   FakeService svc;
   FakeDisk disk;
