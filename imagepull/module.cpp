@@ -281,7 +281,10 @@ SteadyTime ImagePullModule::setStart(const std::string& set, const Config& c) {
   auto from = std::max(steady_clock::now(), started_);
   std::vector<SteadyTime> taken{started_ + startDelay(nodeName_, c.startSpread)};
   for (const auto& [name, at] : setStarts_) taken.push_back(at);
-  auto at = separateStart(from + startDelay(nodeName_, set, c.startSpread), taken, std::chrono::seconds(1));
+  // No window, no spread: a set starts when it is seen.
+  auto at = c.startSpread.count() <= 0
+                ? from
+                : separateStart(from + startDelay(nodeName_, set, c.startSpread), taken, std::chrono::seconds(1));
   setStarts_[set] = at;
   if (at > steady_clock::now())
     log::get("imagepull")->info("prefetch set {} starts in {} (node's slot for it in the {} window)", set,
