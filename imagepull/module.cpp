@@ -124,7 +124,7 @@ void ImagePullModule::applyCredentials() {
   prefetcher_->setCredentials(std::make_shared<const CredentialStore>(std::move(merged)));
 }
 
-void ImagePullModule::refreshPullSecrets(const Config& c, bool force) {
+void ImagePullModule::refreshPullSecrets(const Config& c) {
   constexpr auto kReread = std::chrono::minutes(5);  // picks up a rotated Secret
   std::set<std::string> names;
   {
@@ -135,7 +135,7 @@ void ImagePullModule::refreshPullSecrets(const Config& c, bool force) {
           names.insert(set.imagePullSecrets.begin(), set.imagePullSecrets.end());
     bool same = names.size() == pullSecrets_.size() &&
                 std::all_of(names.begin(), names.end(), [&](const auto& n) { return pullSecrets_.contains(n); });
-    if (same && !force && steady_clock::now() < nextSecretsRead_) return;
+    if (same && steady_clock::now() < nextSecretsRead_) return;
   }
   if (names.empty()) {
     bool had;
@@ -402,7 +402,7 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
   }
   ensureClusterSets(c);
   auto wanted = wantedImages(c);
-  refreshPullSecrets(c, false);
+  refreshPullSecrets(c);
   bool active = c.enabled == "true" || (c.enabled == "auto" && !wanted.empty());
   bool wantedChanged;
   {

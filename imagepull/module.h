@@ -78,7 +78,7 @@ class ImagePullModule final : public core::Module {
   SteadyTime setStart(const std::string& set, const Config& c);
   // Reads the pull secrets the selected sets name (when the names change, and every few
   // minutes for rotation) and hands the prefetcher the node's file merged with them.
-  void refreshPullSecrets(const Config& c, bool force);
+  void refreshPullSecrets(const Config& c);
   void applyCredentials();
   // Images requested with `images pull` survive a restart: stateDir/requests.json.
   void restoreRequests();
