@@ -62,6 +62,15 @@ void parseConfig(ConfigMap m, Config& c) {
   c.maxPermanentAttempts = static_cast<unsigned>(m.integer("max_permanent_attempts", c.maxPermanentAttempts, 1, 100));
   c.diskHighWaterPercent = m.number("disk_high_water_percent", c.diskHighWaterPercent, 1, 100);
   c.diskRecheck = m.duration("disk_recheck", c.diskRecheck, milliseconds(100), hours(1));
+  c.presenceCheck = m.duration("presence_check", c.presenceCheck, milliseconds(100), hours(24));
+  {
+    auto b = m.map("removal_backoff");
+    c.removalBackoffInitial = b.duration("initial", c.removalBackoffInitial, milliseconds(10), hours(24));
+    c.removalBackoffMax = b.duration("max", c.removalBackoffMax, milliseconds(10), hours(24 * 7));
+    if (c.removalBackoffInitial > c.removalBackoffMax) b.error("initial", "must not exceed removal_backoff.max");
+    b.finish();
+  }
+  c.pinBase = m.boolean("pin_base", c.pinBase);
   c.authFile = m.string("auth_file", c.authFile);
   if (!c.authFile.empty() && c.authFile.front() != '/') m.error("auth_file", "must be an absolute path or empty");
   c.maxReceiveBytes = static_cast<int>(m.integer("max_receive_bytes", c.maxReceiveBytes, 4 << 20, 1 << 30));
@@ -94,6 +103,11 @@ Json toJson(const Config& c) {
       .set("max_permanent_attempts", c.maxPermanentAttempts)
       .set("disk_high_water_percent", c.diskHighWaterPercent)
       .set("disk_recheck", formatDuration(c.diskRecheck))
+      .set("presence_check", formatDuration(c.presenceCheck))
+      .set("removal_backoff", Json::object()
+                                  .set("initial", formatDuration(c.removalBackoffInitial))
+                                  .set("max", formatDuration(c.removalBackoffMax)))
+      .set("pin_base", c.pinBase)
       .set("auth_file", c.authFile)
       .set("max_receive_bytes", c.maxReceiveBytes)
       .set("cluster_sets", Json::object()

@@ -37,6 +37,14 @@ struct Config {
   unsigned maxPermanentAttempts = 2;  // for NotFound, auth and invalid-reference errors
   double diskHighWaterPercent = 80;   // below kubelet's 85% image GC high threshold
   std::chrono::milliseconds diskRecheck{std::chrono::seconds(30)};
+  // How often the runtime's image list is compared with what the agent pulled: an image
+  // removed behind its back (the kubelet's image GC, `crictl rmi`) is reported and pulled
+  // again only after removal_backoff (doubling per removal of the same image) and while
+  // the disk guard allows, so the agent never fights the GC in a loop.
+  std::chrono::milliseconds presenceCheck{std::chrono::minutes(1)};
+  std::chrono::milliseconds removalBackoffInitial{std::chrono::minutes(10)};
+  std::chrono::milliseconds removalBackoffMax{std::chrono::hours(6)};
+  bool pinBase = true;  // label base images io.cri-containerd.pinned=pinned (containerd >= 1.7.10 honours it)
   std::string authFile = "/var/lib/kubelet/config.json";
   int maxReceiveBytes = 64 << 20;
   ClusterSetsConfig clusterSets;

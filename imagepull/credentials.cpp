@@ -77,6 +77,26 @@ Result<CredentialStore> CredentialStore::load(const std::string& path) {
   return parse(*text, path);
 }
 
+Result<CredentialStore> CredentialStore::fromSecret(const std::string& body, const std::string& where) {
+  auto doc = Json::parse(body);
+  if (!doc || !doc->isObject()) return failInvalid(where + ": not a Secret object");
+  const auto& type = doc->get("type").asString();
+  std::string key = type == "kubernetes.io/dockerconfigjson" ? ".dockerconfigjson"
+                    : type == "kubernetes.io/dockercfg"      ? ".dockercfg"
+                                                             : "";
+  if (key.empty())
+    return failInvalid(where + ": type is \"" + type + "\", not kubernetes.io/dockerconfigjson");
+  const auto& encoded = doc->get("data").get(key).asString();
+  if (encoded.empty()) return failInvalid(where + ": data." + key + " is missing or empty");
+  auto text = decodeBase64(encoded);
+  if (!text) return failInvalid(where + ": data." + key + " is not base64");
+  return parse(*text, where + " data." + key);
+}
+
+void CredentialStore::merge(const CredentialStore& other) {
+  for (const auto& [host, c] : other.byHost_) byHost_[host] = c;
+}
+
 std::optional<Credential> CredentialStore::lookup(const std::string& registryHost) const {
   auto it = byHost_.find(normaliseRegistryHost(registryHost));
   if (it == byHost_.end()) return std::nullopt;

@@ -27,6 +27,12 @@ class CredentialStore {
   [[nodiscard]] static Result<CredentialStore> parse(const std::string& text, const std::string& source);
   // Loads `path`; a missing file is an empty store (a node without private registries).
   [[nodiscard]] static Result<CredentialStore> load(const std::string& path);
+  // A kubernetes.io/dockerconfigjson (or legacy kubernetes.io/dockercfg) Secret as the API
+  // returns it: its data decoded and parsed. `where` ("secret kube-system/regcred") names it
+  // in errors, which never quote its content.
+  [[nodiscard]] static Result<CredentialStore> fromSecret(const std::string& body, const std::string& where);
+  // Adds `other`'s hosts; where both have a host, `other`'s credential wins.
+  void merge(const CredentialStore& other);
 
   // The credential for a registry host ("127.0.0.1:5000", "docker.io"), if any.
   std::optional<Credential> lookup(const std::string& registryHost) const;

@@ -6,6 +6,8 @@
 #include <set>
 
 #include "api.grpc.pb.h"
+#include "containerd_content.grpc.pb.h"
+#include "containerd_images.grpc.pb.h"
 #include "imagepull/cri_decode.h"
 
 namespace nodeagent::imagepull {
@@ -51,12 +53,19 @@ struct CriImageService::Impl {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<runtime::v1::RuntimeService::Stub> runtime;
   std::unique_ptr<runtime::v1::ImageService::Stub> images;
+  std::unique_ptr<containerd::services::images::v1::Images::Stub> ctrImages;
+  std::unique_ptr<containerd::services::content::v1::Content::Stub> ctrContent;
   std::mutex mu;
   std::set<grpc::ClientContext*> pulls;  // in flight, for cancelAll()
   bool cancelled = false;
 
   void deadline(grpc::ClientContext& ctx, std::chrono::milliseconds d) const {
     ctx.set_deadline(std::chrono::system_clock::now() + d);
+  }
+  // containerd's own services need the namespace; CRI keeps its images in k8s.io.
+  void containerdCall(grpc::ClientContext& ctx) const {
+    deadline(ctx, options.callTimeout);
+    ctx.AddMetadata("containerd-namespace", "k8s.io");
   }
 };
 
@@ -67,6 +76,8 @@ CriImageService::CriImageService(CriOptions options) : impl_(std::make_unique<Im
   impl_->channel = grpc::CreateCustomChannel(impl_->options.endpoint, grpc::InsecureChannelCredentials(), args);
   impl_->runtime = runtime::v1::RuntimeService::NewStub(impl_->channel);
   impl_->images = runtime::v1::ImageService::NewStub(impl_->channel);
+  impl_->ctrImages = containerd::services::images::v1::Images::NewStub(impl_->channel);
+  impl_->ctrContent = containerd::services::content::v1::Content::NewStub(impl_->channel);
 }
 
 CriImageService::~CriImageService() = default;
@@ -162,6 +173,55 @@ Result<std::vector<FsUsage>> CriImageService::fsInfo() {
   auto s = impl_->images->ImageFsInfo(&ctx, req, &resp);
   if (!s.ok()) return fail(toError(s, "CRI ImageFsInfo"));
   return decodeImageFsInfo(resp);
+}
+
+Result<void> CriImageService::pin(const std::string& image) {
+  namespace images = containerd::services::images::v1;
+  constexpr const char* kKey = "io.cri-containerd.pinned";
+  images::GetImageResponse got;
+  {
+    grpc::ClientContext ctx;
+    impl_->containerdCall(ctx);
+    images::GetImageRequest req;
+    req.set_name(image);
+    auto s = impl_->ctrImages->Get(&ctx, req, &got);
+    if (!s.ok()) return fail(toError(s, "containerd images Get " + image));
+  }
+  if (got.image().labels().contains(kKey)) return {};
+  // The whole image goes back (containerd validates its target), with a mask naming only
+  // the one label: nothing else of the image changes.
+  grpc::ClientContext ctx;
+  impl_->containerdCall(ctx);
+  images::UpdateImageRequest req;
+  *req.mutable_image() = got.image();
+  (*req.mutable_image()->mutable_labels())[kKey] = "pinned";
+  req.mutable_update_mask()->add_paths(std::string("labels.") + kKey);
+  images::UpdateImageResponse resp;
+  auto s = impl_->ctrImages->Update(&ctx, req, &resp);
+  if (!s.ok()) return fail(toError(s, "containerd images Update " + image + " (pin label)"));
+  return {};
+}
+
+Result<std::vector<Ingest>> CriImageService::ingests() {
+  namespace content = containerd::services::content::v1;
+  grpc::ClientContext ctx;
+  impl_->containerdCall(ctx);
+  content::ListStatusesRequest req;
+  content::ListStatusesResponse resp;
+  auto s = impl_->ctrContent->ListStatuses(&ctx, req, &resp);
+  if (!s.ok()) return fail(toError(s, "containerd content ListStatuses"));
+  auto when = [](const content::Timestamp& t) {
+    return std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
+        std::chrono::seconds(t.seconds()) + std::chrono::nanoseconds(t.nanos())));
+  };
+  std::vector<Ingest> out;
+  for (const auto& st : resp.statuses())
+    out.push_back({.ref = st.ref(),
+                   .offset = static_cast<uint64_t>(std::max<int64_t>(0, st.offset())),
+                   .total = static_cast<uint64_t>(std::max<int64_t>(0, st.total())),
+                   .startedAt = when(st.started_at()),
+                   .updatedAt = when(st.updated_at())});
+  return out;
 }
 
 }  // namespace nodeagent::imagepull

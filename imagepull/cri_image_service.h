@@ -32,6 +32,9 @@ class CriImageService final : public ImageService {
   Result<void> remove(const std::string& image) override;
   Result<std::vector<ImageInfo>> list() override;
   Result<std::vector<FsUsage>> fsInfo() override;
+  // containerd's own services on the same socket, namespace k8s.io (CRI's).
+  Result<void> pin(const std::string& image) override;
+  Result<std::vector<Ingest>> ingests() override;
   void cancelAll() override;
 
  private:

@@ -47,6 +47,15 @@ struct FsUsage {
   uint64_t usedBytes = 0;
 };
 
+// One download in flight in the runtime's content store (containerd ListStatuses): a blob
+// of some image being written, `offset` of `total` bytes.
+struct Ingest {
+  std::string ref;  // containerd's ingest key, "layer-sha256:...", "manifest-sha256:..."
+  uint64_t offset = 0;
+  uint64_t total = 0;  // 0 when unknown
+  std::chrono::system_clock::time_point startedAt{}, updatedAt{};
+};
+
 class ImageService {
  public:
   virtual ~ImageService() = default;
@@ -59,6 +68,16 @@ class ImageService {
   [[nodiscard]] virtual Result<void> remove(const std::string& image) = 0;
   [[nodiscard]] virtual Result<std::vector<ImageInfo>> list() = 0;
   [[nodiscard]] virtual Result<std::vector<FsUsage>> fsInfo() = 0;
+  // Asks the runtime to keep the image from garbage collection (containerd: the image label
+  // io.cri-containerd.pinned=pinned, set through its images service; the CRI then reports
+  // Image.pinned from containerd 1.7.10 on and the kubelet's image GC skips it).
+  [[nodiscard]] virtual Result<void> pin(const std::string& image) {
+    return fail(Error(makeGrpcError(GrpcCode::kUnimplemented), "pin " + image + ": not supported by this runtime client"));
+  }
+  // The runtime's downloads in flight, for byte progress (containerd's content service).
+  [[nodiscard]] virtual Result<std::vector<Ingest>> ingests() {
+    return fail(Error(makeGrpcError(GrpcCode::kUnimplemented), "byte progress: not supported by this runtime client"));
+  }
   // Cancels pulls in flight and refuses new ones (at shutdown); they fail with Cancelled.
   virtual void cancelAll() {}
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "core/state_store.h"
 #include "common/clock.h"
@@ -10,6 +11,7 @@
 #include "imagepull/cri_image_service.h"
 #include "imagepull/image_ref.h"
 #include "imagepull/policy.h"
+#include "imagepull/progress.h"
 #include "kube/cluster.h"
 #include "kube/event.h"
 
@@ -20,18 +22,7 @@ using std::chrono::steady_clock;
 
 namespace {
 
-std::string humanBytes(uint64_t b) {
-  char buf[32];
-  if (b >= (1ull << 30))
-    std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(b) / (1ull << 30));
-  else if (b >= (1ull << 20))
-    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(b) / (1ull << 20));
-  else
-    std::snprintf(buf, sizeof buf, "%llu KiB", static_cast<unsigned long long>(b >> 10));
-  return buf;
-}
-
-std::string progressLine(const ImageRecord& r, SteadyTime now) {
+std::string progressLine(const ImageRecord& r, SteadyTime now, const ByteProgress& bytes) {
   double elapsed = r.state == PullState::kPulling ? std::chrono::duration<double>(now - r.startedAt).count()
                                                   : std::chrono::duration<double>(r.lastDuration).count();
   char buf[512];
@@ -41,6 +32,7 @@ std::string progressLine(const ImageRecord& r, SteadyTime now) {
                 !r.waitReason.empty() ? ("  " + r.waitReason).c_str()
                 : !r.lastError.empty() && r.state != PullState::kPresent ? ("  " + r.lastCode).c_str()
                                                                           : "");
+  if (r.state == PullState::kPulling && bytes.downloads) return buf + ("  " + formatProgress(bytes));
   return buf;
 }
 
@@ -119,6 +111,73 @@ void ImagePullModule::ensureClusterSets(const Config& c) {
   std::lock_guard lock(mu_);
   if (!error.empty() && error != setsError_) logger->warn("cluster prefetch sets: {}", error);
   setsError_ = error;
+}
+
+void ImagePullModule::applyCredentials() {
+  CredentialStore merged;
+  {
+    std::lock_guard lock(mu_);
+    if (fileCredentials_) merged = *fileCredentials_;
+    // A host in both: the Secret's credential (the cluster's newer word) wins.
+    for (const auto& [name, secret] : pullSecrets_) merged.merge(secret.store);
+  }
+  prefetcher_->setCredentials(std::make_shared<const CredentialStore>(std::move(merged)));
+}
+
+void ImagePullModule::refreshPullSecrets(const Config& c) {
+  constexpr auto kReread = std::chrono::minutes(5);  // picks up a rotated Secret
+  std::set<std::string> names;
+  {
+    std::lock_guard lock(mu_);
+    if (setsView_)
+      for (const auto& set : setsView_->parsed.sets)
+        if (std::find(setsView_->selected.begin(), setsView_->selected.end(), set.name) != setsView_->selected.end())
+          names.insert(set.imagePullSecrets.begin(), set.imagePullSecrets.end());
+    bool same = names.size() == pullSecrets_.size() &&
+                std::all_of(names.begin(), names.end(), [&](const auto& n) { return pullSecrets_.contains(n); });
+    if (same && steady_clock::now() < nextSecretsRead_) return;
+  }
+  if (names.empty()) {
+    bool had;
+    {
+      std::lock_guard lock(mu_);
+      had = !pullSecrets_.empty();
+      pullSecrets_.clear();
+    }
+    if (had) applyCredentials();
+    return;
+  }
+  auto logger = log::get("imagepull");
+  std::map<std::string, PullSecret> read;
+  for (const auto& name : names) {
+    std::string where = "secret " + c.clusterSets.namespace_ + "/" + name;
+    PullSecret ps;
+    if (!kubeClient_) {
+      ps.error = "no Kubernetes API to read it from";
+    } else if (auto resp = kubeClient_->get("/api/v1/namespaces/" + c.clusterSets.namespace_ + "/secrets/" + name); !resp) {
+      ps.error = resp.error().message();  // the API's Status: names the Secret, holds none of it
+    } else if (auto store = CredentialStore::fromSecret(resp->body, where); !store) {
+      ps.error = store.error().message();
+    } else {
+      ps.store = std::move(*store);
+    }
+    std::string before;
+    {
+      std::lock_guard lock(mu_);
+      auto it = pullSecrets_.find(name);
+      before = it == pullSecrets_.end() ? "(new)" : it->second.error;
+    }
+    if (!ps.error.empty() && ps.error != before) logger->warn("pull {} not used: {}", where, ps.error);
+    else if (ps.error.empty() && !before.empty())
+      logger->info("pull {}: credentials for {} registry host(s)", where, ps.store.size());
+    read[name] = std::move(ps);
+  }
+  {
+    std::lock_guard lock(mu_);
+    pullSecrets_ = std::move(read);
+    nextSecretsRead_ = steady_clock::now() + kReread;
+  }
+  applyCredentials();
 }
 
 void ImagePullModule::restoreRequests() {
@@ -200,43 +259,85 @@ std::vector<ConfiguredImage> ImagePullModule::wantedImages(const Config& c) {
   for (const auto& name : was)
     if (std::find(view->selected.begin(), view->selected.end(), name) == view->selected.end())
       logger->info("prefetch set {} no longer selected; its images stay in the runtime, untracked", name);
+  {
+    std::lock_guard lock(mu_);  // a set no longer selected gets a new slot if it comes back
+    std::erase_if(setStarts_, [&](const auto& kv) {
+      return std::find(view->selected.begin(), view->selected.end(), kv.first) == view->selected.end();
+    });
+  }
   for (const auto& set : view->parsed.sets) {
     if (std::find(view->selected.begin(), view->selected.end(), set.name) == view->selected.end()) continue;
-    for (const auto& image : set.images) out.push_back({image, set.tier, "set " + set.name});
+    auto start = setStart(set.name, c);
+    for (const auto& image : set.images) out.push_back({image, set.tier, "set " + set.name, start});
   }
   return out;
+}
+
+SteadyTime ImagePullModule::setStart(const std::string& set, const Config& c) {
+  std::lock_guard lock(mu_);
+  if (auto it = setStarts_.find(set); it != setStarts_.end()) return it->second;
+  // From when this node first selected the set (its start, for sets it finds at start):
+  // 5,000 nodes that see a new set in the same second start it over the whole window.
+  auto from = std::max(steady_clock::now(), started_);
+  std::vector<SteadyTime> taken{started_ + startDelay(nodeName_, c.startSpread)};
+  for (const auto& [name, at] : setStarts_) taken.push_back(at);
+  // No window, no spread: a set starts when it is seen.
+  auto at = c.startSpread.count() <= 0
+                ? from
+                : separateStart(from + startDelay(nodeName_, set, c.startSpread), taken, std::chrono::seconds(1));
+  setStarts_[set] = at;
+  if (at > steady_clock::now())
+    log::get("imagepull")->info("prefetch set {} starts in {} (node's slot for it in the {} window)", set,
+                                formatDuration(std::chrono::duration_cast<milliseconds>(at - steady_clock::now())),
+                                formatDuration(c.startSpread));
+  return at;
+}
+
+void ImagePullModule::postEvent(kube::ObjectEvent e) {
+  if (ctx_.dryRun || !kubeClient_) return;
+  auto now = std::chrono::system_clock::now();
+  char suffix[32];
+  std::snprintf(suffix, sizeof suffix, ".%llx",
+                static_cast<unsigned long long>(
+                    std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count()));
+  e.eventName = e.name + suffix;
+  e.host = nodeName_;
+  e.timestamp = formatRfc3339(now);
+  auto res = kubeClient_->request("POST", "/api/v1/namespaces/" + e.eventNamespace + "/events", kube::buildObjectEvent(e));
+  std::lock_guard lock(mu_);
+  if (res) ++eventsSent_;
+  else ++eventsFailed_, log::get("imagepull")->debug("event {} on {} {}: {}", e.reason, e.kind, e.name, res.error().message());
 }
 
 void ImagePullModule::reportRejected(const std::vector<RejectedSet>& rejected) {
   auto logger = log::get("imagepull");
   for (const auto& r : rejected) {
     logger->warn("prefetch set {} rejected: {}", r.name, r.problem);
-    if (ctx_.dryRun || !kubeClient_ || !sets_) continue;
-    auto now = std::chrono::system_clock::now();
-    char suffix[32];
-    std::snprintf(suffix, sizeof suffix, ".%llx",
-                  static_cast<unsigned long long>(
-                      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count()));
+    if (!sets_) continue;
     Config c;
     {
       std::lock_guard lock(mu_);
       c = config_;
     }
-    kube::ObjectEvent e{.kind = "ConfigMap",
-                        .ns = c.clusterSets.namespace_,
-                        .name = c.clusterSets.configMap,
-                        .eventNamespace = c.clusterSets.namespace_,
-                        .eventName = c.clusterSets.configMap + suffix,
-                        .reason = "PrefetchSetRejected",
-                        .message = "nodeagent on " + nodeName_ + " rejected prefetch set " + r.name + ": " + r.problem,
-                        .host = nodeName_,
-                        .timestamp = formatRfc3339(now)};
-    auto res = kubeClient_->request("POST", "/api/v1/namespaces/" + c.clusterSets.namespace_ + "/events",
-                                    kube::buildObjectEvent(e));
-    std::lock_guard lock(mu_);
-    if (res) ++eventsSent_;
-    else ++eventsFailed_, logger->debug("event for prefetch set {}: {}", r.name, res.error().message());
+    postEvent({.kind = "ConfigMap",
+               .ns = c.clusterSets.namespace_,
+               .name = c.clusterSets.configMap,
+               .eventNamespace = c.clusterSets.namespace_,
+               .reason = "PrefetchSetRejected",
+               .message = "nodeagent on " + nodeName_ + " rejected prefetch set " + r.name + ": " + r.problem});
   }
+}
+
+void ImagePullModule::reportRemoved(const Removal& removal) {
+  // Node events live in the default namespace, as the kubelet's do.
+  postEvent({.kind = "Node",
+             .name = nodeName_,
+             .eventNamespace = "default",
+             .reason = "PrefetchedImageRemoved",
+             .message = "image " + removal.image + " (" + std::string(tierName(removal.tier)) + ", " + removal.source +
+                        ") was removed from the container runtime (image garbage collection?), removal " +
+                        std::to_string(removal.removals) + "; nodeagent pulls it again in " +
+                        formatDuration(removal.retryIn) + " if the image disk is below its high-water mark"});
 }
 
 PrefetchOptions ImagePullModule::optionsFor(const Config& c, bool dryRun) const {
@@ -249,7 +350,10 @@ PrefetchOptions ImagePullModule::optionsFor(const Config& c, bool dryRun) const 
                          .maxPermanentAttempts = c.maxPermanentAttempts,
                          .diskHighWaterPercent = c.diskHighWaterPercent,
                          .diskRecheck = c.diskRecheck,
-                         .dryRun = dryRun};
+                         .dryRun = dryRun,
+                         .removalBackoffInitial = c.removalBackoffInitial,
+                         .removalBackoffMax = c.removalBackoffMax,
+                         .pinBase = c.pinBase};
 }
 
 void ImagePullModule::reload(const Config& config) {
@@ -263,7 +367,7 @@ void ImagePullModule::reload(const Config& config) {
 
 std::chrono::milliseconds ImagePullModule::resyncInterval() const {
   std::lock_guard lock(mu_);
-  return std::min<milliseconds>(config_.refreshInterval, std::chrono::minutes(1));
+  return std::min<milliseconds>({config_.refreshInterval, config_.presenceCheck, std::chrono::minutes(1)});
 }
 
 Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
@@ -288,15 +392,17 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
       credentialsError_.clear();
       credentialHosts_ = creds->size();
       if (creds->size() > 0) logger->info("loaded registry credentials for {} host(s) from {}", creds->size(), c.authFile);
-      prefetcher_->setCredentials(std::make_shared<const CredentialStore>(std::move(*creds)));
+      fileCredentials_ = std::make_shared<const CredentialStore>(std::move(*creds));
     }
   }
+  if (changed) applyCredentials();
   if (!requestsRestored_) {
     requestsRestored_ = true;
     restoreRequests();
   }
   ensureClusterSets(c);
   auto wanted = wantedImages(c);
+  refreshPullSecrets(c);
   bool active = c.enabled == "true" || (c.enabled == "auto" && !wanted.empty());
   bool wantedChanged;
   {
@@ -352,6 +458,13 @@ Result<void> ImagePullModule::reconcile(const core::ReconcileContext& rctx) {
       prefetcher_->refreshEnvironment();
     }
   }
+  if (now >= nextPresenceCheck_ && !ctx_.dryRun) {
+    nextPresenceCheck_ = now + c.presenceCheck;
+    auto listedAt = steady_clock::now();
+    // A failed list is the runtime down: the prefetcher's own calls notice and report that.
+    if (auto listed = service_->list(); listed)
+      for (const auto& removal : prefetcher_->checkPresence(*listed, listedAt)) reportRemoved(removal);
+  }
   publish();
   std::lock_guard lock(mu_);
   if (!runtimeError_.empty()) return failInvalid(runtimeError_);
@@ -376,10 +489,17 @@ Json ImagePullModule::statusJson() {
     if (!runtimeError_.empty()) runtime.set("error", runtimeError_);
     creds.set("file", c.authFile).set("hosts", credentialHosts_);  // how many, never what
     if (!credentialsError_.empty()) creds.set("error", credentialsError_);
+    Json secrets = Json::array();
+    for (const auto& [name, ps] : pullSecrets_) {
+      Json o = Json::object().set("name", name).set("hosts", ps.store.size());  // never the content
+      if (!ps.error.empty()) o.set("error", ps.error);
+      secrets.push(o);
+    }
+    creds.set("pull_secrets", secrets);
   }
   Json counts = Json::object();
   for (auto s : {PullState::kQueued, PullState::kPulling, PullState::kPresent, PullState::kRetrying,
-                 PullState::kWaitingForDisk, PullState::kFailed, PullState::kWouldPull}) {
+                 PullState::kWaitingForDisk, PullState::kFailed, PullState::kWouldPull, PullState::kRemoved}) {
     auto n = std::count_if(records.begin(), records.end(), [&](const auto& r) { return r.state == s; });
     if (n) counts.set(std::string(stateName(s)), n);
   }
@@ -391,7 +511,12 @@ Json ImagePullModule::statusJson() {
         .set("capacity_bytes", stats.disk->capacityBytes);
   if (!stats.diskError.empty()) disk.set("error", stats.diskError);
   Json images = Json::array();
-  for (const auto& r : records) images.push(toJson(r, now));
+  ByteProgress bytes = byteProgress();
+  for (const auto& r : records) {
+    Json j = toJson(r, now);
+    if (r.state == PullState::kPulling) j.set("bytes", toJson(bytes));
+    images.push(j);
+  }
   auto delay = startDelay(nodeName_, c.startSpread);
   return Json::object()
       .set("active", active)
@@ -409,9 +534,24 @@ Json ImagePullModule::statusJson() {
       .set("pulled", stats.pulled)
       .set("failed_attempts", stats.failedAttempts)
       .set("already_present", stats.skippedPresent)
+      .set("removed_by_runtime", stats.removals)
       .set("requests", requestsJson())
       .set("cluster_sets", clusterSetsJson(records))
       .set("images", images);
+}
+
+ByteProgress ImagePullModule::byteProgress() {
+  size_t pulls = prefetcher_->stats().active;
+  if (pulls == 0) return {};
+  auto ingests = service_->ingests();
+  if (!ingests) {
+    std::lock_guard lock(mu_);
+    if (progressError_ != ingests.error().message())
+      log::get("imagepull")->debug("no byte progress: {}", ingests.error().message());
+    progressError_ = ingests.error().message();
+    return {};
+  }
+  return sumIngests(*ingests, pulls);
 }
 
 Json ImagePullModule::requestsJson() {
@@ -425,13 +565,13 @@ Json ImagePullModule::requestsJson() {
 core::Condition imagesReadyCondition(const std::vector<ImageRecord>& records, const std::string& runtimeError,
                                      bool released) {
   // Every image the node should hold (local lists and selected sets), not on-demand pulls.
-  size_t total = 0, present = 0, failed = 0;
+  size_t total = 0, present = 0, failed = 0, removed = 0;
   std::vector<std::string> missing;
   for (const auto& r : records) {
     if (!r.configured) continue;
     ++total;
     if (r.state == PullState::kPresent) ++present;
-    else missing.push_back(r.image), failed += r.state == PullState::kFailed;
+    else missing.push_back(r.image), failed += r.state == PullState::kFailed, removed += r.state == PullState::kRemoved;
   }
   core::Condition c{.type = "ImagesReady", .status = present == total};
   c.message = std::to_string(present) + "/" + std::to_string(total) + " images";
@@ -445,6 +585,7 @@ core::Condition imagesReadyCondition(const std::vector<ImageRecord>& records, co
   else if (present == total) c.reason = "AllPresent";
   else if (!runtimeError.empty()) c.reason = "RuntimeUnavailable";
   else if (failed) c.reason = "PullFailed";
+  else if (removed) c.reason = "ImagesRemoved";
   else if (!released) c.reason = "WaitingForStartSlot";
   else c.reason = "Pulling";
   return c;
@@ -507,6 +648,18 @@ Json ImagePullModule::clusterSetsJson(const std::vector<ImageRecord>& records) {
       if (set.deadline) o.set("overdue", count->overdue);
     }
     if (set.deadline) o.set("deadline", formatRfc3339(*set.deadline));
+    if (!set.imagePullSecrets.empty()) {
+      Json names = Json::array();
+      for (const auto& n : set.imagePullSecrets) names.push(n);
+      o.set("image_pull_secrets", names);
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = setStarts_.find(set.name); it != setStarts_.end()) {
+        double in = std::chrono::duration<double>(it->second - steady_clock::now()).count();
+        o.set("starts_in_s", std::round(std::max(0.0, in) * 10) / 10);
+      }
+    }
     sets.push(o);
   }
   j.set("sets", sets);
@@ -571,11 +724,11 @@ void ImagePullModule::publish() {
                        (basePresent ? ", " + std::to_string(basePinned) + " pinned by the runtime against image GC" : "");
     }
     s.conditions.push_back(cond);
-    s.conditions.push_back(imagesReadyCondition(records, runtimeError, prefetcher_->released()));
+    s.conditions.push_back(imagesReadyCondition(records, runtimeError, !prefetcher_->waitingForStartSlot()));
   }
   using core::Metric;
   for (auto st : {PullState::kQueued, PullState::kPulling, PullState::kPresent, PullState::kRetrying,
-                  PullState::kWaitingForDisk, PullState::kFailed})
+                  PullState::kWaitingForDisk, PullState::kFailed, PullState::kRemoved})
     for (auto t : {Tier::kBase, Tier::kBusiness, Tier::kEnvironment}) {
       auto n = std::count_if(records.begin(), records.end(), [&](const auto& r) { return r.state == st && r.tier == t; });
       s.metrics.push_back({"nodeagent_imagepull_images", "Tracked images by tier and state", Metric::Type::kGauge,
@@ -584,6 +737,8 @@ void ImagePullModule::publish() {
   s.metrics.push_back({"nodeagent_imagepull_attempts_total", "Pull attempts", Metric::Type::kCounter, {}, double(stats.attempts)});
   s.metrics.push_back({"nodeagent_imagepull_failed_attempts_total", "Failed pull attempts", Metric::Type::kCounter, {}, double(stats.failedAttempts)});
   s.metrics.push_back({"nodeagent_imagepull_pulled_total", "Successful pulls", Metric::Type::kCounter, {}, double(stats.pulled)});
+  s.metrics.push_back({"nodeagent_imagepull_removed_total", "Present images the runtime removed (image GC)",
+                       Metric::Type::kCounter, {}, double(stats.removals)});
   s.metrics.push_back({"nodeagent_imagepull_in_flight", "Pulls in flight", Metric::Type::kGauge, {}, double(stats.active)});
   if (stats.disk)
     s.metrics.push_back({"nodeagent_imagepull_disk_used_percent", "Image file system usage", Metric::Type::kGauge, {}, stats.disk->usedPercent});
@@ -695,7 +850,7 @@ Result<Json> ImagePullModule::callPull(const core::CallRequest& req, core::CallO
     auto rec = prefetcher_->find(*key);
     if (!rec) return failInvalid("image " + *key + " was forgotten while waiting for it");
     auto now = steady_clock::now();
-    out.progress(Json::object().set("lines", Json::array().push(progressLine(*rec, now))));
+    out.progress(Json::object().set("lines", Json::array().push(progressLine(*rec, now, byteProgress()))));
     if (isTerminal(rec->state)) {
       Json result = toJson(*rec, now);
       if (rec->state == PullState::kFailed) result.set("exit_code", 1);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdint>
+#include <initializer_list>
 
 namespace nodeagent::imagepull {
 
@@ -41,6 +43,7 @@ std::string_view stateName(PullState s) {
     case PullState::kWaitingForDisk: return "waiting-for-disk";
     case PullState::kRetrying: return "retrying";
     case PullState::kWouldPull: return "would-pull";
+    case PullState::kRemoved: return "removed";
   }
   return "unknown";
 }
@@ -74,18 +77,53 @@ std::chrono::milliseconds backoffDelay(unsigned attempt, std::chrono::millisecon
   return std::chrono::milliseconds(static_cast<int64_t>(d * (0.5 + 0.5 * jitter01)));
 }
 
-std::chrono::milliseconds startDelay(std::string_view nodeName, std::chrono::milliseconds window) {
-  if (window.count() <= 0) return std::chrono::milliseconds(0);
+namespace {
+
+// FNV-1a over the parts (a 0xff byte between them: no name holds it), then the high bits
+// mixed down: FNV's low bits alone spread poorly for names like node-0001.
+uint64_t spreadHash(std::initializer_list<std::string_view> parts) {
   uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : nodeName) {
-    h ^= c;
-    h *= 1099511628211ull;
+  bool first = true;
+  for (auto part : parts) {
+    if (!first) h = (h ^ 0xffu) * 1099511628211ull;
+    first = false;
+    for (unsigned char c : part) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
   }
-  // Mix the high bits down: FNV's low bits alone spread poorly for names like node-0001.
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdull;
   h ^= h >> 33;
-  return std::chrono::milliseconds(static_cast<int64_t>(h % static_cast<uint64_t>(window.count())));
+  return h;
+}
+
+std::chrono::milliseconds slot(uint64_t hash, std::chrono::milliseconds window) {
+  if (window.count() <= 0) return std::chrono::milliseconds(0);
+  return std::chrono::milliseconds(static_cast<int64_t>(hash % static_cast<uint64_t>(window.count())));
+}
+
+}  // namespace
+
+std::chrono::milliseconds startDelay(std::string_view nodeName, std::chrono::milliseconds window) {
+  return slot(spreadHash({nodeName}), window);
+}
+
+std::chrono::milliseconds startDelay(std::string_view nodeName, std::string_view setName,
+                                     std::chrono::milliseconds window) {
+  return slot(spreadHash({nodeName, setName}), window);
+}
+
+std::chrono::steady_clock::time_point separateStart(std::chrono::steady_clock::time_point candidate,
+                                                    const std::vector<std::chrono::steady_clock::time_point>& taken,
+                                                    std::chrono::milliseconds gap) {
+  // Each move clears at least one start, so this ends after at most taken.size() moves.
+  for (size_t moves = 0; moves <= taken.size(); ++moves) {
+    auto clash = std::find_if(taken.begin(), taken.end(), [&](auto t) { return candidate > t - gap && candidate < t + gap; });
+    if (clash == taken.end()) break;
+    candidate = *clash + gap;
+  }
+  return candidate;
 }
 
 }  // namespace nodeagent::imagepull

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "imagepull/image_service.h"
 
@@ -16,7 +17,9 @@ enum class Tier { kBase = 0, kBusiness = 1, kEnvironment = 2 };
 std::string_view tierName(Tier t);
 std::optional<Tier> parseTier(std::string_view name);
 
-enum class PullState { kQueued, kPulling, kPresent, kFailed, kWaitingForDisk, kRetrying, kWouldPull };
+// kRemoved: the image was present and the runtime no longer has it (the kubelet's image GC,
+// `crictl rmi`); it waits for its re-pull backoff and the disk guard.
+enum class PullState { kQueued, kPulling, kPresent, kFailed, kWaitingForDisk, kRetrying, kWouldPull, kRemoved };
 std::string_view stateName(PullState s);
 inline bool isTerminal(PullState s) {
   return s == PullState::kPresent || s == PullState::kFailed || s == PullState::kWouldPull;
@@ -39,5 +42,15 @@ std::chrono::milliseconds backoffDelay(unsigned attempt, std::chrono::millisecon
 // Where this node starts within the fleet-wide window: FNV-1a of the node name, scaled to
 // [0, window). The same name always gets the same delay; names spread evenly.
 std::chrono::milliseconds startDelay(std::string_view nodeName, std::chrono::milliseconds window);
+// Where one prefetch set starts within the window on this node, counted from when the node
+// first selected it: a hash of the node name AND the set name, so a set new to the whole
+// fleet spreads over the window, and two sets on one node land on unrelated offsets.
+std::chrono::milliseconds startDelay(std::string_view nodeName, std::string_view setName,
+                                     std::chrono::milliseconds window);
+// A set's start on this node, at least `gap` away from every start in `taken` (the other
+// sets' starts on this node): `candidate`, moved later by whole gaps while it collides.
+std::chrono::steady_clock::time_point separateStart(std::chrono::steady_clock::time_point candidate,
+                                                    const std::vector<std::chrono::steady_clock::time_point>& taken,
+                                                    std::chrono::milliseconds gap);
 
 }  // namespace nodeagent::imagepull

@@ -80,11 +80,31 @@ PrefetchSet parseOne(ConfigMap& m) {
     s.deadline = parseRfc3339Utc(text);
     if (!s.deadline) m.error("deadline", "\"" + text + "\" is not an RFC 3339 UTC time like 2026-12-03T06:00:00Z");
   }
+  if (m.has("imagePullSecrets")) {
+    auto list = m.raw("imagePullSecrets");
+    if (!list.IsSequence()) m.error("imagePullSecrets", "must be a list of Secret names");
+    for (size_t i = 0; list.IsSequence() && i < list.size(); ++i) {
+      auto item = list[i];
+      std::string name;
+      if (item.IsScalar()) name = item.Scalar();
+      else if (item.IsMap() && item.size() == 1 && item["name"] && item["name"].IsScalar()) name = item["name"].Scalar();
+      if (!validObjectName(name))
+        m.error("imagePullSecrets", "entry " + std::to_string(i + 1) + " is not a Secret name (or {name: NAME})");
+      else if (std::find(s.imagePullSecrets.begin(), s.imagePullSecrets.end(), name) == s.imagePullSecrets.end())
+        s.imagePullSecrets.push_back(name);
+    }
+  }
   m.finish();
   return s;
 }
 
 }  // namespace
+
+bool validObjectName(std::string_view name) {
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (name.empty() || name.size() > 253 || !alnum(name.front()) || !alnum(name.back())) return false;
+  return std::all_of(name.begin(), name.end(), [&](char c) { return alnum(c) || c == '-' || c == '.'; });
+}
 
 bool validLabelKey(std::string_view key) {
   auto slash = key.find('/');

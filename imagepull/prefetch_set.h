@@ -8,6 +8,7 @@
 //       images: [registry.example.com/cuda:12.4]
 //       nodeSelector: {node.kubernetes.io/instance-type: g5.xlarge}   # all must match; {} = every node
 //       deadline: "2026-12-03T06:00:00Z"                              # optional, RFC 3339 UTC
+//       imagePullSecrets: [regcred]   # optional: kubernetes.io/dockerconfigjson Secrets in the agent's namespace
 #pragma once
 
 #include <chrono>
@@ -31,6 +32,9 @@ struct PrefetchSet {
   // When the set should be present on its nodes; past it, a set still missing images is
   // reported overdue (pulls go on: the deadline is a promise to watch, not a cut-off).
   std::optional<std::chrono::system_clock::time_point> deadline;
+  // Secret names (kubernetes.io/dockerconfigjson, in the agent's namespace) whose registry
+  // credentials the set's pulls use; a Pod's `[{name: x}]` form is accepted too.
+  std::vector<std::string> imagePullSecrets;
   bool operator==(const PrefetchSet&) const = default;
 };
 
@@ -59,6 +63,10 @@ bool selects(const PrefetchSet& set, const Labels& labels);
 // value is empty or such a name.
 bool validLabelKey(std::string_view key);
 bool validLabelValue(std::string_view value);
+
+// A DNS subdomain name (a Secret's): lowercase alphanumerics, '-' and '.', at most 253,
+// beginning and ending alphanumeric.
+bool validObjectName(std::string_view name);
 
 // "2026-12-03T06:00:00Z" (UTC, optional fraction); other offsets are refused.
 std::optional<std::chrono::system_clock::time_point> parseRfc3339Utc(std::string_view text);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "common/log.h"
@@ -108,7 +109,12 @@ Result<void> Prefetcher::setConfigured(const std::vector<ConfiguredImage>& image
   for (size_t i = 0; i < images.size(); ++i) {
     const ImageRef& ref = refs[i];
     const Tier tier = images[i].tier;
-    if (!keep.insert(ref.canonical()).second) continue;  // the first entry wins
+    if (!keep.insert(ref.canonical()).second) {  // the first entry wins; of two sets' slots, the earlier
+      ImageRecord& r = records_[ref.canonical()];
+      if (r.notBefore != SteadyTime{} && images[i].notBefore != SteadyTime{})
+        r.notBefore = std::min(r.notBefore, images[i].notBefore);
+      continue;
+    }
     auto [it, fresh] = records_.try_emplace(ref.canonical());
     ImageRecord& r = it->second;
     if (fresh) {
@@ -124,6 +130,7 @@ Result<void> Prefetcher::setConfigured(const std::vector<ConfiguredImage>& image
     }
     r.configured = true;
     r.source = images[i].source;
+    r.notBefore = images[i].notBefore;
   }
   for (auto it = records_.begin(); it != records_.end();) {
     if (it->second.configured && !keep.contains(it->first)) {
@@ -251,21 +258,93 @@ bool Prefetcher::baseBusyLocked() const {
   });
 }
 
+SteadyTime Prefetcher::gateLocked(const ImageRecord& r) const {
+  return r.notBefore == SteadyTime{} ? releaseAt_ : r.notBefore;
+}
+
+bool Prefetcher::waitingForStartSlot() const {
+  std::lock_guard lock(mu_);
+  auto now = steady_clock::now();
+  return std::any_of(records_.begin(), records_.end(), [&](const auto& kv) {
+    const auto& r = kv.second;
+    return r.configured && !r.awaited && r.state == PullState::kQueued && now < gateLocked(r);
+  });
+}
+
+std::vector<Removal> Prefetcher::checkPresence(const std::vector<ImageInfo>& listed, SteadyTime listedAt) {
+  // By name only: `crictl rmi` of one tag leaves the image id under its other names, and
+  // the agent's reference is then gone all the same.
+  std::map<std::string, const ImageInfo*> byName;
+  for (const auto& info : listed) {
+    for (const auto& n : info.repoTags) byName[n] = &info;
+    for (const auto& n : info.repoDigests) byName[n] = &info;
+  }
+  std::lock_guard lock(mu_);
+  std::vector<Removal> out;
+  auto now = steady_clock::now();
+  bool changed = false;
+  for (auto& [key, r] : records_) {
+    auto found = byName.find(r.image);
+    // A queued image the runtime already has is present, start slot or not: the list is the
+    // answer ImageStatus would give (so a restart is ready at once). Base images still go
+    // through a worker unless pinned, for their pin label.
+    if (r.state == PullState::kQueued && !r.refresh && found != byName.end() &&
+        (r.tier != Tier::kBase || found->second->pinned || !options_.pinBase)) {
+      r.state = PullState::kPresent;
+      r.imageId = found->second->id;
+      r.size = found->second->size;
+      r.pinned = found->second->pinned;
+      r.confirmedAt = now;
+      r.priority = r.tier;
+      r.awaited = false;
+      ++stats_.skippedPresent;
+      changed = true;
+      continue;
+    }
+    if (r.state != PullState::kPresent || r.confirmedAt > listedAt || found != byName.end()) continue;
+    ++r.removals;
+    ++stats_.removals;
+    std::uniform_real_distribution<double> jitter(0.0, 1.0);
+    auto delay = backoffDelay(r.removals, options_.removalBackoffInitial, options_.removalBackoffMax, jitter(rng_));
+    r.state = PullState::kRemoved;
+    r.removed = true;
+    r.pinned = false;
+    r.pinLabel.clear();
+    r.attempts = 0;
+    r.nextAttemptAt = now + delay;
+    r.waitReason = "removed by the runtime (" + std::to_string(r.removals) + (r.removals == 1 ? " time" : " times") +
+                   "); pulled again after the backoff, when the disk guard allows";
+    log::get("imagepull")->warn("{} ({}) was removed from the runtime (image garbage collection?), removal {}; "
+                                "pulling it again in {} if the image disk is below its high-water mark",
+                                r.image, tierName(r.tier), r.removals, seconds(delay));
+    out.push_back({.image = r.image,
+                   .tier = r.tier,
+                   .source = !r.configured ? "request" : r.source.empty() ? "config" : r.source,
+                   .removals = r.removals,
+                   .retryIn = delay});
+    changed = true;
+  }
+  if (changed) {
+    work_.notify_all();
+    changedLocked();
+  }
+  return out;
+}
+
 ImageRecord* Prefetcher::pickLocked(SteadyTime now, SteadyTime& wake) {
   ImageRecord* best = nullptr;
   bool baseBusy = baseBusyLocked();
-  bool released = now >= releaseAt_;
   for (auto& [key, r] : records_) {
     bool ready = r.state == PullState::kQueued;
-    if (r.state == PullState::kRetrying || r.state == PullState::kWaitingForDisk) {
+    if (r.state == PullState::kRetrying || r.state == PullState::kWaitingForDisk || r.state == PullState::kRemoved) {
       if (r.nextAttemptAt <= now)
         ready = true;
       else
         wake = std::min(wake, r.nextAttemptAt);
     }
     if (!ready) continue;
-    if (r.configured && !r.awaited && !released) {  // the start spread
-      wake = std::min(wake, releaseAt_);
+    if (auto gate = gateLocked(r); r.configured && !r.awaited && now < gate) {  // the start spread
+      wake = std::min(wake, gate);
       continue;
     }
     if (r.priority == Tier::kEnvironment && baseBusy) continue;  // base first
@@ -326,6 +405,7 @@ void Prefetcher::runOne(std::unique_lock<std::mutex>& lock, ImageRecord& r) {
   changedLocked();
   const std::string image = r.image, registry = r.registry, previousId = r.imageId;
   const bool refresh = r.refresh;
+  const bool repull = r.removed;  // after a removal: the disk guard holds every tier
   const Tier tier = r.tier;
   const unsigned attemptsBefore = r.attempts;
   const PrefetchOptions opts = options_;
@@ -347,6 +427,8 @@ void Prefetcher::runOne(std::unique_lock<std::mutex>& lock, ImageRecord& r) {
     r.imageId = info.id;
     r.size = info.size;
     r.pinned = info.pinned;
+    r.removed = false;
+    r.confirmedAt = steady_clock::now();
   };
 
   // 1. Present already? Then it costs nothing (a tag re-check pulls anyway).
@@ -358,6 +440,7 @@ void Prefetcher::runOne(std::unique_lock<std::mutex>& lock, ImageRecord& r) {
     if (st) runtimeAnsweredLocked();
     if (st && *st) {
       fromInfo(**st);
+      if (tier == Tier::kBase && opts.pinBase && !opts.dryRun) pinLocked(lock, r);
       r.state = PullState::kPresent;
       r.attempts = 0;
       r.lastError.clear();
@@ -376,7 +459,7 @@ void Prefetcher::runOne(std::unique_lock<std::mutex>& lock, ImageRecord& r) {
     return;
   }
   // 2. The disk guard holds everything but base images above the high-water mark.
-  if (!err && tier != Tier::kBase) {
+  if (!err && (tier != Tier::kBase || repull)) {
     auto d = diskLocked(lock, start);
     if (d && d->usedPercent > opts.diskHighWaterPercent) {
       char why[256];
@@ -415,6 +498,7 @@ void Prefetcher::runOne(std::unique_lock<std::mutex>& lock, ImageRecord& r) {
   if (info) {
     bool changed = !previousId.empty() && previousId != info->id;
     fromInfo(*info);
+    if (tier == Tier::kBase && opts.pinBase) pinLocked(lock, r);
     auto took = std::chrono::duration_cast<milliseconds>(steady_clock::now() - start);
     if (changed)
       logger->info("{} ({}): tag now points to a new image {} (was {}), pulled in {}", image, tierName(tier), info->id,
@@ -423,7 +507,7 @@ void Prefetcher::runOne(std::unique_lock<std::mutex>& lock, ImageRecord& r) {
       logger->debug("{} ({}): tag re-checked, unchanged", image, tierName(tier));
     else
       logger->info("pulled {} ({}) in {}: {} bytes, id {}{}", image, tierName(tier), seconds(took), info->size,
-                   info->id, tier == Tier::kBase ? (info->pinned ? ", pinned by the runtime" : ", not pinned by the runtime") : "");
+                   info->id, tier == Tier::kBase ? (r.pinned ? ", pinned by the runtime" : ", not pinned by the runtime") : "");
     r.digestChanged = changed;
     r.state = PullState::kPresent;
     r.refresh = false;  // attempts stay: how many this round took
@@ -476,6 +560,27 @@ void Prefetcher::runOne(std::unique_lock<std::mutex>& lock, ImageRecord& r) {
   finish();
 }
 
+void Prefetcher::pinLocked(std::unique_lock<std::mutex>& lock, ImageRecord& r) {
+  // Called while the record is still kPulling, so nothing erases it while unlocked. The
+  // label is set once per presence; a runtime that ignores it (containerd 1.6) stays unpinned.
+  if (r.pinLabel == "set") return;
+  const std::string image = r.image;
+  lock.unlock();
+  auto pinned = service_.pin(image);
+  std::optional<ImageInfo> info;
+  if (pinned)
+    if (auto st = service_.status(image); st && *st) info = **st;
+  lock.lock();
+  std::string outcome = pinned ? "set" : pinned.error().message();
+  if (!pinned && outcome != r.pinLabel)
+    log::get("imagepull")->warn("base image {} not pinned against image GC: {}", image, outcome);
+  else if (pinned)
+    log::get("imagepull")->info("base image {}: pin label set; the runtime reports it {}", image,
+                                info && info->pinned ? "pinned" : "not pinned (containerd before 1.7.10 ignores the label)");
+  r.pinLabel = outcome;
+  if (info) r.pinned = info->pinned;
+}
+
 std::vector<ImageRecord> Prefetcher::snapshot() const {
   std::lock_guard lock(mu_);
   std::vector<ImageRecord> out;
@@ -521,11 +626,15 @@ Json toJson(const ImageRecord& r, SteadyTime now) {
   j.set("duration_s", std::round(elapsed * 10) / 10);
   j.set("image_ref", r.imageId);
   j.set("size_bytes", r.size);
-  if (r.tier == Tier::kBase) j.set("pinned", r.pinned);
+  if (r.tier == Tier::kBase) {
+    j.set("pinned", r.pinned);
+    if (!r.pinLabel.empty()) j.set("pin_label", r.pinLabel);
+  }
+  if (r.removals) j.set("removed_by_runtime", r.removals);
   j.set("last_error", r.lastError);
   if (!r.lastCode.empty()) j.set("error_code", r.lastCode);
   if (!r.waitReason.empty()) j.set("waiting_for", r.waitReason);
-  if (r.state == PullState::kRetrying || r.state == PullState::kWaitingForDisk) {
+  if (r.state == PullState::kRetrying || r.state == PullState::kWaitingForDisk || r.state == PullState::kRemoved) {
     double in = std::chrono::duration<double>(r.nextAttemptAt - now).count();
     j.set("next_attempt_in_s", std::round(std::max(0.0, in) * 10) / 10);
   }

@@ -38,6 +38,11 @@ struct PrefetchOptions {
   double diskHighWaterPercent = 80;
   std::chrono::milliseconds diskRecheck{std::chrono::seconds(30)};
   bool dryRun = false;  // check presence only; report what would be pulled
+  // An image the runtime removed (image GC) is pulled again after this backoff, doubling
+  // with each removal of the same image up to the max, and only while the disk guard allows.
+  std::chrono::milliseconds removalBackoffInitial{std::chrono::minutes(10)};
+  std::chrono::milliseconds removalBackoffMax{std::chrono::hours(6)};
+  bool pinBase = true;  // ask the runtime to pin base images (ImageService::pin)
 };
 
 using SteadyTime = std::chrono::steady_clock::time_point;
@@ -47,6 +52,9 @@ struct ConfiguredImage {
   std::string image;
   Tier tier = Tier::kEnvironment;
   std::string source = "config";  // "config" or "set NAME"
+  // When its pulls may start (a cluster set's slot on this node); unset: the node's start
+  // slot (releaseAt).
+  std::chrono::steady_clock::time_point notBefore{};
   bool operator==(const ConfiguredImage&) const = default;
 };
 
@@ -71,14 +79,28 @@ struct ImageRecord {
   std::string waitReason;
   std::string imageId;
   uint64_t size = 0;
-  bool pinned = false;
+  bool pinned = false;   // the runtime says so (CRI Image.pinned)
+  std::string pinLabel;  // base images: "set", or why the pin label could not be set
+  unsigned removals = 0;  // times the runtime removed it after the agent had it present
+  bool removed = false;   // its next pull is a re-pull after a removal (the disk guard applies to every tier)
   bool digestChanged = false;  // the last refresh found a new image behind the tag
   std::chrono::milliseconds lastDuration{0};
   SteadyTime queuedAt{};
   SteadyTime startedAt{};
   SteadyTime nextAttemptAt{};
+  SteadyTime notBefore{};    // ConfiguredImage::notBefore
+  SteadyTime confirmedAt{};  // when the runtime last said it has the image
   std::chrono::system_clock::time_point lastPulled{};
   uint64_t seq = 0;  // FIFO order within a tier
+};
+
+// A present image the runtime no longer lists.
+struct Removal {
+  std::string image;
+  Tier tier = Tier::kEnvironment;
+  std::string source;  // "config", "set NAME" or "request"
+  unsigned removals = 0;
+  std::chrono::milliseconds retryIn{0};
 };
 
 struct PrefetchStats {
@@ -88,6 +110,7 @@ struct PrefetchStats {
   uint64_t pulled = 0;
   uint64_t failedAttempts = 0;
   uint64_t skippedPresent = 0;
+  uint64_t removals = 0;  // present images the runtime removed (checkPresence)
   std::optional<DiskUsage> disk;
   std::string diskError;
   bool diskHigh = false;
@@ -127,6 +150,12 @@ class Prefetcher {
   // The runtime answered (the module's probe): if it was down, every image that failed or
   // waits because of that is queued again with fresh attempts.
   void runtimeAnswered();
+  // Compares the images the agent holds as present with the runtime's list, taken at
+  // `listedAt`: each one missing is a removal (kRemoved), pulled again after its removal
+  // backoff. Records confirmed after `listedAt` are skipped (the list predates them).
+  std::vector<Removal> checkPresence(const std::vector<ImageInfo>& listed, SteadyTime listedAt);
+  // True while a configured image waits for its start slot (node or set).
+  bool waitingForStartSlot() const;
   // Drops an image the agent tracks (never a configured one). Does not delete it from the runtime.
   [[nodiscard]] Result<void> forget(const std::string& image);
 
@@ -148,6 +177,8 @@ class Prefetcher {
   void runtimeAnsweredLocked();
   void ensureWorkersLocked();
   bool baseBusyLocked() const;
+  SteadyTime gateLocked(const ImageRecord& r) const;
+  void pinLocked(std::unique_lock<std::mutex>& lock, ImageRecord& r);
   std::optional<DiskUsage> diskLocked(std::unique_lock<std::mutex>& lock, SteadyTime now);
 
   ImageService& service_;

@@ -6,6 +6,8 @@
 # concurrency and at the default (3). Same containerd, same registry, same run.
 #   bench/imagepull/run.sh [BUILD_DIR]   env: CONCURRENCY (default 12) RATE (5 MiB/s) DELAY_MS (20)
 #        IMAGES (12) BASE_KIB (8192) OWN_KIB (1024) ROUNDS (1)
+#        SPREAD_NODES (50) SPREAD_WINDOW_MS (30000): the fleet spread of one new cluster set,
+#        first registry requests per second (simulated nodes, no containerd: run first)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build=$(cd "${1:-$root/build}" && pwd)
@@ -19,6 +21,8 @@ base_kib=${BASE_KIB:-8192}
 own_kib=${OWN_KIB:-1024}
 rounds=${ROUNDS:-1}
 [ -x "$bench" ] || { echo "build imagepull_prefetch_bench first" >&2; exit 1; }
+"$bench" - spread "${SPREAD_NODES:-50}" "${SPREAD_WINDOW_MS:-30000}"
+[ -n "${SPREAD_ONLY:-}" ] && exit 0
 dir=$(mktemp -d /tmp/na-cri-bench.XXXXXX)
 trap '"$harness" stop "$dir"; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
 "$harness" start "$dir" --proxy-rate "$rate" --proxy-delay-ms "$delay"

@@ -130,8 +130,13 @@ check yes get nodes; check yes list nodes; check yes watch nodes
 check yes patch nodes --subresource=status
 check yes create events -n default; check yes patch events -n default
 for verb in get list watch; do check yes "$verb" configmaps/nodeagent-prefetch -n kube-system; done
+check yes get secrets/nodeagent-pull-secret -n kube-system  # a prefetch set's pull secret, by name
 echo "denied:"
 check no get secrets -n kube-system
+check no get secrets/other-secret -n kube-system
+check no list secrets -n kube-system
+check no watch secrets/nodeagent-pull-secret -n kube-system
+check no get secrets/nodeagent-pull-secret -n default
 check no list secrets --all-namespaces
 check no get configmaps -n kube-system
 check no list configmaps -n kube-system

@@ -15,128 +15,13 @@
 #include "imagepull/cri_image_service.h"
 #include "imagepull/disk_guard.h"
 #include "imagepull/prefetcher.h"
+#include "imagepull/progress.h"
+#include "tests/imagepull/cri_env.h"
 
 namespace nodeagent::imagepull {
 namespace {
 
 using namespace std::chrono_literals;
-
-const std::string kHarness = std::string(NODEAGENT_SOURCE_DIR) + "/tests/imagepull/cri_harness.sh";
-
-std::string run(const std::string& cmd, int* status = nullptr) {
-  std::string out;
-  FILE* f = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!f) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  int rc = ::pclose(f);
-  if (status) *status = rc;
-  return out;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// One harness: containerd + registry (+ optional throttle proxy) in a fresh temp dir.
-class Env {
- public:
-  explicit Env(const std::string& extra = "") {
-    char tmpl[] = "/tmp/na-cri-test.XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-    int rc = 0;
-    auto out = run(kHarness + " start " + dir_ + " " + extra, &rc);
-    if (rc != 0) throw std::runtime_error("cri harness failed to start containerd/registry:\n" + out);
-    std::istringstream env(slurp(dir_ + "/env"));
-    for (std::string line; std::getline(env, line);)
-      if (auto eq = line.find('='); eq != std::string::npos) vars_[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  ~Env() {
-    run(kHarness + " stop " + dir_);
-    if (!::testing::Test::HasFailure()) run("rm -rf " + dir_);
-    else std::fprintf(stderr, "cri harness files kept in %s\n", dir_.c_str());
-  }
-  const std::string& operator[](const std::string& k) { return vars_[k]; }
-  const std::string& dir() const { return dir_; }
-  std::string image(const std::string& nameTag) { return vars_["REGISTRY"] + "/" + nameTag; }
-  void push(const std::string& specs) {
-    int rc = 0;
-    auto out = run(kHarness + " push " + dir_ + " " + specs, &rc);
-    if (rc != 0) throw std::runtime_error("push failed:\n" + out);
-  }
-  // Blob GETs in the registry access log, per digest.
-  std::map<std::string, int> blobGets() {
-    std::map<std::string, int> m;
-    static const std::regex re("\"GET /v2/[^ ]*/blobs/(sha256:[0-9a-f]+)[? ]");
-    auto log = slurp(vars_["REGISTRY_LOG"]);
-    for (std::sregex_iterator it(log.begin(), log.end(), re), end; it != end; ++it) ++m[(*it)[1]];
-    return m;
-  }
-  int totalBlobGets() {
-    int n = 0;
-    for (auto& [k, v] : blobGets()) n += v;
-    return n;
-  }
-  // Unique blobs (config + layers) of images pushed so far, per image name.
-  std::set<std::string> blobsOf(const std::vector<std::string>& refs) {
-    std::set<std::string> s;
-    std::istringstream in(slurp(dir_ + "/images.txt"));
-    for (std::string line; std::getline(in, line);) {
-      std::istringstream f(line);
-      std::string ref, d;
-      f >> ref;
-      if (std::find(refs.begin(), refs.end(), ref) == refs.end()) continue;
-      while (f >> d) s.insert(d);
-    }
-    return s;
-  }
-  struct Pull {
-    std::string image, start, end;
-    bool ok = false;
-  };
-  // PullImage calls as containerd logged them, in start order.
-  std::vector<Pull> runtimePulls() {
-    std::vector<Pull> pulls;
-    std::map<std::string, std::vector<size_t>> open;
-    static const std::regex line(R"re(time="([^"]+)" level=\w+ msg="PullImage \\"([^\\]+)\\"( returns| failed)?)re");
-    std::istringstream in(slurp(vars_["CONTAINERD_LOG"]));
-    for (std::string l; std::getline(in, l);) {
-      std::smatch m;
-      if (!std::regex_search(l, m, line)) continue;
-      if (!m[3].matched) {
-        open[m[2]].push_back(pulls.size());
-        pulls.push_back({m[2], m[1], "", false});
-      } else if (auto& o = open[m[2]]; !o.empty()) {
-        pulls[o.front()].end = m[1];
-        pulls[o.front()].ok = m[3] == " returns";
-        o.erase(o.begin());
-      }
-    }
-    return pulls;
-  }
-  // The most PullImage calls containerd had in flight at once.
-  int runtimeMaxConcurrency() {
-    std::vector<std::pair<std::string, int>> ev;
-    for (auto& p : runtimePulls()) {
-      ev.push_back({p.start, +1});
-      ev.push_back({p.end.empty() ? "9999" : p.end, -1});
-    }
-    std::sort(ev.begin(), ev.end(), [](auto& a, auto& b) { return a.first != b.first ? a.first < b.first : a.second < b.second; });
-    int cur = 0, best = 0;
-    for (auto& [t, d] : ev) best = std::max(best, cur += d);
-    return best;
-  }
-  std::string ctrImages() { return run("ctr --address " + vars_["CRI_SOCKET"] + " -n k8s.io images ls -q"); }
-  CriOptions cri() { return CriOptions{.endpoint = "unix://" + vars_["CRI_SOCKET"]}; }
-
- private:
-  std::string dir_;
-  std::map<std::string, std::string> vars_;
-};
 
 PrefetchOptions testOptions(unsigned concurrency) {
   return PrefetchOptions{.concurrency = concurrency, .perRegistry = concurrency, .attemptTimeout = 60s,
@@ -345,6 +230,78 @@ TEST(CriPrefetch, DiskGuardHoldsEnvironmentPulls) {
   EXPECT_EQ(p.find(env.image("rt:v1"))->state, PullState::kWaitingForDisk);
   for (auto& pl : env.runtimePulls()) EXPECT_NE(pl.image, env.image("rt:v1"));
   EXPECT_TRUE(p.stats().diskHigh);
+}
+
+// No fight with the image GC. A pulled image removed as the kubelet's GC would (`ctr images
+// rm` in k8s.io) is noticed from ListImages, reported once, and pulled again once after its
+// backoff, not in a loop; the base image carries containerd's pin label; while a pull is in
+// flight containerd's content service shows its bytes.
+TEST(CriPrefetch, ImageRemovedAsTheGcWouldIsPulledAgainOnceAndBaseGetsThePinLabel) {
+  Env env("--proxy-rate 1048576 --proxy-delay-ms 5");
+  env.push("gcbase:v1=gcb/256+64 gcenv:v1=gce/2048+512");
+  const std::string base = env.image("gcbase:v1"), envImage = env.image("gcenv:v1");
+  CriImageService svc(env.cri());
+  CriDiskProbe disk(svc);
+  auto opts = testOptions(2);
+  opts.removalBackoffInitial = opts.removalBackoffMax = 3s;
+  Prefetcher p(svc, disk, opts);
+  ASSERT_TRUE(p.setConfigured({base}, {envImage}));
+  p.release();
+  uint64_t done = 0, total = 0;
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  for (bool all = false; !all && std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(100ms)) {
+    auto in = svc.ingests();
+    ASSERT_TRUE(in) << in.error().message();
+    auto bp = sumIngests(*in, 1);
+    done = std::max(done, bp.done), total = std::max(total, bp.total);
+    all = true;
+    for (const auto& r : p.snapshot()) all = all && isTerminal(r.state);
+  }
+  ASSERT_TRUE(waitAll(p)) << dump(p);
+  EXPECT_GT(done, 0u) << "no download seen through containerd's content service";
+  EXPECT_GE(total, done);
+  auto b = p.find(base);
+  EXPECT_EQ(b->pinLabel, "set");
+  std::string labelled, unlabelled;
+  std::istringstream ls(run("ctr --address " + env["CRI_SOCKET"] + " -n k8s.io images ls"));
+  for (std::string line; std::getline(ls, line);) {
+    if (line.starts_with(base + " ")) labelled = line;
+    if (line.starts_with(envImage + " ")) unlabelled = line;
+  }
+  EXPECT_NE(labelled.find("io.cri-containerd.pinned=pinned"), std::string::npos) << labelled;
+  EXPECT_EQ(unlabelled.find("io.cri-containerd.pinned"), std::string::npos) << unlabelled;
+  if (auto v = svc.version(); v && v->runtimeVersion.find("1.6.") != std::string::npos) {
+    EXPECT_FALSE(b->pinned) << "containerd 1.6's CRI never reports an image pinned";
+  }
+  ASSERT_EQ(env.pullsOf(envImage), 1);
+
+  run("ctr --address " + env["CRI_SOCKET"] + " -n k8s.io images rm " + envImage);
+  auto removedAt = std::chrono::steady_clock::now();
+  std::vector<Removal> removals;
+  for (auto until = removedAt + 10s; removals.empty() && std::chrono::steady_clock::now() < until;
+       std::this_thread::sleep_for(100ms)) {
+    auto listedAt = std::chrono::steady_clock::now();
+    auto listed = svc.list();
+    ASSERT_TRUE(listed) << listed.error().message();
+    removals = p.checkPresence(*listed, listedAt);
+  }
+  ASSERT_EQ(removals.size(), 1u) << dump(p);
+  EXPECT_EQ(removals[0].image, envImage);
+  EXPECT_EQ(p.find(envImage)->state, PullState::kRemoved);
+  std::this_thread::sleep_for(1s);
+  EXPECT_TRUE(p.checkPresence(*svc.list(), std::chrono::steady_clock::now()).empty()) << "reported once";
+  EXPECT_EQ(env.pullsOf(envImage), 1) << "not pulled again before the backoff";
+  deadline = std::chrono::steady_clock::now() + 60s;
+  while (p.find(envImage)->state != PullState::kPresent && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(100ms);
+  ASSERT_EQ(p.find(envImage)->state, PullState::kPresent) << dump(p);
+  EXPECT_GE(std::chrono::steady_clock::now() - removedAt, 1500ms);
+  std::this_thread::sleep_for(4s);  // past another backoff: nothing more happens
+  auto listedAt = std::chrono::steady_clock::now();
+  EXPECT_TRUE(p.checkPresence(*svc.list(), listedAt).empty());
+  EXPECT_EQ(env.pullsOf(envImage), 2) << "pulled again once, not in a loop";
+  EXPECT_EQ(env.pullsOf(base), 1);
+  EXPECT_EQ(p.stats().removals, 1u);
 }
 
 }  // namespace

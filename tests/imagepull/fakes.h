@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -31,6 +32,11 @@ class FakeService final : public ImageService {
   uint64_t used = 10;
   std::atomic<bool> down{false};  // the runtime's socket does not answer
   int statusCalls = 0;
+  std::set<std::string> pinned;  // images given the pin label
+  int pinCalls = 0;
+  bool honourPin = true;  // the runtime reports a labelled image pinned (containerd >= 1.7.10)
+  std::vector<Ingest> downloads;  // what ingests() reports
+  std::map<std::string, std::optional<Credential>> credentials;  // per image, of its last pull
 
   static Error unreachable() {
     return Error(makeGrpcError(GrpcCode::kUnavailable), "connection error: dial unix /run/fake.sock: no such file");
@@ -44,13 +50,15 @@ class FakeService final : public ImageService {
     ++statusCalls;
     if (down) return fail(unreachable());
     if (!present.contains(image)) return std::optional<ImageInfo>{};
-    return std::optional<ImageInfo>{ImageInfo{.id = "sha256:" + image, .size = 42}};
+    return std::optional<ImageInfo>{
+        ImageInfo{.id = "sha256:" + image, .size = 42, .pinned = honourPin && pinned.contains(image)}};
   }
-  Result<std::string> pull(const std::string& image, const std::string&, const Credential*,
+  Result<std::string> pull(const std::string& image, const std::string&, const Credential* auth,
                            std::chrono::milliseconds timeout) override {
     std::chrono::milliseconds takes;
     {
       std::lock_guard l(mu);
+      credentials[image] = auth ? std::optional<Credential>(*auth) : std::nullopt;
       order.push_back(image);
       ++pulls[image];
       maxInFlight = std::max(maxInFlight, ++inFlight);
@@ -73,9 +81,27 @@ class FakeService final : public ImageService {
   Result<void> remove(const std::string& image) override {
     std::lock_guard l(mu);
     present.erase(image);
+    pinned.erase(image);
     return {};
   }
-  Result<std::vector<ImageInfo>> list() override { return std::vector<ImageInfo>{}; }
+  Result<std::vector<ImageInfo>> list() override {
+    std::lock_guard l(mu);
+    if (down) return fail(unreachable());
+    std::vector<ImageInfo> out;
+    for (const auto& image : present) out.push_back({.id = "sha256:" + image, .repoTags = {image}, .size = 42});
+    return out;
+  }
+  Result<void> pin(const std::string& image) override {
+    std::lock_guard l(mu);
+    ++pinCalls;
+    if (!present.contains(image)) return fail(Error(makeGrpcError(GrpcCode::kNotFound), "image " + image + ": not found"));
+    pinned.insert(image);
+    return {};
+  }
+  Result<std::vector<Ingest>> ingests() override {
+    std::lock_guard l(mu);
+    return downloads;
+  }
   Result<std::vector<FsUsage>> fsInfo() override { return std::vector<FsUsage>{{"/fake", 0}}; }
 };
 

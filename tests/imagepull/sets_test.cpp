@@ -50,11 +50,16 @@ TEST(PrefetchSets, RejectsABadSetNamingSetAndFieldAndKeepsTheOthers) {
                               {"unknown-key", "tier: base\nimages: [busybox]\nnodeselector: {a: b}\n"},
                               {"no-images", "tier: base\n"},
                               {"not-yaml", "tier: [\n"},
-                              {"good", "tier: business\nimages: [nginx:1.27]\n"}},
+                              {"bad-secret", "tier: base\nimages: [busybox]\nimagePullSecrets: [Bad_Name]\n"},
+                              {"good", "tier: business\nimages: [nginx:1.27]\n"},
+                              {"with-secrets",
+                               "tier: business\nimages: [nginx:1.27]\nimagePullSecrets: [regcred, {name: other}, regcred]\n"}},
                              kWhere);
-  ASSERT_EQ(p.sets.size(), 1u);
+  ASSERT_EQ(p.sets.size(), 2u);
   EXPECT_EQ(p.sets[0].name, "good");
-  ASSERT_EQ(p.rejected.size(), 8u);
+  EXPECT_TRUE(p.sets[0].imagePullSecrets.empty());
+  EXPECT_EQ(p.sets[1].imagePullSecrets, (std::vector<std::string>{"regcred", "other"}));
+  ASSERT_EQ(p.rejected.size(), 9u);
   std::map<std::string, std::string> why;
   for (const auto& r : p.rejected) why[r.name] = r.problem;
   auto has = [&](const std::string& set, const std::string& text) {
@@ -69,6 +74,7 @@ TEST(PrefetchSets, RejectsABadSetNamingSetAndFieldAndKeepsTheOthers) {
   has("unknown-key", "nodeselector");
   has("no-images", "images is required");
   has("not-yaml", kWhere);
+  has("bad-secret", "imagePullSecrets: entry 1 is not a Secret name");
 }
 
 TEST(PrefetchSets, LabelSyntax) {
@@ -171,6 +177,9 @@ TEST(ImagesReady, CountsWhatTheNodeShouldHoldAndNamesTheFirstMissing) {
   EXPECT_EQ(imagesReadyCondition(rs, "", false).reason, "WaitingForStartSlot");
   EXPECT_EQ(imagesReadyCondition(rs, "connection refused", true).reason, "RuntimeUnavailable");
 
+  rs.push_back(record("gc", PullState::kRemoved));
+  EXPECT_EQ(imagesReadyCondition(rs, "", true).reason, "ImagesRemoved");
+  rs.pop_back();
   for (auto n : {"c", "d", "e"}) rs.push_back(record(n, PullState::kFailed));
   c = imagesReadyCondition(rs, "", true);
   EXPECT_EQ(c.reason, "PullFailed");

@@ -15,6 +15,7 @@
 #include "imagepull/image_ref.h"
 #include "imagepull/policy.h"
 #include "imagepull/prefetcher.h"
+#include "imagepull/progress.h"
 #include "tests/imagepull/fakes.h"
 
 namespace nodeagent::imagepull {
@@ -99,6 +100,30 @@ TEST(Credentials, ErrorsNeverQuoteSecrets) {
   EXPECT_FALSE(decodeBase64("a"));
 }
 
+TEST(Credentials, FromADockerConfigJsonSecretMergedOverTheNodesFile) {
+  // data[".dockerconfigjson"] = base64 of {"auths":{"reg.example.com":{"auth":"base64(svc:hunter2)"}}}
+  const std::string b64 = "eyJhdXRocyI6eyJyZWcuZXhhbXBsZS5jb20iOnsiYXV0aCI6ImMzWmpPbWgxYm5SbGNqST0ifX19";
+  auto secret = CredentialStore::fromSecret(
+      R"({"kind":"Secret","type":"kubernetes.io/dockerconfigjson","data":{".dockerconfigjson":")" + b64 + R"("}})",
+      "secret kube-system/regcred");
+  ASSERT_TRUE(secret) << secret.error().message();
+  EXPECT_EQ(secret->lookup("reg.example.com")->password, "hunter2");
+  auto node = CredentialStore::parse(R"({"auths":{"reg.example.com":{"auth":"dTpw"},"other.io":{"auth":"dTpw"}}})", "f");
+  ASSERT_TRUE(node);
+  node->merge(*secret);
+  EXPECT_EQ(node->lookup("reg.example.com")->username, "svc");  // the Secret wins for its host
+  EXPECT_EQ(node->lookup("other.io")->username, "u");           // the node's file keeps working
+  for (auto body : {std::string(R"({"type":"Opaque","data":{"password":"aHVudGVyMg=="}})"),
+                    std::string(R"({"type":"kubernetes.io/dockerconfigjson","data":{".dockerconfigjson":"!!hunter2"}})"),
+                    std::string(R"({"type":"kubernetes.io/dockerconfigjson","data":{".dockerconfigjson":"aHVudGVyMg=="}})")}) {
+    auto bad = CredentialStore::fromSecret(body, "secret kube-system/x");
+    ASSERT_FALSE(bad) << body;
+    EXPECT_NE(bad.error().message().find("secret kube-system/x"), std::string::npos) << bad.error().message();
+    EXPECT_EQ(bad.error().message().find("hunter2"), std::string::npos) << bad.error().message();
+    EXPECT_EQ(bad.error().message().find("aHVudGVyMg"), std::string::npos) << bad.error().message();
+  }
+}
+
 TEST(Policy, ClassifiesByGrpcCodeAndMessage) {
   EXPECT_EQ(classifyError(GrpcCode::kNotFound, ""), RetryClass::kPermanent);
   EXPECT_EQ(classifyError(GrpcCode::kUnauthenticated, ""), RetryClass::kPermanent);
@@ -137,6 +162,60 @@ TEST(Policy, StartDelayIsDeterministicAndSpread) {
   }
 }
 
+TEST(Policy, SetStartDelayIsAFunctionOfNodeAndSet) {
+  EXPECT_EQ(startDelay("node-1", "gpu", 120000ms), startDelay("node-1", "gpu", 120000ms));
+  EXPECT_EQ(startDelay("node-1", "gpu", 0ms), 0ms);
+  // The same node, other sets: other offsets; the same set, other nodes: other offsets.
+  std::set<int64_t> perSet, perNode;
+  for (int i = 0; i < 20; ++i) perSet.insert(startDelay("node-1", "set-" + std::to_string(i), 120000ms).count());
+  for (int i = 0; i < 20; ++i) perNode.insert(startDelay("node-" + std::to_string(i), "gpu", 120000ms).count());
+  EXPECT_EQ(perSet.size(), 20u);
+  EXPECT_EQ(perNode.size(), 20u);
+  // A name pair is not a concatenation: ("ab", "c") and ("a", "bc") differ.
+  EXPECT_NE(startDelay("ab", "c", 120000ms), startDelay("a", "bc", 120000ms));
+  // 2,000 nodes, two sets over 2 minutes: both sets spread over every 10-second bucket,
+  // and the two land in the same second on a node about as often as chance says (1/120),
+  // not always, as they would with the node name alone.
+  std::vector<int> a(12), b(12);
+  int sameSecond = 0;
+  for (int i = 0; i < 2000; ++i) {
+    auto node = "node-" + std::to_string(i);
+    auto da = startDelay(node, "gpu-runtime", 120000ms), db = startDelay(node, "ml-models", 120000ms);
+    ++a[da.count() / 10000], ++b[db.count() / 10000];
+    sameSecond += da.count() / 1000 == db.count() / 1000;
+  }
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_GT(a[i], 2000 / 12 / 2) << i;
+    EXPECT_LT(a[i], 2000 / 12 * 2) << i;
+    EXPECT_GT(b[i], 2000 / 12 / 2) << i;
+  }
+  EXPECT_LT(sameSecond, 2000 * 3 / 120);
+}
+
+TEST(Policy, SeparateStartKeepsASecondFromTheNodesOtherStarts) {
+  using T = std::chrono::steady_clock::time_point;
+  T t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(separateStart(t0 + 5000ms, {t0, t0 + 2000ms}, 1000ms), t0 + 5000ms);
+  // 0.5 s after one start: moved a second past it, which is 0.5 s before the next: past that too.
+  EXPECT_EQ(separateStart(t0 + 500ms, {t0, t0 + 1500ms}, 1000ms), t0 + 2500ms);
+  EXPECT_EQ(separateStart(t0 - 300ms, {t0}, 1000ms), t0 + 1000ms);
+  EXPECT_EQ(separateStart(t0 + 1000ms, {t0}, 1000ms), t0 + 1000ms);  // a second apart is enough
+}
+
+TEST(Progress, SumsTheRuntimesDownloads) {
+  auto t0 = std::chrono::system_clock::now();
+  std::vector<Ingest> in{{.ref = "layer-sha256:a", .offset = 4 << 20, .total = 8 << 20, .startedAt = t0, .updatedAt = t0 + 2s},
+                         {.ref = "layer-sha256:b", .offset = 1 << 20, .total = 0, .startedAt = t0, .updatedAt = t0 + 1s}};
+  auto p = sumIngests(in, 1);
+  EXPECT_EQ(p.done, 5u << 20);
+  EXPECT_EQ(p.total, 9u << 20);  // an unknown total counts what is there so far
+  EXPECT_NEAR(p.bytesPerSecond, 3.0 * (1 << 20), 1);
+  EXPECT_FALSE(p.shared);
+  EXPECT_EQ(formatProgress(p), "5.0 MiB / 9.0 MiB, 3.0 MiB/s (2 downloads)");
+  EXPECT_TRUE(sumIngests(in, 2).shared);
+  EXPECT_EQ(formatProgress(sumIngests({}, 1)), "");
+}
+
 Result<Config> parse(const std::string& yaml) {
   auto doc = loadYaml(yaml, "t.yaml");
   if (!doc) return fail(doc.error());
@@ -158,6 +237,14 @@ TEST(Config, DefaultsAreIdleWithoutImages) {
   auto with = parse("images: {base: [busybox]}");
   ASSERT_TRUE(with);
   EXPECT_TRUE(with->active());
+  EXPECT_EQ(c->presenceCheck, 60000ms);
+  EXPECT_EQ(c->removalBackoffInitial, 600000ms);
+  EXPECT_TRUE(c->pinBase);
+  auto gc = parse("presence_check: 5s\nremoval_backoff: {initial: 1m, max: 1h}\npin_base: false");
+  ASSERT_TRUE(gc);
+  EXPECT_EQ(gc->removalBackoffMax, 3600000ms);
+  EXPECT_FALSE(gc->pinBase);
+  EXPECT_FALSE(parse("removal_backoff: {initial: 2h, max: 1h}"));
 }
 
 TEST(Config, RejectsBadInputWithKeyAndLine) {
@@ -426,6 +513,133 @@ TEST(Prefetcher, HoldsConfiguredImagesUntilTheStartSlot) {
   std::this_thread::sleep_for(150ms);
   EXPECT_EQ(p.find("r.io/base:latest")->state, PullState::kQueued);
   ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+}
+
+TEST(Prefetcher, ASetsSlotHoldsOnlyItsImages) {
+  FakeService svc;
+  FakeDisk disk;
+  Prefetcher p(svc, disk, fastOptions());
+  auto now = std::chrono::steady_clock::now();
+  ASSERT_TRUE(p.setConfigured(std::vector<ConfiguredImage>{
+      {.image = "r.io/local", .tier = Tier::kEnvironment},
+      {.image = "r.io/late", .tier = Tier::kEnvironment, .source = "set late", .notBefore = now + 800ms},
+      {.image = "r.io/early", .tier = Tier::kEnvironment, .source = "set early", .notBefore = now - 1ms}}));
+  p.release();
+  ASSERT_TRUE(waitFor(p, [&] {
+    return p.find("r.io/local:latest")->state == PullState::kPresent &&
+           p.find("r.io/early:latest")->state == PullState::kPresent;
+  }));
+  EXPECT_EQ(p.find("r.io/late:latest")->state, PullState::kQueued);
+  EXPECT_TRUE(p.waitingForStartSlot());
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+  EXPECT_GE(std::chrono::steady_clock::now(), now + 800ms);
+  EXPECT_FALSE(p.waitingForStartSlot());
+  // An image two sets list takes the earlier slot of the two.
+  auto later = std::chrono::steady_clock::now() + 1h;
+  ASSERT_TRUE(p.setConfigured(std::vector<ConfiguredImage>{
+      {.image = "r.io/shared", .tier = Tier::kEnvironment, .source = "set a", .notBefore = later},
+      {.image = "r.io/shared", .tier = Tier::kEnvironment, .source = "set b", .notBefore = now}}));
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+  EXPECT_EQ(p.find("r.io/shared:latest")->source, "set a");
+}
+
+TEST(Prefetcher, RemovedImageIsReportedAndPulledAgainOnceAfterItsBackoff) {
+  FakeService svc;
+  FakeDisk disk;
+  auto opts = fastOptions();
+  opts.removalBackoffInitial = 400ms;
+  opts.removalBackoffMax = 2000ms;
+  Prefetcher p(svc, disk, opts);
+  ASSERT_TRUE(p.setConfigured({}, {"r.io/env"}));
+  p.release();
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+  const std::string key = "r.io/env:latest";
+  // A list taken before the image was confirmed present says nothing about it.
+  EXPECT_TRUE(p.checkPresence({}, std::chrono::steady_clock::now() - 1h).empty());
+  EXPECT_TRUE(p.checkPresence(*svc.list(), std::chrono::steady_clock::now()).empty());
+  ASSERT_TRUE(svc.remove(key));  // the kubelet's image GC
+  auto removedAt = std::chrono::steady_clock::now();
+  auto removals = p.checkPresence(*svc.list(), removedAt);
+  ASSERT_EQ(removals.size(), 1u);
+  EXPECT_EQ(removals[0].image, key);
+  EXPECT_EQ(removals[0].removals, 1u);
+  EXPECT_GE(removals[0].retryIn, 200ms);
+  EXPECT_LE(removals[0].retryIn, 400ms);
+  EXPECT_EQ(p.find(key)->state, PullState::kRemoved);
+  EXPECT_NE(p.find(key)->waitReason.find("removed by the runtime"), std::string::npos);
+  EXPECT_TRUE(p.checkPresence(*svc.list(), std::chrono::steady_clock::now()).empty());  // reported once
+  ASSERT_TRUE(waitFor(p, [&] { return p.find(key)->state == PullState::kPresent; }));
+  EXPECT_GE(std::chrono::steady_clock::now() - removedAt, 200ms);
+  EXPECT_EQ(svc.pulls[key], 2);  // once after the backoff, not in a loop
+  EXPECT_EQ(p.stats().removals, 1u);
+  // Removed again: the backoff doubles.
+  ASSERT_TRUE(svc.remove(key));
+  removals = p.checkPresence(*svc.list(), std::chrono::steady_clock::now());
+  ASSERT_EQ(removals.size(), 1u);
+  EXPECT_EQ(removals[0].removals, 2u);
+  EXPECT_GE(removals[0].retryIn, 400ms);
+  std::this_thread::sleep_for(150ms);
+  EXPECT_EQ(svc.pulls[key], 2);
+  EXPECT_EQ(p.find(key)->removals, 2u);
+}
+
+TEST(Prefetcher, TheRuntimesListAnswersForQueuedImagesBeforeTheirSlot) {
+  FakeService svc;
+  FakeDisk disk;
+  svc.present = {"r.io/env:latest", "r.io/base:latest"};
+  Prefetcher p(svc, disk, fastOptions());
+  auto later = std::chrono::steady_clock::now() + 1h;  // a restart: every slot is ahead
+  ASSERT_TRUE(p.setConfigured(std::vector<ConfiguredImage>{
+      {.image = "r.io/env", .tier = Tier::kEnvironment, .source = "set s", .notBefore = later},
+      {.image = "r.io/base", .tier = Tier::kBase, .source = "set s", .notBefore = later},
+      {.image = "r.io/gone", .tier = Tier::kEnvironment, .source = "set s", .notBefore = later}}));
+  EXPECT_TRUE(p.checkPresence(*svc.list(), std::chrono::steady_clock::now()).empty());
+  EXPECT_EQ(p.find("r.io/env:latest")->state, PullState::kPresent);
+  EXPECT_EQ(p.find("r.io/base:latest")->state, PullState::kQueued) << "a base image waits for its pin label";
+  EXPECT_EQ(p.find("r.io/gone:latest")->state, PullState::kQueued);
+  EXPECT_EQ(svc.pulls.size(), 0u);
+}
+
+TEST(Prefetcher, RemovedBaseImageWaitsForTheDiskGuard) {
+  FakeService svc;
+  FakeDisk disk;
+  auto opts = fastOptions();
+  opts.removalBackoffInitial = opts.removalBackoffMax = 50ms;
+  Prefetcher p(svc, disk, opts);
+  ASSERT_TRUE(p.setConfigured({"r.io/base"}, {}));
+  p.release();
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+  disk.percent = 95;  // what made the GC run
+  ASSERT_TRUE(svc.remove("r.io/base:latest"));
+  ASSERT_EQ(p.checkPresence(*svc.list(), std::chrono::steady_clock::now()).size(), 1u);
+  ASSERT_TRUE(waitFor(p, [&] { return p.find("r.io/base:latest")->state == PullState::kWaitingForDisk; }));
+  EXPECT_EQ(svc.pulls["r.io/base:latest"], 1);  // a base image too: no re-pull into a full disk
+  disk.percent = 50;
+  ASSERT_TRUE(waitFor(p, [&] { return p.find("r.io/base:latest")->state == PullState::kPresent; }));
+  EXPECT_EQ(svc.pulls["r.io/base:latest"], 2);
+}
+
+TEST(Prefetcher, PinsBaseImagesOnceAndReportsWhatTheRuntimeSays) {
+  FakeService svc;
+  FakeDisk disk;
+  svc.honourPin = false;  // containerd 1.6: the label is kept, the CRI never says pinned
+  Prefetcher p(svc, disk, fastOptions());
+  ASSERT_TRUE(p.setConfigured({"r.io/base"}, {"r.io/env"}));
+  p.release();
+  ASSERT_TRUE(waitFor(p, [&] { return allTerminal(p); }));
+  EXPECT_EQ(p.find("r.io/base:latest")->pinLabel, "set");
+  EXPECT_FALSE(p.find("r.io/base:latest")->pinned);
+  EXPECT_EQ(svc.pinned, std::set<std::string>{"r.io/base:latest"});  // environment images are not pinned
+  EXPECT_EQ(svc.pinCalls, 1);
+  svc.honourPin = true;
+  ASSERT_TRUE(svc.remove("r.io/base:latest"));
+  Prefetcher q(svc, disk, fastOptions());
+  ASSERT_TRUE(q.setConfigured({"r.io/base"}, {}));
+  q.release();
+  ASSERT_TRUE(waitFor(q, [&] { return allTerminal(q); }));
+  EXPECT_TRUE(q.find("r.io/base:latest")->pinned);
+  auto j = toJson(*q.find("r.io/base:latest"), std::chrono::steady_clock::now());
+  EXPECT_EQ(j.get("pin_label").asString(), "set");
 }
 
 }  // namespace
