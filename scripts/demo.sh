@@ -28,13 +28,14 @@ section "starting nodeagentd in a sandbox (new network + mount namespace)"
   > "$work/daemon.log" 2>&1 &
 sandbox=$!
 # unshare --fork ignores SIGTERM in its parent: signal the daemon itself.
-for _ in $(seq 1 50); do
+# The waits end as soon as the daemon is there; their bounds are generous for a loaded machine.
+for _ in $(seq 1 300); do
   pid="$(pgrep -f -- "^$bin/nodeagentd .*--socket $sock" | head -1 || true)"
   [ -n "$pid" ] && break
   sleep 0.1
 done
 [ -n "$pid" ] || { echo "demo: nodeagentd did not start" >&2; cat "$work/daemon.log" >&2; exit 1; }
-for _ in $(seq 1 100); do
+for _ in $(seq 1 600); do
   rc=0; ctl status >/dev/null 2>&1 || rc=$?
   [ "$rc" -ne 3 ] && [ "$rc" -ne 4 ] && break
   sleep 0.1
