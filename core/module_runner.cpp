@@ -8,7 +8,12 @@ using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
 ModuleRunner::ModuleRunner(Module& module, StateStore& store, RunnerTiming timing, bool dryRun)
-    : module_(module), store_(store), dryRun_(dryRun), timing_(timing) {}
+    : module_(module), store_(store), dryRun_(dryRun), timing_(timing) {
+  // Every module is in the store from the moment it has a runner, so a status served before
+  // its first pass says "starting" for it instead of leaving it out (and calling the agent
+  // healthy with only the modules that happened to publish first).
+  if (!store_.get(module_.name())) store_.publish(ModuleState{.name = module_.name(), .summary = "first pass pending"});
+}
 
 ModuleRunner::~ModuleRunner() { stop(); }
 

@@ -54,6 +54,28 @@ class HangingModule final : public Module {
   std::atomic<bool> hang{false};
 };
 
+// A status served between the runners' creation and a slow module's first pass must say
+// "starting", not "healthy" with that module missing (the demo once saw exactly that).
+TEST(ModuleRunner, AModuleIsStartingInTheStoreFromItsRunnersCreation) {
+  StateStore store;
+  store.publish(ModuleState{.name = "fast", .health = Health::kHealthy});
+  HangingModule slow;
+  slow.hang = true;
+  ModuleRunner r(slow, store, {10ms, 2s}, false);
+  auto s = store.get("hanging");
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->state.health, Health::kStarting);
+  EXPECT_EQ(overallHealth(store.snapshot()), Health::kStarting);
+  r.start();
+  ASSERT_TRUE(eventually([&] { return slow.passes == 1; }));
+  EXPECT_EQ(overallHealth(store.snapshot()), Health::kStarting);  // its first pass has not ended
+  slow.hang = false;
+  ASSERT_TRUE(eventually([&] {
+    auto h = store.get("hanging");
+    return h && h->runner.firstPassDone;
+  }));
+}
+
 TEST(ModuleRunner, LivenessSaysWhenAPassOverrunsItsIntervalPlusSlack) {
   StateStore store;
   HangingModule m;
