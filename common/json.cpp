@@ -38,7 +38,10 @@ bool yamlNeedsQuotes(std::string_view s) {
   if (std::string_view("-?:,[]{}#&*!|>'\"%@`").find(s.front()) != std::string_view::npos) return true;
   bool numeric = true;
   for (char c : s) {
-    if (c == '\n' || c == '\t' || c == '"' || c == '\\') return true;
+    if (c == '"' || c == '\\') return true;
+    // Control characters and bytes beyond ASCII are written escaped, inside quotes.
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u >= 0x7f) return true;
     if (!(std::isdigit(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '+' ||
           c == 'e' || c == 'E'))
       numeric = false;
