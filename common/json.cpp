@@ -20,8 +20,12 @@ std::string formatDouble(double d) {
   if (!std::isfinite(d)) return "null";
   // The shortest text that reads back as the same double, fixed or scientific, whichever
   // is shorter: 80 is "80" (printf's shortest %g would say "8e+01").
+  // A whole number beyond int64's range is written with an exponent: its plain digits
+  // ("18446744073709552000") would read back as an integer too large for any reader.
   char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+  auto [end, ec] = std::fabs(d) >= 9.2e18
+                       ? std::to_chars(buf, buf + sizeof buf, d, std::chars_format::scientific)
+                       : std::to_chars(buf, buf + sizeof buf, d);
   if (ec != std::errc()) return "null";
   return std::string(buf, end);
 }

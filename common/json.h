@@ -30,8 +30,15 @@ class Json {
   Json(unsigned i) : v_(static_cast<int64_t>(i)) {}
   Json(long i) : v_(static_cast<int64_t>(i)) {}
   Json(long long i) : v_(static_cast<int64_t>(i)) {}
-  Json(unsigned long i) : v_(static_cast<int64_t>(i)) {}
-  Json(unsigned long long i) : v_(static_cast<int64_t>(i)) {}
+  // An unsigned value beyond int64 is kept as a double (JSON has one number type), not
+  // wrapped to a negative integer.
+  Json(unsigned long i) : Json(static_cast<unsigned long long>(i)) {}
+  Json(unsigned long long i) {
+    if (i <= static_cast<unsigned long long>(INT64_MAX))
+      v_ = static_cast<int64_t>(i);
+    else
+      v_ = static_cast<double>(i);
+  }
   Json(double d) : v_(d) {}
   Json(const char* s) : v_(std::string(s)) {}
   Json(std::string s) : v_(std::move(s)) {}

@@ -4,7 +4,14 @@
 # address builds them too, so in a full test run this only runs them), and runs each for a
 # while, two at a time.
 #
-#   scripts/fuzz.sh [--seconds N] [--jobs N] [TARGET...]    (default: 30 s, every target)
+#   scripts/fuzz.sh [--seconds N] [--jobs N] [--seed N] [TARGET...]
+#                                                  (default: 30 s, every target, random seed)
+#
+# --seed N makes the run repeatable, as the full test run (scripts/test.sh) uses it: every
+# target starts from the committed seeds only (a corpus directory of its own, emptied
+# first) with libFuzzer's random generator seeded with N, so what it explores in its time
+# depends on the code, not on chance or on earlier runs. Without it the run explores: a
+# new seed each time, and the corpus grown by earlier runs.
 #
 # The committed seeds (tests/fuzz/corpus/<target>/) are read, never written: what the
 # fuzzer finds goes to build-asan/fuzz-corpus/<target>/, a crashing input to
@@ -17,11 +24,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${FUZZ_BUILD_DIR:-$root/build-asan}"
 seconds=30
 jobs=2
+seed=
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --jobs) jobs="$2"; shift 2 ;;
+    --seed) seed="$2"; shift 2 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -41,12 +50,20 @@ export ASAN_SYMBOLIZER_PATH="${ASAN_SYMBOLIZER_PATH:-$(command -v llvm-symbolize
 logs="$build/fuzz-logs"
 mkdir -p "$logs"
 
+corpus_root="$build/fuzz-corpus"
+seed_args=()
+if [ -n "$seed" ]; then
+  corpus_root="$build/fuzz-corpus-seed$seed"
+  seed_args=(-seed="$seed")
+fi
+
 run_one() {
-  local t="$1" work="$build/fuzz-corpus/$1" art="$build/fuzz-artifacts/$1/"
+  local t="$1" work="$corpus_root/$1" art="$build/fuzz-artifacts/$1/"
   rm -rf "$art"
+  [ -z "$seed" ] || rm -rf "$work"
   mkdir -p "$work" "$art"
   local rc=0
-  "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  "$build/tests/fuzz/fuzz_$t" "${seed_args[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$art" "$work" "$root/tests/fuzz/corpus/$t" \
     >"$logs/$t.log" 2>&1 || rc=$?
   echo "$rc" > "$logs/$t.rc"
@@ -72,7 +89,7 @@ for t in "${targets[@]}"; do
   # A crash ends the run before the final stats: take the last status line's count.
   [ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
   speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-  corpus=$(find "$build/fuzz-corpus/$t" -type f | wc -l)
+  corpus=$(find "$corpus_root/$t" -type f | wc -l)
   crashes=$(find "$build/fuzz-artifacts/$t" -type f 2>/dev/null | wc -l)
   [ "$rc" -eq 0 ] || { [ "$crashes" -gt 0 ] || crashes=1; }
   printf '%-18s %12s %10s %8s %8s\n' "$t" "${execs:-?}" "${speed:-?}" "$corpus" "$crashes"

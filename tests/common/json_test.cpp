@@ -110,5 +110,27 @@ TEST(Json, AsIntOfADoubleOutsideInt64IsTheDefault) {
   EXPECT_EQ(j->get("frac").asInt(7), 410);
 }
 
+// A double of 2^64 or more printed as plain digits ("18446744073709552000") is an integer
+// too large for the parser: the agent could not read back an object it had printed. Seed:
+// fuzz corpus kube_watch_event/regress-number-beyond-uint64.
+TEST(Json, WholeNumbersBeyondInt64PrintWithAnExponentAndReadBack) {
+  for (const char* text : {"1.8446744073709552e19", "-1e19", "9.3e18", "18446744073709551615"}) {
+    auto j = Json::parse(text);
+    ASSERT_TRUE(j) << text;
+    auto again = Json::parse(j->dump());
+    ASSERT_TRUE(again) << text << " printed as " << j->dump();
+    EXPECT_EQ(*again, *j) << text;
+  }
+  EXPECT_EQ(Json(1.8446744073709552e19).dump(), "1.8446744073709552e+19");
+  EXPECT_EQ(Json(123456789012345678.0).dump(), "123456789012345680");  // within int64: plain
+}
+
+// An unsigned value beyond int64 stays positive (a double), not wrapped negative.
+TEST(Json, UnsignedBeyondInt64StaysPositive) {
+  EXPECT_GT(Json(18446744073709551615ULL).asDouble(), 1.8e19);
+  EXPECT_EQ(Json::parse("18446744073709551615")->asDouble(), 18446744073709551615.0);
+  EXPECT_EQ(Json(42ULL).asInt(), 42);
+}
+
 }  // namespace
 }  // namespace nodeagent
