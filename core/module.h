@@ -68,6 +68,14 @@ struct ReconcileContext {
   bool dryRun = false;   // compute and publish the plan; change nothing
   bool initial = false;  // first pass since start
   bool resync = false;   // periodic pass (max interval reached), not a trigger
+  // A periodic pass may give way to a change. While `changeWaiting()` is true a triggered
+  // pass waits behind this one; a module whose periodic pass is long (a full read of a
+  // large kernel table) may stop early, changing nothing, and set `gaveWay`. The runner then
+  // runs the triggered pass at once and the periodic one right after it. Empty when the
+  // pass may not give way: the first pass, a triggered one, and a periodic pass that has
+  // given way for longer than twice its interval (so changes cannot put it off forever).
+  std::function<bool()> changeWaiting;
+  mutable bool gaveWay = false;
 };
 
 // A control-API call routed to a module: `nodeagentctl MODULE COMMAND ARGS... [--opt=v]`.

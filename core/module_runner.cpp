@@ -22,6 +22,7 @@ void ModuleRunner::start() { thread_ = std::thread([this] { loop(); }); }
 void ModuleRunner::trigger() {
   std::lock_guard lock(mu_);
   triggered_ = true;
+  changeWaiting_ = true;
   cv_.notify_all();
 }
 
@@ -56,7 +57,7 @@ ModuleRunner::Liveness ModuleRunner::liveness(steady_clock::time_point now) cons
   return l;
 }
 
-Result<void> ModuleRunner::pass(bool initial, bool resync) {
+Result<void> ModuleRunner::pass(bool initial, bool resync, bool mayGiveWay, bool* gaveWay) {
   auto start = steady_clock::now();
   milliseconds interval;
   {
@@ -67,7 +68,9 @@ Result<void> ModuleRunner::pass(bool initial, bool resync) {
   passLimitMs_ = (interval + slackFor(interval)).count();
   passStarted_ = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::nanoseconds>(start.time_since_epoch()).count());
   ReconcileContext ctx{.dryRun = dryRun_, .initial = initial, .resync = resync};
+  if (mayGiveWay) ctx.changeWaiting = [this] { return changeWaiting_.load(std::memory_order_relaxed); };
   auto result = module_.reconcile(ctx);
+  if (gaveWay) *gaveWay = result && ctx.gaveWay;
   passStarted_ = 0;
   auto took = std::chrono::duration_cast<milliseconds>(steady_clock::now() - start);
   std::string err = result ? "" : result.error().message();
@@ -86,7 +89,10 @@ Result<void> ModuleRunner::pass(bool initial, bool resync) {
   } else {
     if (!lastLoggedError_.empty()) logger->info("reconcile succeeded again (it had failed: {})", lastLoggedError_);
     lastLoggedError_.clear();
-    logger->debug("reconcile done in {} ms", took.count());
+    if (ctx.gaveWay)
+      logger->debug("periodic pass gave way to a change after {} ms; it runs again after it", took.count());
+    else
+      logger->debug("reconcile done in {} ms", took.count());
   }
   return result;
 }
@@ -96,6 +102,11 @@ void ModuleRunner::loop() {
   int failuresInRow = 0;
   auto lastPass = steady_clock::time_point{};
   auto nextDue = steady_clock::now();
+  // Whether a periodic pass gave way to a change and is still to run to its end, and when
+  // it first started.
+  bool periodicOutstanding = false;
+  bool changeFirst = false;  // the last pass gave way: the waiting change runs next
+  auto periodicDueSince = steady_clock::time_point{};
   for (;;) {
     bool resync = false;
     {
@@ -104,8 +115,12 @@ void ModuleRunner::loop() {
         if (stopping_) return;
         auto now = steady_clock::now();
         auto earliest = lastPass + timing_.minInterval;
-        if (triggered_ && now >= earliest) break;
-        if (now >= nextDue && now >= earliest) {
+        bool periodicDue = now >= nextDue && now >= earliest;
+        // When both are due the periodic pass goes first (it takes the change in too), so
+        // changes faster than min_interval cannot starve it; but not right after it gave
+        // way to that change.
+        if (triggered_ && now >= earliest && (changeFirst || !periodicDue)) break;
+        if (periodicDue) {
           resync = !initial;
           break;
         }
@@ -113,11 +128,31 @@ void ModuleRunner::loop() {
         cv_.wait_until(lock, wakeAt);
       }
       triggered_ = false;
+      changeWaiting_ = false;
     }
-    auto result = pass(initial, resync);
-    initial = false;
-    lastPass = steady_clock::now();
     milliseconds interval;
+    {
+      std::lock_guard lock(mu_);
+      interval = module_.resyncInterval().count() > 0 ? module_.resyncInterval() : timing_.maxInterval;
+    }
+    // A periodic pass gives way to changes for at most twice its interval.
+    if (resync && !periodicOutstanding) periodicDueSince = steady_clock::now();
+    bool mayGiveWay = resync && steady_clock::now() - periodicDueSince < 2 * interval;
+    bool gaveWay = false;
+    bool full = initial || resync;
+    auto result = pass(initial, resync, mayGiveWay, &gaveWay);
+    initial = false;
+    if (gaveWay) {
+      // It changed nothing, so it does not count against min_interval: the waiting change
+      // runs now, and the periodic pass is still due right after it.
+      periodicOutstanding = true;
+      changeFirst = true;
+      nextDue = steady_clock::now();
+      continue;
+    }
+    changeFirst = false;
+    lastPass = steady_clock::now();
+    if (resync) periodicOutstanding = false;
     {
       std::lock_guard lock(mu_);
       interval = module_.resyncInterval().count() > 0 ? module_.resyncInterval() : timing_.maxInterval;
@@ -125,12 +160,16 @@ void ModuleRunner::loop() {
         // Back off from min_interval, doubling per failure, capped by the resync interval.
         failuresInRow = std::min(failuresInRow + 1, 16);
         auto backoff = timing_.minInterval * (1LL << std::min(failuresInRow - 1, 10));
-        interval = std::min<milliseconds>(interval, backoff);
+        nextDue = std::min(full ? lastPass + interval : nextDue, lastPass + std::min<milliseconds>(interval, backoff));
       } else {
         failuresInRow = 0;
+        // The periodic pass counts from the last full pass: triggered passes (which may
+        // look only at what changed) do not put it off.
+        if (full) nextDue = lastPass + interval;
       }
     }
-    nextDue = lastPass + interval;
+    // A periodic pass that gave way is due again as soon as min_interval allows.
+    if (periodicOutstanding) nextDue = lastPass;
   }
 }
 

@@ -18,7 +18,8 @@ namespace nodeagent::core {
 struct RunnerTiming {
   // At most one pass per min_interval, however often triggered.
   std::chrono::milliseconds minInterval{1000};
-  // A pass at least this often (periodic resync), unless the module asks for its own.
+  // A full (periodic) pass at least this often, counted from the last full pass, unless
+  // the module asks for its own interval; triggered passes do not put it off.
   std::chrono::milliseconds maxInterval{60000};
 };
 
@@ -54,7 +55,9 @@ class ModuleRunner {
 
  private:
   void loop();
-  Result<void> pass(bool initial, bool resync);
+  // `mayGiveWay`: a periodic pass that may stop early for a waiting change; returns in
+  // `gaveWay` whether it did.
+  Result<void> pass(bool initial, bool resync, bool mayGiveWay = false, bool* gaveWay = nullptr);
 
   Module& module_;
   StateStore& store_;
@@ -63,6 +66,7 @@ class ModuleRunner {
   std::condition_variable cv_;
   RunnerTiming timing_;
   bool triggered_ = false;
+  std::atomic<bool> changeWaiting_{false};  // triggered_, readable during a pass without mu_
   bool stopping_ = false;
   std::thread thread_;
   // Set by the runner thread at the start of a pass (steady-clock ns) and back to 0 when

@@ -291,9 +291,16 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
   auto start = std::chrono::steady_clock::now();
   std::vector<ServiceKey> changed;
   if (!pass.fullRead) changed.assign(pendingChanged_.begin(), pendingChanged_.end());
-  auto report = pass.fullRead ? reconciler_->sync(desired_, SyncRequest{true, pass.dryRun})
+  auto report = pass.fullRead ? reconciler_->sync(desired_, SyncRequest{true, pass.dryRun, pass.stopEarly})
                               : reconciler_->syncChanged(desired_, changed, pass.dryRun);
   if (!report) return report;
+  if (report->gaveWay) {
+    // A change came in during a periodic full read: it goes first (pendingChanged_ is
+    // kept for it), and the full read starts over after it.
+    log->debug("full read stopped after {} ms for a waiting change",
+               std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count());
+    return report;
+  }
   if (!pass.dryRun) pendingChanged_.clear();
   if (!pass.dryRun) {
     lastDuration_ = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
@@ -308,6 +315,11 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
     if (report->applied > 0)
       log->info("applied {} IPVS changes in {} us{}", report->applied, lastDuration_.count(),
                 report->fullRead ? " after a full read" : "");
+    else if (lastDuration_ >= std::chrono::seconds(1))
+      // A slow pass holds back the changes that arrive meanwhile: say so even when it
+      // changed nothing.
+      log->info("{} of {} services took {} ms, nothing to change", report->fullRead ? "full read" : "pass",
+                reconciler_->applied().size(), lastDuration_.count() / 1000);
     // Failures are not logged here: reconcile() returns them and the runner logs them once
     // (a control call returns them to the client instead).
     if (auto r = syncEdges(report->fullRead || edgesStale_, changed); !r) {
@@ -415,7 +427,11 @@ Result<void> IpvsModule::reconcile(const core::ReconcileContext& ctx) {
     ctx_.store->publish(std::move(s));
     return {};
   }
-  auto report = syncLocked(Pass{ctx.initial || ctx.resync, ctx.dryRun || ctx_.dryRun});
+  auto report = syncLocked(Pass{ctx.initial || ctx.resync, ctx.dryRun || ctx_.dryRun, ctx.changeWaiting});
+  if (report && report->gaveWay) {
+    ctx.gaveWay = true;
+    return {};
+  }
   if (!report && source_ && !source_->ready()) {
     core::ModuleState s;
     s.name = name();

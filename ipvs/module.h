@@ -99,6 +99,7 @@ class IpvsModule final : public core::Module {
   struct Pass {
     bool fullRead = false;
     bool dryRun = false;
+    std::function<bool()> stopEarly;  // a periodic full read may give way to a change
   };
   [[nodiscard]] Result<SyncReport> syncLocked(const Pass& pass);
   [[nodiscard]] Result<void> ensureOpen();

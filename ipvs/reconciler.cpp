@@ -45,13 +45,18 @@ bool Reconciler::ownedByCidr(const ServiceKey& k) const {
   return false;
 }
 
-Result<void> Reconciler::readKernel(const DesiredState& desired) {
+Result<bool> Reconciler::readKernel(const DesiredState& desired, const std::function<bool()>& stopEarly) {
   // Merged into applied_ in place: entries that match the kernel stay as they are, so a
   // periodic resync of a large table allocates (and scatters in the heap) nothing.
   std::set<ServiceKey> foreign;
   std::vector<ServiceKey> seen;
   std::vector<Destination> dests;
+  bool stopped = false;
   auto r = table_.forEach(true, [&](ServiceState&& s) -> Result<void> {
+    if (stopEarly && stopEarly()) {
+      stopped = true;
+      return failErrno(ECANCELED, "full read stopped for a waiting change");
+    }
     const ServiceKey& k = s.service.key;
     if (!owns(k)) {
       foreign.insert(k);
@@ -84,7 +89,8 @@ Result<void> Reconciler::readKernel(const DesiredState& desired) {
     }
     return {};
   });
-  if (!r) return r;
+  if (stopped) return false;
+  if (!r) return fail(r.error());
   std::sort(seen.begin(), seen.end());
   std::erase_if(applied_, [&](const auto& e) {
     if (std::binary_search(seen.begin(), seen.end(), e.first)) return false;
@@ -98,7 +104,7 @@ Result<void> Reconciler::readKernel(const DesiredState& desired) {
     auto it = applied_.find(e.first.first);
     return it == applied_.end() || !it->second->dests.contains(e.first.second);
   });
-  return {};
+  return true;
 }
 
 bool Reconciler::anyDraining(const ServiceKey& k) const {
@@ -262,7 +268,12 @@ Result<SyncReport> Reconciler::syncImpl(const DesiredState& desired, const SyncR
   SyncReport report;
   if (req.fullRead || needFullRead_) {
     changed = nullptr;
-    if (auto r = readKernel(desired); !r) return fail(r.error());
+    auto read = readKernel(desired, needFullRead_ ? nullptr : req.stopEarly);
+    if (!read) return fail(read.error());
+    if (!*read) {
+      report.gaveWay = true;
+      return report;
+    }
     needFullRead_ = false;
     report.fullRead = true;
   }

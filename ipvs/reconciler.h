@@ -61,6 +61,9 @@ inline constexpr size_t kPlannedKept = 1000;
 struct SyncRequest {
   bool fullRead = false;  // read the whole kernel table first (start, resync, `ipvs sync`)
   bool dryRun = false;    // plan only
+  // Asked between services during the full read: true stops the pass there, changing
+  // nothing (a change is waiting; the periodic pass runs again after it).
+  std::function<bool()> stopEarly;
 };
 
 struct SyncReport {
@@ -72,6 +75,7 @@ struct SyncReport {
   size_t drainsFinished = 0;
   size_t flowsFlushed = 0;
   bool fullRead = false;
+  bool gaveWay = false;  // the full read stopped early (SyncRequest::stopEarly): nothing planned
 };
 
 class Reconciler {
@@ -100,7 +104,9 @@ class Reconciler {
                                             const std::vector<ServiceKey>* changed);
   // Reads the kernel table one service at a time; entries equal to the desired ones share
   // them, so a full read does not hold a second copy of the table.
-  [[nodiscard]] Result<void> readKernel(const DesiredState& desired);
+  // False when `stopEarly` stopped it: applied_ then holds what was read so far and is
+  // otherwise as it was (nothing removed for not having been seen).
+  [[nodiscard]] Result<bool> readKernel(const DesiredState& desired, const std::function<bool()>& stopEarly);
   // Records the ops that succeeded in applied_ (one copy per touched service; a service
   // that ends equal to its desired entry shares it) and their failures in `report`.
   void record(std::span<const Op> ops, std::span<const OpResult> results, const DesiredState* desired,

@@ -17,6 +17,7 @@
 // and handed over with --baseline-ms. Then C
 // single-endpoint changes, each from the API write to the desired state (p50, p99), RSS,
 // anonymous memory and CPU seconds.
+#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -115,6 +116,12 @@ Mem memory(const std::string& pid = "self") {
   }
   return m;
 }
+// What malloc holds: in use by the program, and free but kept (not returned to the kernel).
+void heapReport(const char* when) {
+  struct mallinfo2 mi = ::mallinfo2();
+  std::printf("BENCH heap %s: in use %.1f MB (mmapped %.1f MB), free kept by malloc %.1f MB\n", when,
+              (mi.uordblks + mi.hblkhd) / 1048576.0, mi.hblkhd / 1048576.0, mi.fordblks / 1048576.0);
+}
 double cpuSeconds() {
   rusage u{};
   ::getrusage(RUSAGE_SELF, &u);
@@ -186,6 +193,7 @@ int measure(const std::string& kubeconfig, const std::string& admin, int service
               services, all ? "all translated" : "TIMEOUT", full, baseline, full / baseline);
   std::printf("BENCH memory after initial: RSS %.1f MB, anonymous %.1f MB, HWM %.1f MB\n", mem.rssMb, mem.anonMb,
               mem.hwmMb);
+  heapReport("after initial");
   auto writer = client(admin);
   std::vector<double> lat;
   for (int i = 0; i < changes; ++i) {

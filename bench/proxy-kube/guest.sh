@@ -18,5 +18,7 @@ proxy_kube_bench kernel --kubeconfig "$kubeconfig" --services "$N" --endpoints "
   --agent-pid "$agent_pid" --since "$since" --baseline-ms "$base"
 rc=$?
 kill "$agent_pid"; wait "$agent_pid"
+# The agent's passes, for where a slow change waited (a full read of the table).
+grep -E 'IPVS changes|nothing to change' /tmp/na/agent.log | sed 's/^/BENCH agent log: /' | tail -n 60
 [ "$rc" -eq 0 ] || show_log
 exit "$rc"

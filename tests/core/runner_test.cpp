@@ -3,8 +3,10 @@
 #include <spdlog/sinks/ostream_sink.h>
 
 #include <atomic>
+#include <mutex>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "common/log.h"
 
@@ -24,10 +26,11 @@ class CountingModule final : public Module {
     passes++;
     if (ctx.dryRun) dryRuns++;
     if (ctx.initial) initials++;
+    if (ctx.resync) resyncs++;
     if (failing) return failInvalid("broken on purpose");
     return {};
   }
-  std::atomic<int> passes{0}, dryRuns{0}, initials{0};
+  std::atomic<int> passes{0}, dryRuns{0}, initials{0}, resyncs{0};
   std::atomic<bool> failing{false};
 };
 
@@ -139,6 +142,27 @@ TEST(ModuleRunner, ResyncsAtMaxIntervalWithoutTriggers) {
   EXPECT_EQ(m.initials, 1);
 }
 
+// Changes coming faster than min_interval (a busy cluster) must not starve the periodic
+// pass: when both are due, the periodic one runs (and takes the change in).
+TEST(ModuleRunner, ChangesFasterThanMinIntervalDoNotStarveThePeriodicPass) {
+  StateStore store;
+  CountingModule m;
+  ModuleRunner r(m, store, {5ms, 50ms}, false);
+  r.start();
+  std::atomic<bool> stop{false};
+  std::thread changes([&] {
+    while (!stop) {
+      r.trigger();
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  bool resynced = eventually([&] { return m.resyncs >= 2; });
+  stop = true;
+  changes.join();
+  r.stop();
+  EXPECT_TRUE(resynced);
+}
+
 TEST(ModuleRunner, FailuresAreRecordedAndRetried) {
   StateStore store;
   CountingModule m;
@@ -160,6 +184,97 @@ TEST(ModuleRunner, FailuresAreRecordedAndRetried) {
 
 // The runner logs a failure once (the module returns it and logs nothing), however many
 // passes fail the same way, and says once when the module succeeds again.
+// A periodic pass that gives way whenever it may, spinning until a change waits (a long
+// full read of a kernel table, cut short). Records the kind of every pass in order.
+class YieldingModule final : public Module {
+ public:
+  std::string name() const override { return "yielding"; }
+  Result<void> reconcile(const ReconcileContext& ctx) override {
+    std::unique_lock l(mu);
+    if (!ctx.resync) {
+      log.push_back(ctx.initial ? "initial" : "change");
+      return {};
+    }
+    if (!ctx.changeWaiting) {
+      log.push_back("periodic, may not give way");
+      return {};
+    }
+    inPeriodic = true;
+    l.unlock();
+    auto end = std::chrono::steady_clock::now() + spin;
+    while (!ctx.changeWaiting() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(1ms);
+    l.lock();
+    inPeriodic = false;
+    if (ctx.changeWaiting() && yield) {
+      ctx.gaveWay = true;
+      log.push_back("periodic, gave way");
+    } else {
+      log.push_back("periodic, done");
+    }
+    return {};
+  }
+  std::vector<std::string> entries() {
+    std::lock_guard l(mu);
+    return log;
+  }
+  std::mutex mu;
+  std::vector<std::string> log;
+  std::atomic<bool> inPeriodic{false}, yield{true};
+  std::chrono::milliseconds spin{1000};
+};
+
+// A change arriving during a long periodic pass does not wait for it: the periodic pass
+// stops, the change runs, and the periodic pass runs again right after (not an interval
+// later).
+TEST(ModuleRunner, APeriodicPassGivesWayToAChangeAndRunsAgainAfterIt) {
+  StateStore store;
+  YieldingModule m;
+  ModuleRunner r(m, store, {10ms, 300ms}, false);
+  r.start();
+  ASSERT_TRUE(eventually([&] { return m.inPeriodic.load(); }));
+  m.yield = true;
+  r.trigger();
+  ASSERT_TRUE(eventually([&] { return m.entries().size() >= 4; }));
+  m.yield = false;
+  r.stop();
+  auto e = m.entries();
+  ASSERT_GE(e.size(), 4u);
+  EXPECT_EQ(e[0], "initial");
+  EXPECT_EQ(e[1], "periodic, gave way");
+  EXPECT_EQ(e[2], "change");
+  // Right after the change: still the periodic pass that was due (it waits for a change
+  // again, which never comes, so it runs to its end).
+  EXPECT_EQ(e[3].rfind("periodic", 0), 0u) << e[3];
+}
+
+// Changes that keep coming cannot put the periodic pass off forever: after giving way for
+// twice its interval it is no longer offered the choice, and runs to its end.
+TEST(ModuleRunner, APeriodicPassStopsGivingWayAfterTwiceItsInterval) {
+  StateStore store;
+  YieldingModule m;
+  ModuleRunner r(m, store, {1ms, 100ms}, false);
+  r.start();
+  std::atomic<bool> stop{false};
+  std::thread changes([&] {
+    while (!stop) {
+      r.trigger();
+      std::this_thread::sleep_for(2ms);
+    }
+  });
+  bool ranAnyway = eventually([&] {
+    for (const auto& x : m.entries())
+      if (x == "periodic, may not give way") return true;
+    return false;
+  }, 10s);
+  stop = true;
+  changes.join();
+  r.stop();
+  EXPECT_TRUE(ranAnyway);
+  int gaveWay = 0;
+  for (const auto& x : m.entries()) gaveWay += x == "periodic, gave way";
+  EXPECT_GE(gaveWay, 1);
+}
+
 TEST(ModuleRunner, ARepeatedFailureIsLoggedOnce) {
   std::ostringstream captured;
   auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);

@@ -210,6 +210,22 @@ TEST_F(IpvsModuleTest, ProgramsServicesVipsAndNftables) {
   EXPECT_EQ(state().details.get("owned_services").asInt(), 2);
 }
 
+// A periodic pass asked to give way (a change waits) stops its full read, changes nothing
+// and says so to the runner; the next periodic pass repairs the drift.
+TEST_F(IpvsModuleTest, APeriodicPassGivesWayWhenAChangeWaits) {
+  writeServices(kTwoServices);
+  start();
+  pass();
+  node_.ipvs.table.erase(tcp("10.96.0.2", 443));  // hand-deleted
+  core::ReconcileContext ctx{false, false, true};
+  ctx.changeWaiting = [] { return true; };
+  ASSERT_TRUE(module_->reconcile(ctx));
+  EXPECT_TRUE(ctx.gaveWay);
+  EXPECT_EQ(kernel(tcp("10.96.0.2", 443)), nullptr);
+  pass(true);
+  EXPECT_NE(kernel(tcp("10.96.0.2", 443)), nullptr);
+}
+
 TEST_F(IpvsModuleTest, ReloadAppliesTheNewSectionOnTheNextPass) {
   writeServices(kTwoServices);
   start();

@@ -301,6 +301,36 @@ TEST_F(ReconcilerTest, RestoresHandDeletedServiceAtResync) {
   EXPECT_EQ(kernel_.table.size(), 1u);
 }
 
+// A periodic full read gives way to a waiting change between services: it plans and
+// changes nothing, removes nothing it did not get to see, and the change's own pass then
+// goes through; the next full read repairs what the stopped one did not reach.
+TEST_F(ReconcilerTest, AFullReadStoppedForAChangeChangesNothing) {
+  DesiredState want;
+  for (int i = 0; i < 20; ++i) put(want, svc("10.96.3." + std::to_string(i + 1), 80, 2));
+  sync(want, true);
+  // A hand-made drift the stopped read must not act on yet: the last five deleted.
+  for (int i = 0; i < 5; ++i) kernel_.table.erase(std::prev(kernel_.table.end()));
+  size_t before = kernel_.log.size();
+  int asked = 0;
+  auto stopped = rec_->sync(want, SyncRequest{true, false, [&] { return ++asked > 5; }});
+  ASSERT_TRUE(stopped);
+  EXPECT_TRUE(stopped->gaveWay);
+  EXPECT_EQ(stopped->plannedTotal, 0u);
+  EXPECT_EQ(kernel_.log.size(), before);
+  EXPECT_EQ(rec_->applied().size(), 20u);  // nothing forgotten for not having been read
+  // The change's own pass (incremental) goes through.
+  editFirst(want).dests.begin()->weight = 5;
+  auto c = rec_->syncChanged(want, {want.begin()->first}, false);
+  ASSERT_TRUE(c);
+  EXPECT_FALSE(c->gaveWay);
+  // The full read after it runs to its end and restores the table.
+  auto full = rec_->sync(want, SyncRequest{true, false, [] { return false; }});
+  ASSERT_TRUE(full);
+  EXPECT_FALSE(full->gaveWay);
+  EXPECT_EQ(full->applied, 5u * 3);
+  EXPECT_EQ(kernel_.table.size(), 20u);
+}
+
 TEST_F(ReconcilerTest, DrainDeletesWhenIdleOrAfterTimeout) {
   DesiredState want;
   put(want, svc("10.96.0.1", 80, 3));
