@@ -94,6 +94,7 @@ Result<void> ModuleRunner::pass(bool initial, bool resync, bool mayGiveWay, bool
     else
       logger->debug("reconcile done in {} ms", took.count());
   }
+  if (afterPass_) afterPass_();
   return result;
 }
 

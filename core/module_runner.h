@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,6 +35,9 @@ class ModuleRunner {
   // Asks for a pass as soon as min_interval allows.
   void trigger();
   void setTiming(RunnerTiming timing);
+  // Called on the runner's thread after every pass (set before start()): the daemon
+  // returns freed heap pages to the kernel there.
+  void setAfterPass(std::function<void()> f) { afterPass_ = std::move(f); }
   // Stops after the pass in progress, if any, and joins the thread.
   void stop();
   // Runs exactly one pass on the calling thread (--once); returns its result.
@@ -75,6 +79,7 @@ class ModuleRunner {
   std::atomic<int64_t> passLimitMs_{0};
   // The failure last logged ("" after a pass that succeeded): each is logged once.
   std::string lastLoggedError_;
+  std::function<void()> afterPass_;
 };
 
 }  // namespace nodeagent::core

@@ -114,8 +114,11 @@ class Daemon {
     if (extra_)
       for (auto& m : extra_([this](const std::string& name) { return makeContext(name); })) modules_.push_back(std::move(m));
     core::RunnerTiming timing{config_.agent.minInterval, config_.agent.maxInterval};
-    for (auto& m : modules_)
-      runners_[m.module->name()] = std::make_unique<core::ModuleRunner>(*m.module, store_, timing, opts_.dryRun);
+    for (auto& m : modules_) {
+      auto& r = runners_[m.module->name()];
+      r = std::make_unique<core::ModuleRunner>(*m.module, store_, timing, opts_.dryRun);
+      r->setAfterPass(returnFreeHeap);
+    }
 
     if (opts_.once) return runOnce();
 

@@ -15,4 +15,6 @@ std::string applyHeapPolicy() {
   return ok ? "heap: 2 malloc arenas, fixed 128 KiB mmap threshold" : "heap: mallopt refused the heap policy";
 }
 
+void returnFreeHeap() { ::malloc_trim(0); }
+
 }  // namespace nodeagent::daemon

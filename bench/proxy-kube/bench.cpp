@@ -37,6 +37,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "daemon/heap_policy.h"
 #include "kube/client.h"
 #include "kube/cluster.h"
 #include "kube/list_watch.h"
@@ -146,6 +147,7 @@ double listOnly(kube::Client& c, int pageSize) {
 
 int measure(const std::string& kubeconfig, const std::string& admin, int services, int changes, int pageSize,
             double baseline) {
+  std::printf("BENCH %s\n", daemon::applyHeapPolicy().c_str());  // the agent's heap, as nodeagentd sets it
   auto c = client(kubeconfig);
   ipvs::KubeSourceOptions o;
   o.nodeName = "bench-node";
@@ -176,6 +178,7 @@ int measure(const std::string& kubeconfig, const std::string& admin, int service
       auto d = src.load(&state);
       if (!d) continue;
       state = std::move(*d);
+      daemon::returnFreeHeap();  // as the agent's runner does after every pass
       if (done()) return true;
     }
     return false;

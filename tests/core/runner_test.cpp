@@ -163,6 +163,26 @@ TEST(ModuleRunner, ChangesFasterThanMinIntervalDoNotStarveThePeriodicPass) {
   EXPECT_TRUE(resynced);
 }
 
+// The daemon returns freed heap pages after every pass: the hook runs once per pass, on
+// the runner's thread, after the pass (failed ones too).
+TEST(ModuleRunner, TheAfterPassHookRunsOncePerPass) {
+  StateStore store;
+  CountingModule m;
+  m.failing = true;
+  std::atomic<int> hooks{0};
+  std::atomic<bool> afterItsPass{true};
+  ModuleRunner r(m, store, {5ms, 20ms}, false);
+  r.setAfterPass([&] {
+    if (hooks + 1 != m.passes) afterItsPass = false;
+    ++hooks;
+  });
+  r.start();
+  ASSERT_TRUE(eventually([&] { return hooks >= 3; }));
+  r.stop();
+  EXPECT_EQ(hooks.load(), m.passes.load());
+  EXPECT_TRUE(afterItsPass);
+}
+
 TEST(ModuleRunner, FailuresAreRecordedAndRetried) {
   StateStore store;
   CountingModule m;
