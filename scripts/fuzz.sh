@@ -9,9 +9,11 @@
 #
 # --seed N makes the run repeatable, as the full test run (scripts/test.sh) uses it: every
 # target starts from the committed seeds only (a corpus directory of its own, emptied
-# first) with libFuzzer's random generator seeded with N, so what it explores in its time
-# depends on the code, not on chance or on earlier runs. Without it the run explores: a
-# new seed each time, and the corpus grown by earlier runs.
+# first) with libFuzzer's random generator seeded with N, and runs the number of inputs
+# tests/fuzz/runs.txt gives it instead of a time (--seconds, times 20, is then only a
+# safety net), so every machine runs the same inputs: what the stage finds depends on the
+# code, not on chance, machine speed or earlier runs. Without it the run explores: a new
+# seed each time, for a time, from the corpus grown by earlier runs.
 #
 # The committed seeds (tests/fuzz/corpus/<target>/) are read, never written: what the
 # fuzzer finds goes to build-asan/fuzz-corpus/<target>/, a crashing input to
@@ -57,18 +59,32 @@ if [ -n "$seed" ]; then
   seed_args=(-seed="$seed")
 fi
 
+runs_for() {  # the executions tests/fuzz/runs.txt gives target $1
+  local n
+  n=$(awk -v t="$1" '$1 == t { print $2 }' "$root/tests/fuzz/runs.txt")
+  [ -n "$n" ] || { echo "fuzz.sh: no run count for $1 in tests/fuzz/runs.txt" >&2; return 1; }
+  echo "$n"
+}
+
 run_one() {
   local t="$1" work="$corpus_root/$1" art="$build/fuzz-artifacts/$1/"
   rm -rf "$art"
-  [ -z "$seed" ] || rm -rf "$work"
+  local limit=(-max_total_time="$seconds")
+  if [ -n "$seed" ]; then
+    rm -rf "$work"
+    limit=(-runs="$(runs_for "$t")" -max_total_time="$((seconds * 20))")
+  fi
   mkdir -p "$work" "$art"
   local rc=0
-  "$build/tests/fuzz/fuzz_$t" "${seed_args[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  "$build/tests/fuzz/fuzz_$t" "${seed_args[@]}" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$art" "$work" "$root/tests/fuzz/corpus/$t" \
     >"$logs/$t.log" 2>&1 || rc=$?
   echo "$rc" > "$logs/$t.rc"
 }
 
+if [ -n "$seed" ]; then
+  for t in "${targets[@]}"; do runs_for "$t" >/dev/null || exit 2; done
+fi
 start=$(date +%s)
 running=0
 for t in "${targets[@]}"; do

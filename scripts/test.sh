@@ -96,7 +96,7 @@ if [ "$full" -eq 1 ]; then
   }
   run_stage sanitizer-builds wait_sanitize_builds
   run_stage "asan+ubsan" "$root/scripts/sanitize.sh" address
-  run_stage fuzz "$root/scripts/fuzz.sh" --seconds 30 --seed 1
+  run_stage fuzz "$root/scripts/fuzz.sh" --seed 1
   run_stage tsan "$root/scripts/sanitize.sh" thread
 fi
 "$root/scripts/host_snapshot.sh" > "$snap/after"
