@@ -115,5 +115,7 @@ for t in "${targets[@]}"; do
     grep -E 'ERROR|SUMMARY|violated|Test unit written|==[0-9]+==' "$log" | head -20 >&2 || true
   fi
 done
-echo "fuzz.sh: ${#targets[@]} targets, ${seconds}s each, $(( $(date +%s) - start ))s wall"
+each="${seconds}s each"
+[ -z "$seed" ] || each="seed $seed, the runs of tests/fuzz/runs.txt"
+echo "fuzz.sh: ${#targets[@]} targets, $each, $(( $(date +%s) - start ))s wall"
 exit "$failed"
