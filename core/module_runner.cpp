@@ -43,6 +43,11 @@ void ModuleRunner::stop() {
 
 Result<void> ModuleRunner::runOnce(bool initial) { return pass(initial, false); }
 
+milliseconds ModuleRunner::resyncIntervalLocked() const {
+  auto own = module_.resyncInterval();
+  return own.count() > 0 ? own : timing_.maxInterval;
+}
+
 milliseconds ModuleRunner::slackFor(milliseconds interval) {
   return std::max<milliseconds>(interval / 2, std::chrono::seconds(10));
 }
@@ -62,9 +67,8 @@ Result<void> ModuleRunner::pass(bool initial, bool resync, bool mayGiveWay, bool
   milliseconds interval;
   {
     std::lock_guard lock(mu_);
-    interval = timing_.maxInterval;
+    interval = resyncIntervalLocked();
   }
-  if (auto own = module_.resyncInterval(); own.count() > 0) interval = own;
   passLimitMs_ = (interval + slackFor(interval)).count();
   passStarted_ = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::nanoseconds>(start.time_since_epoch()).count());
   ReconcileContext ctx{.dryRun = dryRun_, .initial = initial, .resync = resync};
@@ -134,11 +138,12 @@ void ModuleRunner::loop() {
     milliseconds interval;
     {
       std::lock_guard lock(mu_);
-      interval = module_.resyncInterval().count() > 0 ? module_.resyncInterval() : timing_.maxInterval;
+      interval = resyncIntervalLocked();
     }
     // A periodic pass gives way to changes for at most twice its interval.
-    if (resync && !periodicOutstanding) periodicDueSince = steady_clock::now();
-    bool mayGiveWay = resync && steady_clock::now() - periodicDueSince < 2 * interval;
+    auto started = steady_clock::now();
+    if (resync && !periodicOutstanding) periodicDueSince = started;
+    bool mayGiveWay = resync && started - periodicDueSince < 2 * interval;
     bool gaveWay = false;
     bool full = initial || resync;
     auto result = pass(initial, resync, mayGiveWay, &gaveWay);
@@ -156,7 +161,7 @@ void ModuleRunner::loop() {
     if (resync) periodicOutstanding = false;
     {
       std::lock_guard lock(mu_);
-      interval = module_.resyncInterval().count() > 0 ? module_.resyncInterval() : timing_.maxInterval;
+      interval = resyncIntervalLocked();  // setTiming may have changed it during the pass
       if (!result) {
         // Back off from min_interval, doubling per failure, capped by the resync interval.
         failuresInRow = std::min(failuresInRow + 1, 16);

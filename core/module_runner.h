@@ -62,6 +62,8 @@ class ModuleRunner {
   // `mayGiveWay`: a periodic pass that may stop early for a waiting change; returns in
   // `gaveWay` whether it did.
   Result<void> pass(bool initial, bool resync, bool mayGiveWay = false, bool* gaveWay = nullptr);
+  // The periodic pass's interval: the module's own, else max_interval. Holds mu_.
+  std::chrono::milliseconds resyncIntervalLocked() const;
 
   Module& module_;
   StateStore& store_;

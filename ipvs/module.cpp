@@ -294,13 +294,9 @@ Result<SyncReport> IpvsModule::syncLocked(const Pass& pass) {
   auto report = pass.fullRead ? reconciler_->sync(desired_, SyncRequest{true, pass.dryRun, pass.stopEarly})
                               : reconciler_->syncChanged(desired_, changed, pass.dryRun);
   if (!report) return report;
-  if (report->gaveWay) {
-    // A change came in during a periodic full read: it goes first (pendingChanged_ is
-    // kept for it), and the full read starts over after it.
-    log->debug("full read stopped after {} ms for a waiting change",
-               std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count());
-    return report;
-  }
+  // A change came in during a periodic full read: it goes first (pendingChanged_ is kept
+  // for it), and the full read starts over after it (the runner logs that it gave way).
+  if (report->gaveWay) return report;
   if (!pass.dryRun) pendingChanged_.clear();
   if (!pass.dryRun) {
     lastDuration_ = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);

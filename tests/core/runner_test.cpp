@@ -142,6 +142,28 @@ TEST(ModuleRunner, ResyncsAtMaxIntervalWithoutTriggers) {
   EXPECT_EQ(m.initials, 1);
 }
 
+// Triggers `runner` every `period` from a thread of its own until stop() or destruction:
+// changes arriving without end (a busy cluster).
+class ChangeStream {
+ public:
+  ChangeStream(ModuleRunner& runner, std::chrono::milliseconds period)
+      : thread_([this, &runner, period] {
+          while (!stop_) {
+            runner.trigger();
+            std::this_thread::sleep_for(period);
+          }
+        }) {}
+  ~ChangeStream() { stop(); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 // Changes coming faster than min_interval (a busy cluster) must not starve the periodic
 // pass: when both are due, the periodic one runs (and takes the change in).
 TEST(ModuleRunner, ChangesFasterThanMinIntervalDoNotStarveThePeriodicPass) {
@@ -149,16 +171,9 @@ TEST(ModuleRunner, ChangesFasterThanMinIntervalDoNotStarveThePeriodicPass) {
   CountingModule m;
   ModuleRunner r(m, store, {5ms, 50ms}, false);
   r.start();
-  std::atomic<bool> stop{false};
-  std::thread changes([&] {
-    while (!stop) {
-      r.trigger();
-      std::this_thread::sleep_for(1ms);
-    }
-  });
+  ChangeStream changes(r, 1ms);
   bool resynced = eventually([&] { return m.resyncs >= 2; });
-  stop = true;
-  changes.join();
+  changes.stop();
   r.stop();
   EXPECT_TRUE(resynced);
 }
@@ -274,20 +289,13 @@ TEST(ModuleRunner, APeriodicPassStopsGivingWayAfterTwiceItsInterval) {
   YieldingModule m;
   ModuleRunner r(m, store, {1ms, 100ms}, false);
   r.start();
-  std::atomic<bool> stop{false};
-  std::thread changes([&] {
-    while (!stop) {
-      r.trigger();
-      std::this_thread::sleep_for(2ms);
-    }
-  });
+  ChangeStream changes(r, 2ms);
   bool ranAnyway = eventually([&] {
     for (const auto& x : m.entries())
       if (x == "periodic, may not give way") return true;
     return false;
   }, 10s);
-  stop = true;
-  changes.join();
+  changes.stop();
   r.stop();
   EXPECT_TRUE(ranAnyway);
   int gaveWay = 0;
